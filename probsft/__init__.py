@@ -1,0 +1,31 @@
+"""probsft: probability-based objectives f(p) for supervised fine-tuning.
+
+    >>> import probsft
+    >>> obj = probsft.objective("-p^10")          # any spec of the grammar, see probsft.theory.spec
+    >>> obj.W([0.5])                              # logit-gradient weight W_f(p) = s_f(p)(1-p)
+    >>> loss = obj.loss(logits, labels)           # torch, mean over valid tokens
+
+The source folders theory/, sim/, validate/ and figures/ install as probsft.theory, probsft.sim,
+probsft.validate and probsft.figures (see pyproject.toml); install the project (`pip install -e .`)
+before importing it.
+"""
+
+from probsft.errors import ConfigError, NonFiniteLogitsError, SpecError, UserError
+
+__version__ = "0.1.0"
+__all__ = ["objective", "fused_linear_loss", "UserError", "SpecError", "ConfigError",
+           "NonFiniteLogitsError", "__version__"]
+
+
+def objective(spec):
+    """Return the :class:`probsft.theory.objective.Objective` for a spec string (or pass one through)."""
+    from probsft.theory.spec import parse
+
+    return parse(spec)
+
+
+def fused_linear_loss(*args, **kwargs):
+    """Chunked "linear + f(p)" loss that never holds the full N x V logits; see probsft.theory.fused."""
+    from probsft.theory.fused import fused_linear_loss as _fused
+
+    return _fused(*args, **kwargs)

@@ -1,0 +1,3 @@
+from probsft.cli import main
+
+raise SystemExit(main())

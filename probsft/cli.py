@@ -1,0 +1,47 @@
+"""The `probsft` command line: a thin dispatcher over probsft/commands/*.
+
+Each command module defines ``add_parser(subparsers)`` which registers its subcommand and sets
+``func`` (a callable taking the parsed args and returning an exit code). A user mistake raises
+probsft.errors.UserError and is reported as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from probsft.errors import UserError
+
+# One line per subcommand module; the order is the order of `probsft --help`.
+COMMANDS = [
+    "probsft.commands.reproduce",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="probsft",
+        description="Probability-based SFT objectives f(p): theory, simulation, validation.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"probsft {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"probsft {args.command}: interrupted (partial results are kept; rerun to resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

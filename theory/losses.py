@@ -1,0 +1,148 @@
+"""Token losses of any registry objective, in torch (closed-form backward) and numpy.
+
+Shapes: logits [..., V] aligned with labels [...] (the causal shift happens outside, in
+:func:`shift_for_causal_lm`). log p = z_y - logsumexp(z) is computed in float32 even for bf16 logits,
+as in the authors' code.
+
+Gradient (Lemma 3.1): d f(p_y)/dz = f'(p) p (e_y - q) = s_f(p) (q - e_y), with q = softmax(z).
+The backward pass uses this closed form, recomputing q from the saved logits and logsumexp, so no
+float32 copy of the N x V log-softmax is kept between forward and backward.
+
+Masking and reductions, following the authors' trainer (paper notes §1.3):
+  counted token  = label != ignore_index  and  p in I (threshold on the current p, no gradient)
+  "none" -> per-token values (0 where not counted), shape of labels
+  "sum"  -> sum over counted tokens
+  "mean" -> sum / max(#counted, 1)   (authors: sum / (#counted + 1e-8); identical up to 1e-8,
+                                      and both give loss 0 and zero gradient on an all-masked batch)
+  num_items_in_batch=N -> sum / N    (normalise by a global token count across micro-batches/ranks)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.special import logsumexp
+
+from probsft.errors import NonFiniteLogitsError, UserError
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def shift_for_causal_lm(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100):
+    """Align causal-LM logits [B, T, V] with next-token labels [B, T]: returns ([B, T-1, V], [B, T-1])."""
+    return logits[..., :-1, :], labels[..., 1:]
+
+
+def _check_args(logits_shape, labels_shape, reduction):
+    if reduction not in REDUCTIONS:
+        raise UserError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if tuple(logits_shape[:-1]) != tuple(labels_shape):
+        raise UserError(f"logits {tuple(logits_shape)} must be [..., V] aligned with labels "
+                        f"{tuple(labels_shape)}; shift causal-LM outputs with shift_for_causal_lm")
+
+
+def _reduce(per_token, counted, reduction, num_items_in_batch):
+    if reduction == "none":
+        return per_token
+    total = per_token.sum()
+    if reduction == "sum" and num_items_in_batch is None:
+        return total
+    if num_items_in_batch is not None:
+        return total / num_items_in_batch
+    return total / max(int(counted.sum()), 1)
+
+
+class _ObjectiveTokenLoss(torch.autograd.Function):
+    """Per-token f(p_y)·mask with the closed-form backward s_f(p)·mask·(q - e_y)."""
+
+    @staticmethod
+    def forward(ctx, logits, labels, valid, obj):
+        z = _compute_dtype(logits)                                 # [N, V], >= float32
+        lse = torch.logsumexp(z, dim=-1)                           # [N]
+        logp = z.gather(-1, labels[:, None]).squeeze(-1) - lse     # [N]
+        if not bool(torch.isfinite(lse[valid]).all()):
+            raise NonFiniteLogitsError("logits contain NaN or +inf at a counted position; "
+                                       "the loss would be NaN (check the model or the learning rate)")
+        logp = torch.where(valid, logp, torch.zeros_like(logp))    # keep masked rows finite
+        counted = valid & _indicator(obj, logp)
+        values = torch.where(counted, obj.f_of_logp(logp), torch.zeros_like(logp))
+        weight = torch.where(counted, obj.s_of_logp(logp), torch.zeros_like(logp))
+        ctx.save_for_backward(logits, labels, lse, weight)
+        ctx.mark_non_differentiable(counted)
+        return values, counted
+
+    @staticmethod
+    def backward(ctx, grad_values, _grad_counted):
+        logits, labels, lse, weight = ctx.saved_tensors
+        coef = grad_values.float() * weight                        # [N]
+        grad = torch.exp(_compute_dtype(logits) - lse[:, None]) * coef[:, None]   # s·q,  [N, V]
+        grad.scatter_add_(-1, labels[:, None], -coef[:, None])     # - s·e_y
+        return grad.to(logits.dtype), None, None, None
+
+
+def _compute_dtype(logits):
+    """bf16/fp16 logits are upcast to float32 (authors' code); float32/float64 stay as they are."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+def _indicator(obj, logp):
+    if obj.interval is None:
+        return torch.ones_like(logp, dtype=torch.bool)
+    return obj.interval.indicator(torch.exp(logp))
+
+
+def token_values(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100):
+    """Per-token f(p)·1{counted} [...] and the counted mask [...], differentiable in logits."""
+    _check_args(logits.shape, labels.shape, "none")
+    V = logits.shape[-1]
+    flat_logits = logits.reshape(-1, V)                            # [N, V]
+    flat_labels = labels.reshape(-1)                               # [N]
+    valid = flat_labels != ignore_index
+    if bool(((flat_labels[valid] < 0) | (flat_labels[valid] >= V)).any()):
+        raise UserError(f"labels must be in [0, {V}) or ignore_index={ignore_index}")
+    safe = torch.where(valid, flat_labels, torch.zeros_like(flat_labels))
+    values, counted = _ObjectiveTokenLoss.apply(flat_logits, safe, valid, obj)
+    return values.reshape(labels.shape), counted.reshape(labels.shape)
+
+
+def objective_loss(obj, logits, labels, ignore_index=-100, reduction="mean", num_items_in_batch=None):
+    """Loss of objective ``obj`` on torch logits [..., V] and labels [...] (see module docstring)."""
+    _check_args(logits.shape, labels.shape, reduction)
+    values, counted = token_values(obj, logits, labels, ignore_index)
+    return _reduce(values, counted, reduction, num_items_in_batch)
+
+
+def objective_loss_numpy(obj, logits, labels, ignore_index=-100, reduction="mean",
+                         num_items_in_batch=None):
+    """float64 numpy reference of :func:`objective_loss` (value only)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels)
+    _check_args(logits.shape, labels.shape, reduction)
+    if not np.all(np.isfinite(logits[labels != ignore_index])):
+        raise NonFiniteLogitsError("logits contain NaN or inf at a counted position")
+    valid = labels != ignore_index
+    safe = np.where(valid, labels, 0)
+    logp = np.take_along_axis(logits, safe[..., None], -1)[..., 0] - logsumexp(logits, axis=-1)
+    logp = np.where(valid, logp, 0.0)
+    counted = valid if obj.interval is None else valid & obj.interval.indicator(np.exp(logp))
+    values = np.where(counted, obj.f_of_logp(logp), 0.0)
+    if reduction == "none":
+        return values
+    total = values.sum()
+    if num_items_in_batch is not None:
+        return total / num_items_in_batch
+    return total if reduction == "sum" else total / max(int(counted.sum()), 1)
+
+
+def counted_tokens(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> int:
+    """How many tokens the objective counts (not ignored, and inside the threshold) — no gradient."""
+    with torch.no_grad():
+        V = logits.shape[-1]
+        flat_labels = labels.reshape(-1)
+        valid = flat_labels != ignore_index
+        if obj.interval is None:
+            return int(valid.sum())
+        z = _compute_dtype(logits.reshape(-1, V))
+        safe = torch.where(valid, flat_labels, torch.zeros_like(flat_labels))
+        logp = z.gather(-1, safe[:, None]).squeeze(-1) - torch.logsumexp(z, -1)
+        return int((valid & _indicator(obj, logp)).sum())

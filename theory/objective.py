@@ -1,0 +1,233 @@
+"""The objective: one definition of f(p), from which s_f, W_f and every loss are derived.
+
+Paper (Li et al. 2025, arXiv 2510.00526), Eq. 2: L_f(theta) = E sum_t f(p_theta(y_t | y_<t, x)).
+Lemma 3.1: the gradient of f(p_y) on the logits z is  -s_f(p) (e_y - q),  with
+    s_f(p) = -f'(p) p  >= 0      (the paper writes the descent direction  s_f (e_y - q))
+and the weight on the correct logit is  W_f(p) = s_f(p) (1 - p).
+Eq. 4: a hard-thresholded objective is f(p) 1{p in I}; the indicator is evaluated on the current
+p and carries no gradient (as in the authors' code), so s and W are multiplied by it too.
+
+An :class:`Objective` is an immutable value: the sympy expression of f (exact constants), an optional
+stop-gradient weight (DFT: value -sg(p) log p, weight s = p), and an optional :class:`Interval`.
+Numeric methods ``f``, ``s``, ``W`` take numpy arrays of p; ``loss`` (torch) and ``loss_numpy`` take
+logits and labels (see probsft.theory.losses).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import functools
+
+import numpy as np
+import sympy
+
+from probsft.errors import SpecError
+from probsft.theory.expr import compile_in_logp, p
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantile:
+    """A threshold given as a percentile of base-model target probabilities (the paper's Q_pct)."""
+
+    pct: sympy.Rational
+
+    def __str__(self) -> str:
+        return f"Q{fmt_number(self.pct)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """I subset of [0, 1] for the thresholded objective f(p) 1{p in I} (paper Eq. 4)."""
+
+    lo: object = sympy.Integer(0)          # sympy.Rational or Quantile
+    hi: object = sympy.Integer(1)
+    lo_closed: bool = True
+    hi_closed: bool = True
+
+    def __post_init__(self):
+        for b in (self.lo, self.hi):
+            if isinstance(b, Quantile):
+                if not 0 <= b.pct <= 100:
+                    raise SpecError(f"quantile {b} must lie in Q0..Q100")
+            elif not 0 <= b <= 1:
+                raise SpecError(f"threshold {fmt_number(b)} must lie in [0, 1]")
+        if not self.has_quantile and self.lo > self.hi:
+            raise SpecError(f"empty interval: {fmt_number(self.lo)} > {fmt_number(self.hi)}")
+
+    @property
+    def has_quantile(self) -> bool:
+        return isinstance(self.lo, Quantile) or isinstance(self.hi, Quantile)
+
+    def resolve(self, base_probs) -> "Interval":
+        """Replace quantile bounds by percentiles of the supplied base-model target probabilities."""
+        probs = np.asarray(base_probs, dtype=float).ravel()
+        if probs.size == 0 or not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1:
+            raise SpecError("quantile thresholds need a non-empty array of probabilities in [0, 1]")
+
+        def value(b):
+            if isinstance(b, Quantile):
+                return sympy.Rational(repr(float(np.percentile(probs, float(b.pct)))))
+            return b
+
+        return Interval(value(self.lo), value(self.hi), self.lo_closed, self.hi_closed)
+
+    def indicator(self, x):
+        """1{x in I} as a boolean array/tensor (x is p, or log p when ``in_logp``)."""
+        if self.has_quantile:
+            raise SpecError(f"objective has unresolved quantile threshold(s) {self}: call "
+                            ".with_quantiles(base_probs) (CLI: --quantiles-from a probe JSON) first")
+        lo, hi = float(self.lo), float(self.hi)
+        above = (x >= lo) if self.lo_closed else (x > lo)
+        below = (x <= hi) if self.hi_closed else (x < hi)
+        return above & below
+
+    def sympy_condition(self):
+        lo, hi = self.lo, self.hi
+        c_lo = (p >= lo) if self.lo_closed else (p > lo)
+        c_hi = (p <= hi) if self.hi_closed else (p < hi)
+        return sympy.And(c_lo, c_hi)
+
+    def __str__(self) -> str:
+        lo_op = "<=" if self.lo_closed else "<"
+        hi_op = "<=" if self.hi_closed else "<"
+        lo_trivial = not isinstance(self.lo, Quantile) and self.lo == 0 and self.lo_closed
+        hi_trivial = not isinstance(self.hi, Quantile) and self.hi == 1 and self.hi_closed
+        lo_s, hi_s = _bound_str(self.lo), _bound_str(self.hi)
+        if hi_trivial and not lo_trivial:
+            return f"p{'>=' if self.lo_closed else '>'}{lo_s}"
+        if lo_trivial and not hi_trivial:
+            return f"p{hi_op}{hi_s}"
+        return f"{lo_s}{lo_op}p{hi_op}{hi_s}"
+
+    def pretty(self) -> str:
+        return str(self).replace(">=", "≥").replace("<=", "≤")
+
+
+def _bound_str(b) -> str:
+    return str(b) if isinstance(b, Quantile) else fmt_number(b)
+
+
+def fmt_number(x) -> str:
+    """Exact, round-trippable text for a Rational: 0.2, 10, 1/3 (decimal when it terminates)."""
+    x = sympy.Rational(x)
+    if x.is_Integer:
+        return str(int(x))
+    q = int(x.q)
+    for prime in (2, 5):
+        while q % prime == 0:
+            q //= prime
+    if q != 1:
+        return f"{x.p}/{x.q}"
+    with decimal.localcontext() as ctx:
+        ctx.prec = 200
+        return format((decimal.Decimal(int(x.p)) / decimal.Decimal(int(x.q))).normalize(), "f")
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """One probability-based objective f(p), possibly thresholded.
+
+    Attributes:
+        spec: canonical spec text; ``probsft.objective(obj.spec) == obj``.
+        label: short display name as in the paper, e.g. ``−p^10`` or ``−log p·1{p≥0.2}``.
+        f_expr: f(p) in the symbol ``probsft.theory.expr.p`` (the loss *value*).
+        s_override: weight used for the gradient instead of -f'(p) p (DFT's stop-gradient);
+            ``None`` for every ordinary objective.
+        interval: threshold interval I of Eq. 4, or ``None``.
+        family: registry family name (``nll``, ``alpha``, ``dft``, ``expr`` ...).
+    """
+
+    spec: str
+    label: str
+    f_expr: sympy.Expr
+    s_override: sympy.Expr | None = None
+    interval: Interval | None = None
+    family: str = "expr"
+
+    # ----- symbolic ------------------------------------------------------------------------
+    @property
+    def s_expr(self) -> sympy.Expr:
+        """s_f(p) = -f'(p) p of the *unthresholded* objective (Lemma 3.1)."""
+        if self.s_override is not None:
+            return self.s_override
+        return sympy.simplify(-sympy.diff(self.f_expr, p) * p)
+
+    @property
+    def W_expr(self) -> sympy.Expr:
+        """W_f(p) = s_f(p) (1 - p) of the unthresholded objective (Lemma 3.1)."""
+        return sympy.simplify(self.s_expr * (1 - p))
+
+    @property
+    def base(self) -> "Objective":
+        """The same objective without its threshold."""
+        if self.interval is None:
+            return self
+        from probsft.theory.spec import parse  # the canonical spec of the base lives in spec.py
+
+        return parse(self.spec.split("@", 1)[0])
+
+    def with_quantiles(self, base_probs) -> "Objective":
+        """Resolve Q_pct thresholds against base-model target probabilities (paper §5 ablation)."""
+        if self.interval is None or not self.interval.has_quantile:
+            return self
+        from probsft.theory.spec import parse
+
+        return parse(f"{self.spec.split('@', 1)[0]}@{self.interval.resolve(base_probs)}")
+
+    # ----- numeric, in p (numpy) ------------------------------------------------------------
+    def _mask(self, x):
+        return 1.0 if self.interval is None else self.interval.indicator(x)
+
+    def f(self, prob):
+        """f(p) 1{p in I}, elementwise on a numpy array of probabilities."""
+        prob = np.asarray(prob, dtype=float)
+        return np.where(self._mask(prob), _f_logp(self)(np.log(prob)), 0.0)
+
+    def s(self, prob):
+        """s_f(p) 1{p in I} >= 0 (Lemma 3.1), elementwise."""
+        prob = np.asarray(prob, dtype=float)
+        return np.where(self._mask(prob), _s_logp(self)(np.log(prob)), 0.0)
+
+    def W(self, prob):
+        """W_f(p) = s_f(p)(1 - p) 1{p in I}: the logit-gradient weight on the target (Lemma 3.1)."""
+        prob = np.asarray(prob, dtype=float)
+        return self.s(prob) * (1.0 - prob)
+
+    # ----- numeric losses ---------------------------------------------------------------------
+    def loss(self, logits, labels, ignore_index: int = -100, reduction: str = "mean",
+             num_items_in_batch=None):
+        """Torch loss from logits [..., V] and aligned labels [...]; see probsft.theory.losses."""
+        from probsft.theory.losses import objective_loss
+
+        return objective_loss(self, logits, labels, ignore_index=ignore_index, reduction=reduction,
+                              num_items_in_batch=num_items_in_batch)
+
+    def loss_numpy(self, logits, labels, ignore_index: int = -100, reduction: str = "mean",
+                   num_items_in_batch=None):
+        """The same loss on numpy arrays (float64 reference)."""
+        from probsft.theory.losses import objective_loss_numpy
+
+        return objective_loss_numpy(self, logits, labels, ignore_index=ignore_index,
+                                    reduction=reduction, num_items_in_batch=num_items_in_batch)
+
+    def f_of_logp(self, logp):
+        """Unthresholded f as a function of log p (numpy or torch), numerically stable."""
+        return _f_logp(self)(logp)
+
+    def s_of_logp(self, logp):
+        """Unthresholded s_f as a function of log p (numpy or torch), numerically stable."""
+        return _s_logp(self)(logp)
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+@functools.lru_cache(maxsize=512)
+def _f_logp(obj: Objective):
+    return compile_in_logp(obj.f_expr)
+
+
+@functools.lru_cache(maxsize=512)
+def _s_logp(obj: Objective):
+    return compile_in_logp(obj.s_expr)
