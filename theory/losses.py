@@ -19,6 +19,8 @@ Masking and reductions, following the authors' trainer (paper notes §1.3):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from scipy.special import logsumexp
@@ -64,6 +66,9 @@ class _ObjectiveTokenLoss(torch.autograd.Function):
             raise NonFiniteLogitsError("logits contain NaN or +inf at a counted position; "
                                        "the loss would be NaN (check the model or the learning rate)")
         logp = torch.where(valid, logp, torch.zeros_like(logp))    # keep masked rows finite
+        # p rounds to exactly 1 when the target logit dominates (z = +1e4): keep log p <= log(1 - eps)
+        # so f and s of objectives singular at p = 1 (log(1-p)) stay finite instead of -inf / NaN
+        logp = logp.clamp(max=math.log1p(-torch.finfo(logp.dtype).eps))
         counted = valid & _indicator(obj, logp)
         values = torch.where(counted, obj.f_of_logp(logp), torch.zeros_like(logp))
         weight = torch.where(counted, obj.s_of_logp(logp), torch.zeros_like(logp))
@@ -74,7 +79,7 @@ class _ObjectiveTokenLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_values, _grad_counted):
         logits, labels, lse, weight = ctx.saved_tensors
-        coef = grad_values.float() * weight                        # [N]
+        coef = grad_values.to(weight.dtype) * weight               # [N], >= float32
         grad = torch.exp(_compute_dtype(logits) - lse[:, None]) * coef[:, None]   # s·q,  [N, V]
         grad.scatter_add_(-1, labels[:, None], -coef[:, None])     # - s·e_y
         return grad.to(logits.dtype), None, None, None
@@ -123,7 +128,7 @@ def objective_loss_numpy(obj, logits, labels, ignore_index=-100, reduction="mean
     valid = labels != ignore_index
     safe = np.where(valid, labels, 0)
     logp = np.take_along_axis(logits, safe[..., None], -1)[..., 0] - logsumexp(logits, axis=-1)
-    logp = np.where(valid, logp, 0.0)
+    logp = np.minimum(np.where(valid, logp, 0.0), np.log1p(-np.finfo(np.float64).eps))
     counted = valid if obj.interval is None else valid & obj.interval.indicator(np.exp(logp))
     values = np.where(counted, obj.f_of_logp(logp), 0.0)
     if reduction == "none":

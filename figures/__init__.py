@@ -1,0 +1,1 @@
+"""probsft.figures: pure functions from saved result files (CSV/JSON) to pictures (PNG + SVG)."""

@@ -1,0 +1,110 @@
+"""Symbolic derivations: s_f, W_f >= 0, the peak of W_f (Prop. 3.2), class (Def. 3.3), special cases.
+Run: python -m pytest tests/theory/test_symbolic.py
+"""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from probsft.theory.expr import p
+from probsft.theory.symbolic import alpha_family, derive, markdown_table
+
+import probsft
+from tests.strategies import ALL_SPECS, probabilities
+
+GRID = np.linspace(1e-6, 1 - 1e-6, 2001)
+
+
+@pytest.fixture(scope="module")
+def derivations():
+    return {spec: derive(spec) for spec in ALL_SPECS}
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=st.sampled_from(ALL_SPECS), prob=probabilities)
+def test_s_and_W_nonnegative(spec, prob):
+    obj = probsft.objective(spec)
+    assert obj.s(np.array([prob]))[0] >= 0 and obj.W(np.array([prob]))[0] >= 0
+
+
+def test_peak_is_the_numeric_argmax_and_obeys_prop_3_2(derivations):
+    for spec, d in derivations.items():
+        obj = probsft.objective(spec)
+        w = obj.W(GRID)
+        near = np.clip(d.peak + np.array([-1e-9, 0.0, 1e-9]), 1e-12, 1 - 1e-12)  # open I: sup
+        assert obj.W(near).max() >= w.max() - 1e-6 * max(1, w.max()) or \
+            d.peak_kind in ("p->0", "p->1"), spec
+        if d.convexity == "convex":
+            assert d.peak <= 0.5 + 1e-6, spec
+        elif d.convexity == "concave":
+            assert d.peak >= 0.5 - 1e-6, spec
+        if d.interval is None and d.convexity in ("convex", "concave", "linear"):
+            assert d.prop32_consistent, spec
+        json.dumps(d.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("a", ["0.1", "1/2", "0.8", "2", "5", "10", "1/3"])
+def test_alpha_peak_closed_form(a):
+    d = derive(f"alpha({a})")
+    A = sympy.Rational(a)
+    assert d.peak_exact is not None and sympy.Rational(d.peak_exact) == A / (1 + A)
+    assert d.convexity == ("convex" if A < 1 else "concave")
+    assert d.klass == ("prior-averse" if A < 1 else "prior-leaning")
+
+
+def test_alpha_family_symbolic():
+    fam = alpha_family()
+    a = fam["alpha"]
+    assert sympy.simplify(fam["peak"] - a / (1 + a)) == 0
+    assert sympy.simplify(fam["W_f"] - p ** a * (1 - p)) == 0
+    assert sympy.simplify(fam["f_second"] - (1 - a) * p ** (a - 2)) == 0
+
+
+def test_analytic_special_cases(derivations):
+    W = lambda spec, x: float(probsft.objective(spec).W(np.array([x]))[0])
+    assert W("p", 0.5) == pytest.approx(0.25)
+    assert W("dft", 0.5) == pytest.approx(0.25)
+    for x in (0.1, 0.5, 0.9):
+        assert W("nll", x) == pytest.approx(1 - x)
+        assert W("log(1-p)", x) == pytest.approx(x)
+        assert W("alpha(0.5)", x) == pytest.approx(np.sqrt(x) * (1 - x))
+        g = 2.0   # focal, paper table: (1-p)^γ[(1-p) - γ p log p]
+        assert W("focal(2)", x) == pytest.approx((1 - x) ** g * ((1 - x) - g * x * np.log(x)))
+        d = 0.5   # Huber on e = 1-p: p(1-p)^2 if 1-p <= δ, δ p(1-p) otherwise
+        assert W("huber(0.5)", x) == pytest.approx(x * (1 - x) ** 2 if 1 - x <= d else d * x * (1 - x))
+        assert W("nll@p>=0.2", x) == pytest.approx((1 - x) * (x >= 0.2))
+    assert derivations["alpha(0.5)"].peak == pytest.approx(1 / 3)
+    assert derivations["alpha(0.5)"].peak_exact == "1/3"
+    assert derivations["nll"].peak_kind == "p->0" and derivations["nll"].klass == "prior-averse"
+    assert derivations["nll"].mass_above_tau == pytest.approx(0.25, abs=1e-3)
+    assert derivations["log(1-p)"].peak_kind == "p->1"
+    assert derivations["log(1-p)"].klass == "prior-leaning"
+    assert derivations["log(1-p)"].mass_above_tau == pytest.approx(0.75, abs=1e-3)
+    assert derivations["p"].klass == "neither" and derivations["p"].convexity == "linear"
+    assert derivations["focal(2)"].klass == "prior-averse"
+    assert derivations["nll@p>=0.2"].peak == pytest.approx(0.2)
+
+
+def test_non_integrable_weights_and_tau():
+    d = derive("alpha(-2)")                 # W = (1-p)/p², not integrable at 0
+    assert d.peak_kind == "p->0" and d.klass == "prior-averse" and d.mass_above_tau == 0.0
+    d = derive("expr:-1/(1-p)")             # s = p/(1-p)², W = p/(1-p), not integrable at 1
+    assert d.peak_kind == "p->1" and d.klass == "prior-leaning" and d.mass_above_tau == 1.0
+    assert derive("p", tau=0.3).klass == "prior-leaning"
+    assert derive("p", tau=0.7).klass == "prior-averse"
+
+
+def test_time_limit_on_a_hard_expression():
+    start = time.perf_counter()
+    d = derive("expr:-p - exp(-1/p)*sin(p)/7 - atan(p**3)/5", time_limit=0.5)
+    assert time.perf_counter() - start < 20
+    assert 0.5 < d.peak < 0.65 and d.convexity in ("convex", "concave", "linear", "neither")
+
+
+def test_markdown_table():
+    lines = markdown_table([derive("nll"), derive("alpha(0.5)")])
+    assert len(lines) == 4 and "1/3" in lines[3] and "p→0" in lines[2]
