@@ -1,0 +1,190 @@
+"""CPU benchmark: peak memory and time of forward+backward for "linear + loss" implementations.
+
+Methods (each case in a fresh subprocess):
+  naive    the authors' path: full logits h @ W.T, float32 log_softmax, gather, f(p), masked mean
+  chunked  torchtune-style chunked CE: chunk the hidden states, upcast each logits chunk (autograd)
+  cce      Apple cut-cross-entropy, impl="torch_compile" (its Triton kernel needs CUDA); NLL only
+  trl      TRL's fused LM head (trl.kernels.chunked_logprob) -> per-token log p, then f(log p)
+  ours     probsft.fused_linear_loss (chunked, closed-form gradients)
+Memory: peak RSS beyond the inputs and weights. The child resets the kernel's high-water mark
+(echo 5 > /proc/self/clear_refs) after a small warm-up run (which triggers torch.compile), records
+VmRSS, runs one full forward+backward, and reads VmHWM; MALLOC_MMAP_THRESHOLD_=1MiB makes glibc
+return freed buffers to the OS so the base is not inflated by cached memory. The weight gradient
+produced by every method is included (it is part of the peak). Time: that one run (wall clock).
+The machine is shared, so timings are noisy; ratios are to "naive" of the same shape and objective.
+
+Run:  python benchmarks/bench_fused.py            (N=4096 Qwen2.5-0.5B head, N=1024 Llama-3.2-1B head)
+      python benchmarks/bench_fused.py --quick    (N=512 / 256, a minute or two)
+Results: printed table + JSON in --out (default bench_out/fused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHAPES = {"qwen2.5-0.5b": (896, 151_936), "llama-3.2-1b": (2048, 128_256)}
+METHODS = ("naive", "chunked", "cce", "trl", "ours")
+
+
+def _status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024  # MiB
+    raise RuntimeError(key)
+
+
+def _loss_fn(method, obj, chunk):
+    import torch
+    import torch.nn.functional as F
+
+    def masked_mean(logp, y):
+        valid = y != -100
+        counted = valid if obj.interval is None else valid & obj.interval.indicator(logp.exp().detach())
+        vals = torch.where(counted, obj.f_of_logp(logp), torch.zeros_like(logp))
+        return vals.sum() / counted.sum().clamp(min=1)
+
+    if method == "naive":
+        def fn(h, W, y):
+            logp = torch.log_softmax((h @ W.T).float(), -1)                 # [N, V] float32
+            return masked_mean(logp.gather(-1, y.clamp(min=0)[:, None]).squeeze(-1), y)
+    elif method == "chunked":   # torchtune CEWithChunkedOutputLoss, generalised to f(p)
+        def fn(h, W, y, n_chunks=8):
+            parts = [torch.log_softmax((hc @ W.T).float(), -1).gather(-1, yc.clamp(min=0)[:, None])
+                     for hc, yc in zip(h.chunk(n_chunks), y.chunk(n_chunks))]
+            return masked_mean(torch.cat(parts).squeeze(-1), y)
+        if obj.spec == "nll":
+            def fn(h, W, y, n_chunks=8):
+                total = sum(F.cross_entropy((hc @ W.T).float(), yc, reduction="sum")
+                            for hc, yc in zip(h.chunk(n_chunks), y.chunk(n_chunks)))
+                return total / (y != -100).sum().clamp(min=1)
+    elif method == "cce":
+        from cut_cross_entropy import linear_cross_entropy
+
+        if obj.spec != "nll":
+            raise NotImplementedError("cut-cross-entropy computes NLL only")
+
+        def fn(h, W, y):
+            return linear_cross_entropy(h, W, y, impl="torch_compile")
+    elif method == "trl":
+        from trl.kernels.chunked_logprob import ChunkedLogProbFunction
+
+        def fn(h, W, y):
+            logp = ChunkedLogProbFunction.apply(h, W, None, y.clamp(min=0), 1.0, chunk, None, 1.0, ())[0]
+            return masked_mean(logp, y)
+    else:
+        from probsft.theory.fused import fused_linear_loss
+
+        def fn(h, W, y):
+            return fused_linear_loss(h, W, y, obj)
+    return fn
+
+
+def child(args):
+    """One case: prints a JSON line with peak extra MiB and seconds."""
+    import torch
+
+    import probsft
+
+    torch.manual_seed(0)
+    obj = probsft.objective(args.objective)
+    H, V = SHAPES[args.shape]
+    dtype = getattr(torch, args.dtype)
+    fn = _loss_fn(args.method, obj, args.trl_chunk)
+
+    def make(n):
+        h = (torch.randn(n, H) * 0.5).to(dtype).requires_grad_()
+        y = torch.randint(0, V, (n,))
+        y[: n // 10] = -100                                                  # a masked prompt
+        return h, y
+
+    W = (torch.randn(V, H) * 0.02).to(dtype).requires_grad_()
+    hw, yw = make(64)
+    fn(hw, W, yw).backward()                                                 # warm-up / compile
+    del hw, yw
+    W.grad = None
+    h, y = make(args.n)
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    base = _status("VmRSS")
+    t0 = time.perf_counter()
+    loss = fn(h, W, y)
+    loss.backward()
+    seconds = time.perf_counter() - t0
+    peak = _status("VmHWM") - base
+    print(json.dumps({"loss": float(loss), "seconds": seconds, "peak_extra_mib": peak,
+                      "grad_w_mib": W.grad.numel() * W.grad.element_size() / 2**20}))
+
+
+def run_case(method, shape, n, objective, dtype, trl_chunk, timeout):
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576", PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, __file__, "--child", "--method", method, "--shape", shape, "--n", str(n),
+           "--objective", objective, "--dtype", dtype, "--trl-chunk", str(trl_chunk)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout {timeout}s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": tail[:160]}
+    return json.loads(lines[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default="bench_out/fused")
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--objectives", default="nll,alpha(10)")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--trl-chunk", type=int, default=8192, help="TRL vocabulary chunk width")
+    ap.add_argument("--timeout", type=int, default=240)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--method"), ap.add_argument("--shape"), ap.add_argument("--n", type=int)
+    ap.add_argument("--objective")
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    sizes = {"qwen2.5-0.5b": 512, "llama-3.2-1b": 256} if args.quick else \
+        {"qwen2.5-0.5b": 4096, "llama-3.2-1b": 1024}
+    rows = []
+    print(f"dtype={args.dtype}; peak = RSS high-water beyond inputs+weights (MiB), fwd+bwd")
+    print(f"{'shape':14s} {'N':>5s} {'objective':10s} {'method':8s} {'peak MiB':>9s} {'mem/naive':>9s}"
+          f" {'sec':>7s} {'time/naive':>10s}  loss")
+    for shape, n in sizes.items():
+        for objective in args.objectives.split(","):
+            base = None
+            for method in args.methods.split(","):
+                if method == "cce" and objective != "nll":
+                    continue
+                r = run_case(method, shape, n, objective, args.dtype, args.trl_chunk, args.timeout)
+                r.update(shape=shape, n=n, objective=objective, method=method, dtype=args.dtype)
+                if method == "naive" and "error" not in r:
+                    base = r
+                if base and "error" not in r:
+                    r["mem_ratio"] = r["peak_extra_mib"] / base["peak_extra_mib"]
+                    r["time_ratio"] = r["seconds"] / base["seconds"]
+                rows.append(r)
+                if "error" in r:
+                    print(f"{shape:14s} {n:5d} {objective:10s} {method:8s} FAILED: {r['error']}")
+                else:
+                    print(f"{shape:14s} {n:5d} {objective:10s} {method:8s} {r['peak_extra_mib']:9.0f}"
+                          f" {r.get('mem_ratio', float('nan')):9.3f} {r['seconds']:7.2f}"
+                          f" {r.get('time_ratio', float('nan')):10.2f}  {r['loss']:.5f}", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps({"rows": rows, "quick": args.quick, "dtype": args.dtype,
+                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, indent=1))
+    tmp.rename(out / "results.json")
+    print(f"wrote {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

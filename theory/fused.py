@@ -1,0 +1,236 @@
+"""Fused "linear + f(p)" loss: the loss of any registry objective from hidden states and the LM head,
+computed chunk by chunk over tokens, never holding the N x V logits.
+
+    >>> import probsft
+    >>> loss = probsft.fused_linear_loss(hidden, model.lm_head.weight, labels, "alpha(10)")
+    >>> loss.backward()                # grads for hidden, weight (and bias) from the closed form
+
+Shapes: hidden [..., H], lm_head_weight [V, H], bias [V] or None, labels [...] (already shifted for a
+causal LM). Same semantics as :meth:`Objective.loss` on ``hidden @ W.T + b`` (probsft.theory.losses):
+counted token = label != ignore_index and p in I (threshold on the current p, no gradient);
+"mean" = sum / max(#counted, 1), "sum", "none", num_items_in_batch=M -> sum / M.
+
+Gradient (Lemma 3.1): for one token, dL/dz = s_f(p) (q - e_y), q = softmax(z), so with the chunk's
+logit gradient G [C, V] = coef * (q - e_y):  dL/dhidden = G W,  dL/dW = G^T hidden,  dL/db = sum_rows G.
+
+Design (the choice the brief asks for):
+  * reduction "mean"/"sum" (the training case): gradients are computed *in the forward pass*, chunk by
+    chunk, for the unnormalised sum (coef = s_f(p)·1{counted}); the Function returns the sum and the
+    normalisation is ordinary autograd outside it, so backward only scales the stored gradients by the
+    incoming scalar. Three GEMMs per chunk, like the naive path (forward, dhidden, dW), none repeated.
+  * reduction "none": the per-token upstream gradient is unknown in forward, so backward recomputes
+    each chunk's logits from the saved log-sum-exp (four GEMMs).
+Memory: one chunk of C tokens holds ~2 float32 [C, V] buffers; chunk_size=None picks C with C·V ~ 2^25.
+Float32 for bf16/fp16 inputs: logits of a chunk are upcast, log-sum-exp, f, s and sums are float32,
+dW and db accumulate in float32 across chunks. On CUDA (torch >= 2.8) the dW GEMM writes float32
+directly; on CPU (no bf16->fp32 GEMM) each chunk's bf16 product is added, vocabulary slice by slice,
+into the float32 accumulator (one bf16 rounding per chunk, the same size as the naive path's rounding).
+
+impl="eager" runs plain torch ops; impl="compile" wraps each chunk's elementwise work (log-sum-exp,
+f, s, threshold, softmax gradient) in torch.compile, fusing it into a few kernels (the GPU version;
+it also runs on CPU with a C++ compiler). Benchmarks: benchmarks/bench_fused.py, benchmarks/gpu_fused.py.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from probsft.errors import NonFiniteLogitsError, SpecError, UserError
+from probsft.theory.losses import REDUCTIONS
+from probsft.theory.spec import parse
+
+IMPLS = ("eager", "compile")
+_AUTO_ELEMENTS = 1 << 25          # C·V for chunk_size=None: a 128 MiB float32 logits chunk
+_VOCAB_SLICE = 16384              # rows of dW per bf16 product on CPU (bounds the temporary)
+
+
+def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, ignore_index=-100,
+                      reduction="mean", num_items_in_batch=None, chunk_size=None, impl="eager"):
+    """Loss of ``objective`` on logits ``hidden @ lm_head_weight.T + bias`` without materialising them.
+
+    Args:
+        hidden: [..., H] float tensor (float32, bf16, fp16 or float64).
+        lm_head_weight: [V, H], same dtype as hidden.
+        labels: [...] int64, aligned with hidden (shifted), ignore_index where not trained.
+        objective: a spec string or an :class:`Objective`; quantile thresholds must be resolved
+            (``obj.with_quantiles(base_probs)``) first.
+        bias: [V] or None.
+        reduction, num_items_in_batch, ignore_index: as :meth:`Objective.loss`.
+        chunk_size: tokens per chunk (None: about 2^25 / V).
+        impl: "eager" or "compile" (torch.compile of the per-chunk elementwise work).
+    Returns:
+        a scalar (mean/sum) or per-token values shaped like labels (none), float32 for bf16 inputs.
+    """
+    obj = parse(objective)
+    if obj.interval is not None and obj.interval.has_quantile:
+        raise SpecError(f"objective {obj.spec} has unresolved quantile threshold(s): call "
+                        ".with_quantiles(base_probs) first (CLI: --quantiles-from a probe JSON)")
+    if reduction not in REDUCTIONS:
+        raise UserError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if impl not in IMPLS:
+        raise UserError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if lm_head_weight.dim() != 2 or hidden.shape[-1] != lm_head_weight.shape[1]:
+        raise UserError(f"hidden {tuple(hidden.shape)} must be [..., H] and lm_head_weight "
+                        f"{tuple(lm_head_weight.shape)} must be [V, H]")
+    if tuple(hidden.shape[:-1]) != tuple(labels.shape):
+        raise UserError(f"hidden {tuple(hidden.shape)} must be [..., H] aligned with labels "
+                        f"{tuple(labels.shape)}")
+    if hidden.dtype != lm_head_weight.dtype or (bias is not None and bias.dtype != hidden.dtype):
+        raise UserError("hidden, lm_head_weight and bias must share one dtype")
+    V, H = lm_head_weight.shape
+    if bias is not None and tuple(bias.shape) != (V,):
+        raise UserError(f"bias must be [V] = [{V}], got {tuple(bias.shape)}")
+    if chunk_size is None:
+        chunk_size = max(1, _AUTO_ELEMENTS // V)
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise UserError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    flat_h = hidden.reshape(-1, H)                                  # [N, H]
+    flat_y = labels.reshape(-1)                                     # [N]
+    valid = flat_y != ignore_index
+    if bool(((flat_y[valid] < 0) | (flat_y[valid] >= V)).any()):
+        raise UserError(f"labels must be in [0, {V}) or ignore_index={ignore_index}")
+    safe_y = torch.where(valid, flat_y, torch.zeros_like(flat_y))
+    per_token = reduction == "none"
+    out, counted = _FusedLinearObjective.apply(flat_h, lm_head_weight, bias, safe_y, valid, obj,
+                                               chunk_size, per_token, impl)
+    if per_token:
+        return out.reshape(labels.shape)
+    if num_items_in_batch is not None:
+        return out / num_items_in_batch
+    if reduction == "sum":
+        return out
+    return out / max(int(counted.sum()), 1)
+
+
+class _FusedLinearObjective(torch.autograd.Function):
+    """(sum or per-token f(p)·1{counted}, counted) with closed-form grads for hidden, weight, bias."""
+
+    @staticmethod
+    def forward(ctx, h, W, b, y, valid, obj, chunk, per_token, impl):
+        need = ctx.needs_input_grad[:3]
+        grad_now = any(need) and not per_token
+        math = _chunk_math(obj, impl)
+        N = h.shape[0]
+        cdt = _compute_dtype(h.dtype)
+        values = torch.zeros(N, dtype=cdt, device=h.device)
+        counted = torch.zeros(N, dtype=torch.bool, device=h.device)
+        lse_all = torch.zeros(N, dtype=cdt, device=h.device) if per_token else None
+        s_all = torch.zeros(N, dtype=cdt, device=h.device) if per_token else None
+        grads = _GradBuffers(h, W, b, need) if grad_now else None
+        for lo in range(0, N, chunk):
+            hi = min(lo + chunk, N)
+            z = _logits(h[lo:hi], W, b)                                   # [C, V] float32+
+            lse, vals, cnt, s, G = math(z, y[lo:hi], valid[lo:hi], grad_now)
+            _check_finite(lse, valid[lo:hi])
+            values[lo:hi], counted[lo:hi] = vals, cnt
+            if per_token:
+                lse_all[lo:hi], s_all[lo:hi] = lse, s
+            if grad_now:
+                grads.add(G, h, W, lo, hi)
+            del z, G
+        ctx.mark_non_differentiable(counted)
+        ctx.per_token, ctx.chunk, ctx.impl, ctx.obj = per_token, chunk, impl, obj
+        if per_token:
+            ctx.save_for_backward(h, W, b, y, lse_all, s_all)
+            return values, counted
+        ctx.grads = grads.finish() if grad_now else (None, None, None)
+        return values.sum(), counted
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_counted):
+        if not ctx.per_token:
+            gh, gW, gb = (None if g is None else g.mul_(grad_out.to(g.dtype)) for g in ctx.grads)
+            ctx.grads = None
+            return gh, gW, gb, None, None, None, None, None, None
+        h, W, b, y, lse_all, s_all = ctx.saved_tensors
+        grads = _GradBuffers(h, W, b, ctx.needs_input_grad[:3])
+        coef_all = grad_out.to(s_all.dtype) * s_all                     # [N]
+        for lo in range(0, h.shape[0], ctx.chunk):
+            hi = min(lo + ctx.chunk, h.shape[0])
+            G = _softmax_grad_(_logits(h[lo:hi], W, b), lse_all[lo:hi], y[lo:hi], coef_all[lo:hi])
+            grads.add(G, h, W, lo, hi)
+        gh, gW, gb = grads.finish()
+        return gh, gW, gb, None, None, None, None, None, None
+
+
+def _compute_dtype(dtype):
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _logits(h, W, b):
+    """One chunk's logits [C, V] as the naive path computes them (input dtype GEMM), upcast."""
+    z = h @ W.t() if b is None else torch.addmm(b, h, W.t())
+    return z.to(_compute_dtype(z.dtype))
+
+
+def _softmax_grad_(z, lse, y, coef):
+    """In place: z [C, V] -> coef (softmax(z) - e_y), the logit gradient of Lemma 3.1."""
+    lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))   # masked -inf rows stay 0
+    z.sub_(lse[:, None]).exp_().mul_(coef[:, None])
+    z.scatter_add_(-1, y[:, None], -coef[:, None])
+    return z
+
+
+def _token_math(obj, z, y, valid, want_grad):
+    """Per chunk: lse [C], f·1{counted} [C], counted [C], s·1{counted} [C], G [C, V] or None."""
+    lse = torch.logsumexp(z, dim=-1)
+    logp = z.gather(-1, y[:, None]).squeeze(-1) - lse
+    logp = torch.where(valid, logp, torch.zeros_like(logp))              # masked rows stay finite
+    cnt = valid if obj.interval is None else valid & obj.interval.indicator(torch.exp(logp))
+    zero = torch.zeros_like(logp)
+    vals = torch.where(cnt, obj.f_of_logp(logp), zero)
+    s = torch.where(cnt, obj.s_of_logp(logp), zero)
+    G = _softmax_grad_(z, lse, y, s) if want_grad else None
+    return lse, vals, cnt, s, G
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_math(obj, impl):
+    fn = functools.partial(_token_math, obj)
+    return torch.compile(fn, dynamic=True) if impl == "compile" else fn
+
+
+def _check_finite(lse, valid):
+    if not bool(torch.isfinite(lse[valid]).all()):
+        raise NonFiniteLogitsError("logits contain NaN or +inf at a counted position; "
+                                   "the loss would be NaN (check the model or the learning rate)")
+
+
+class _GradBuffers:
+    """Gradients for hidden [N, H] (per chunk, complete), weight [V, H] and bias [V] (float32 sums)."""
+
+    def __init__(self, h, W, b, need):
+        self.dtypes = (h.dtype, W.dtype, None if b is None else b.dtype)
+        acc = _compute_dtype(W.dtype)
+        self.gh = torch.empty_like(h) if need[0] else None
+        self.gW = torch.zeros(W.shape, dtype=acc, device=W.device) if need[1] else None
+        self.gb = torch.zeros(W.shape[0], dtype=acc, device=W.device) if need[2] and b is not None \
+            else None
+
+    def add(self, G, h, W, lo, hi):
+        """Fold one chunk's logit gradient G [C, V] (compute dtype) into the three gradients."""
+        if self.gb is not None:
+            self.gb += G.sum(0)
+        G = G.to(W.dtype)                                               # GEMMs in the input dtype
+        if self.gh is not None:
+            torch.mm(G, W, out=self.gh[lo:hi])                          # [C, V] @ [V, H]
+        if self.gW is not None:
+            _addmm_acc(self.gW, G.t(), h[lo:hi])                        # [V, C] @ [C, H]
+
+    def finish(self):
+        gW = None if self.gW is None else self.gW.to(self.dtypes[1])
+        gb = None if self.gb is None else self.gb.to(self.dtypes[2])
+        return self.gh, gW, gb
+
+
+def _addmm_acc(acc, a, b):
+    """acc += a @ b with a float32 (or float64) accumulator for any input dtype."""
+    if a.dtype == acc.dtype:
+        acc.addmm_(a, b)
+    elif acc.is_cuda:
+        torch.addmm(acc, a, b, out_dtype=acc.dtype, out=acc)
+    else:                                                               # CPU: no bf16 -> fp32 GEMM
+        for v in range(0, acc.shape[0], _VOCAB_SLICE):
+            acc[v:v + _VOCAB_SLICE] += a[v:v + _VOCAB_SLICE] @ b
