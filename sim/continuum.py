@@ -1,0 +1,152 @@
+"""The synthetic capability continuum: one dial, ``prior_strength`` s in [0, 1].
+
+Base-model logits of a context whose true token is y* (paper §2.1, Assumption 6.1 made concrete):
+
+    z0 = s * (kappa * c_x * e_{y*} + eps),   kappa = prior_margin * log V,
+    c_x ~ LogNormal(-spread^2/2, spread)  (per-context difficulty),  eps ~ N(0, I_V)
+
+s = 0 is the uniform base model (MW: q = 1/V); s = 1 puts most mass on y* (MS). The same
+construction is used in both modes:
+
+* theory mode: z0 *is* the state (identity Gram, App. E.3), one logit vector per context, [C, V];
+* learning mode: contexts are features x = c_x * mu_{y*} + g / sqrt(d) with class means mu_v (unit
+  vectors, the "teacher"), and the base model is the softmax regression W0 = s (kappa M + G), rows
+  mu_v and G_v ~ N(0, I_d), so  W0 x  has the same margin-plus-noise structure as z0.
+
+Labels: with probability E the training label differs from y* (``uniform`` over the others, or drawn
+from the base ``model`` without y*); a fraction ``uninformative_frac`` of positions are filler whose
+label is uniform over V and which are never evaluated. All randomness comes from the seed alone, so
+the same contexts, noise draws and features are shared across the whole (s, E) grid (common random
+numbers), and a configuration gives the same result alone or inside a batch.
+
+Every configuration is reported by the paper's capability statistics of the base model on its
+training targets: mean p (Eq. 5) and the fraction with p > 0.55 (Table 6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from probsft.sim.config import SimConfig
+
+
+@dataclasses.dataclass
+class Batch:
+    """B configurations stacked on dim 0. Shapes: C train contexts, M eval contexts, V, d."""
+
+    labels: torch.Tensor          # [B, C]   training label (noisy / filler)
+    y_star: torch.Tensor          # [B, C]   true token of each training context
+    informative: torch.Tensor     # [B, C]   bool, False for filler positions
+    z0: torch.Tensor | None = None        # theory:   [B, C, V] base logits (the state)
+    W0: torch.Tensor | None = None        # learning: [B, V, d] base weights
+    X: torch.Tensor | None = None         # learning: [B, C, d] training features
+    X_eval: torch.Tensor | None = None    # learning: [B, M, d]
+    y_eval: torch.Tensor | None = None    # learning: [B, M]
+
+    def train_logits(self, W=None) -> torch.Tensor:
+        """Logits of the training contexts, [B, C, V] (theory: z0; learning: X W^T)."""
+        if self.X is None:
+            return self.z0
+        return torch.einsum("bcd,bvd->bcv", self.X, self.W0 if W is None else W)
+
+
+def _generator(seed: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(1_000_003 * seed + stream)
+
+
+def _draws(cfg: SimConfig, seed: int, dtype) -> dict:
+    """All random numbers of one seed; independent of the (s, E) grid (common random numbers)."""
+    V, C, M, d = cfg.vocab_size, cfg.contexts, cfg.eval_contexts, cfg.feature_dim
+    g = _generator(seed, 1)
+    sd = cfg.prior_spread
+
+    def difficulty(n):
+        return torch.exp(sd * torch.randn(n, generator=g, dtype=dtype) - sd * sd / 2)
+
+    out = {
+        "y_star": torch.randint(V, (C,), generator=g),
+        "c_x": difficulty(C),
+        "u_noise": torch.rand(C, generator=g, dtype=dtype),
+        "u_wrong": torch.rand(C, generator=g, dtype=dtype),
+        "u_fill": torch.rand(C, generator=g, dtype=dtype),
+        "fill_label": torch.randint(V, (C,), generator=g),
+    }
+    if cfg.mode == "theory":
+        out["eps"] = torch.randn(C, V, generator=g, dtype=dtype)
+    else:
+        mu = torch.randn(V, d, generator=g, dtype=dtype)
+        out["mu"] = mu / mu.norm(dim=1, keepdim=True)                     # [V, d] class means
+        out["G"] = torch.randn(V, d, generator=g, dtype=dtype)            # [V, d] prior noise
+        out["g"] = torch.randn(C, d, generator=g, dtype=dtype) / math.sqrt(d)
+        out["y_eval"] = torch.randint(V, (M,), generator=g)
+        out["c_eval"] = difficulty(M)
+        out["g_eval"] = torch.randn(M, d, generator=g, dtype=dtype) / math.sqrt(d)
+    return out
+
+
+def _wrong_labels(q0: torch.Tensor, y_star: torch.Tensor, u: torch.Tensor, kind: str):
+    """A label != y* per context: uniform over the V-1 others, or from q0 restricted to them."""
+    V = q0.shape[-1]
+    if kind == "uniform":
+        k = torch.clamp((u * (V - 1)).long(), max=V - 2)                  # 0..V-2
+        return k + (k >= y_star).long()                                   # skip y*
+    w = q0.clone()
+    w.scatter_(-1, y_star[:, None], 0.0)
+    cdf = torch.cumsum(w / w.sum(-1, keepdim=True), dim=-1)              # [C, V]
+    return torch.clamp(torch.searchsorted(cdf, u[:, None].contiguous()).squeeze(-1), max=V - 1)
+
+
+def build(cfg: SimConfig, cells: list[tuple[float, float, int]]) -> Batch:
+    """Stack the configurations ``cells`` = [(prior_strength, noise_rate, seed), ...]."""
+    dtype = getattr(torch, cfg.dtype)
+    kappa = cfg.prior_margin * math.log(cfg.vocab_size)
+    cache: dict[int, dict] = {}
+    parts = []
+    for s, E, seed in cells:
+        if seed not in cache:
+            cache[seed] = _draws(cfg, seed, dtype)
+        r = cache[seed]
+        y = r["y_star"]
+        if cfg.mode == "theory":
+            one_hot = torch.nn.functional.one_hot(y, cfg.vocab_size).to(dtype)
+            z0 = s * (kappa * r["c_x"][:, None] * one_hot + r["eps"])    # [C, V]
+            X = W0 = None
+        else:
+            X = r["c_x"][:, None] * r["mu"][y] + r["g"]                   # [C, d]
+            W0 = s * (kappa * r["mu"] + r["G"])                           # [V, d]
+            z0 = X @ W0.T
+        wrong = _wrong_labels(torch.softmax(z0, -1), y, r["u_wrong"], cfg.noise_kind)
+        labels = torch.where(r["u_noise"] < E, wrong, y)
+        informative = r["u_fill"] >= cfg.uninformative_frac
+        labels = torch.where(informative, labels, r["fill_label"])
+        part = {"labels": labels, "y_star": y, "informative": informative}
+        if cfg.mode == "theory":
+            part["z0"] = z0
+        else:
+            part.update(W0=W0, X=X, y_eval=r["y_eval"],
+                        X_eval=r["c_eval"][:, None] * r["mu"][r["y_eval"]] + r["g_eval"])
+        parts.append(part)
+    return Batch(**{k: torch.stack([p[k] for p in parts]) for k in parts[0]})
+
+
+def target_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """p of each label under softmax(logits): [..., V], [...] -> [...]."""
+    return torch.softmax(logits, -1).gather(-1, labels[..., None]).squeeze(-1)
+
+
+def capability(batch: Batch) -> dict[str, torch.Tensor]:
+    """Base-model capability statistics per configuration, each [B].
+
+    ``base/mean_p``: Eq. 5, mean base-model p of the training targets (the labels as given);
+    ``base/frac_p055``: Table 6, fraction of training targets with p > 0.55;
+    ``base/expected_acc``: mean q0(y*) on the evaluated contexts (r^T q0).
+    """
+    z0 = batch.train_logits()
+    p = target_probs(z0, batch.labels)
+    p_true = target_probs(z0, batch.y_star)
+    inf = batch.informative.to(p.dtype)
+    return {"base/mean_p": p.mean(-1), "base/frac_p055": (p > 0.55).to(p.dtype).mean(-1),
+            "base/expected_acc": (p_true * inf).sum(-1) / inf.sum(-1).clamp(min=1)}
