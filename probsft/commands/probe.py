@@ -1,0 +1,42 @@
+"""`probsft probe`: teacher-forced base-model statistics and continuum placement (validate/probe.py).
+
+    probsft probe --model Qwen/Qwen2.5-Math-1.5B --data math.jsonl [--json probe.json]
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub):
+    p = sub.add_parser("probe", help="where a (model, SFT data) pair sits on the capability continuum")
+    p.add_argument("--model", required=True, help="hub name or local path of a causal LM")
+    p.add_argument("--data", required=True, help="SFT JSONL (prompt/response or messages)")
+    p.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                   help="print the result as JSON (or write it to PATH, atomically)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from probsft.validate.probe import format_table, probe
+    from probsft.validate.store import atomic_write_json
+    from probsft.validate.train import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    model.to("cuda" if cuda else "cpu")
+    stats = probe(model, tokenizer, args.data, batch_size=args.batch_size, max_length=args.max_length)
+    stats = {"model": args.model, "data": args.data, **stats}
+    if args.json == "-":
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(format_table(stats))
+    if args.json:
+        atomic_write_json(args.json, stats)
+        print(f"wrote {args.json}")
+    return 0

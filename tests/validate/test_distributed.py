@@ -1,0 +1,82 @@
+"""Two CPU processes (gloo, DDP) on a global batch give the loss and gradients of one process."""
+
+import os
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import probsft
+from probsft.validate.accumulate import accumulate_gradients
+from probsft.validate.data import tokenize_sft
+from probsft.validate.train import FinetuneConfig, finetune, micro_batches_for_step
+
+SPEC = "p@p>=0.2"          # thresholded: the counted-token total must be all-reduced
+
+
+def _setup():
+    from probsft.validate.tiny import build_char_tokenizer
+    from tests.validate.conftest import CHARS, make_model, make_records
+
+    tok = build_char_tokenizer(CHARS)
+    return tok, tokenize_sft(make_records(16, seed=2), tok, 64), lambda: make_model(tok, spread=40.0)
+
+
+def _cfg(world):
+    # global batch 8 either way: 2 ranks x 2 micro-batches x 2, or 1 rank x 4 micro-batches x 2
+    return FinetuneConfig(model="tiny", data="-", objective=SPEC, batch_size=2,
+                          grad_accum=4 // world, max_steps=2, lr=1e-3, device="cpu")
+
+
+def _worker(rank, world, tmp):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["PROBSFT_TEST_PORT"])
+    import sys
+    sys.path.insert(0, os.getcwd())
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    tok, examples, new_model = _setup()
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model = torch.nn.parallel.DistributedDataParallel(new_model())
+    batches = micro_batches_for_step(examples, 0, _cfg(world), rank, world, tok.pad_token_id)
+    stats = accumulate_gradients(model, batches, probsft.objective(SPEC))
+    grads = [p.grad.clone() for p in model.module.parameters()]
+    trained = new_model()                         # the runner itself, under DDP
+    metrics = finetune(_cfg(world), trained, tok, progress=False, examples=examples)
+    torch.save({"stats": stats, "grads": grads, "metrics": metrics,
+                "params": [p.detach().clone() for p in trained.parameters()]}, f"{tmp}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        os.environ["PROBSFT_TEST_PORT"] = str(s.getsockname()[1])
+    mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+    tok, examples, new_model = _setup()
+    model = new_model()
+    stats = accumulate_gradients(model, micro_batches_for_step(examples, 0, _cfg(1), 0, 1,
+                                                               tok.pad_token_id),
+                                 probsft.objective(SPEC))
+    assert 0 < stats.counted < stats.valid
+    ref = [p.grad for p in model.parameters()]
+    scale = max(float(g.abs().max()) for g in ref)
+    for r in ranks:
+        assert r["stats"].counted == stats.counted and r["stats"].valid == stats.valid
+        assert r["stats"].loss == pytest.approx(stats.loss, rel=1e-6)
+        for g, want in zip(r["grads"], ref):
+            torch.testing.assert_close(g, want, rtol=1e-5, atol=1e-6 * scale)
+
+    trained = new_model()
+    metrics = finetune(_cfg(1), trained, tok, progress=False, examples=examples)
+    for r in ranks:
+        assert r["metrics"]["train/loss"] == pytest.approx(metrics["train/loss"], rel=1e-5)
+        assert r["metrics"]["train/counted_tokens"] == metrics["train/counted_tokens"]
+        for p, want in zip(r["params"], trained.parameters()):
+            torch.testing.assert_close(p, want.detach(), rtol=1e-5, atol=1e-6)

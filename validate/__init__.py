@@ -1,0 +1,1 @@
+"""probsft.validate: real causal-LM fine-tunes with any objective (see the modules for details)."""

@@ -1,0 +1,122 @@
+"""One optimizer step's gradients, exactly normalised by the global counted-token count.
+
+For an objective f (any registry spec) and a global batch split into micro-batches m on ranks r, the
+loss of the step is the token mean over the whole global batch (paper Eq. 2 with the authors'
+valid-token normalisation, §1.3):
+
+    L = sum_{r,m} S_{r,m} / N,      S_{r,m} = sum_{t counted} f(p_t),      N = sum_{r,m} n_{r,m}
+
+where a token is *counted* when its label is not -100 and p_t lies in the objective's threshold
+interval (evaluated on the current p, no gradient). We backward each micro-batch's SUM S_{r,m}, add
+up the counts n_{r,m}, all-reduce N across ranks, and finally multiply every gradient by 1/N (by
+W/N under DDP, which has already averaged the gradients over the W ranks). So k accumulated
+micro-batches on W ranks give the same gradient as one step on the whole batch, also for thresholded
+objectives, whose counts depend on p and are only known after the forward passes.
+
+Relation to the authors' code (verl, paper notes §1.3): they backward the per-micro-batch mean
+S_m / (n_m + 1e-8) divided by the number of micro-batches k, and FSDP averages ranks, i.e.
+grad = 1/(kW) sum_{r,m} grad S_{r,m} / n_{r,m}. That equals ours exactly when every micro-batch
+counts the same number of tokens; otherwise theirs weights the tokens of short micro-batches more.
+Ours is what one large batch would give, and does not depend on how the batch is split.
+
+    >>> stats = accumulate_gradients(model, micro_batches, probsft.objective("-p"))
+    >>> stats.loss, stats.counted        # L and N; p.grad now holds dL/dtheta
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import torch
+import torch.distributed as dist
+
+import probsft
+from probsft.theory.losses import shift_for_causal_lm, token_values
+
+IGNORE_INDEX = -100
+
+
+@dataclasses.dataclass(frozen=True)
+class StepStats:
+    loss: float        # L = sum S / N over the global batch
+    counted: int       # N, counted tokens over all micro-batches and ranks
+    valid: int         # response tokens (label != -100) over all micro-batches and ranks
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _unwrap(model):
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def micro_batch_sum(model, batch, obj, fused: bool = False):
+    """Forward one micro-batch; returns (S, n_counted, n_valid): S = sum of f(p) over counted tokens
+    (differentiable scalar, float32), counts as 0-dim tensors.
+
+    ``batch``: input_ids/attention_mask/labels [B, T]; logits [B, T, V] are shifted to [B, T-1, V].
+    With ``fused`` the logits are never materialised: the last hidden states [B*(T-1), H] go through
+    ``probsft.fused_linear_loss`` with lm_head.weight [V, H] (logit soft-capping/scaling that some
+    models apply after lm_head is not supported there).
+    """
+    labels = batch["labels"]
+    if not fused:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        lg, y = shift_for_causal_lm(logits, labels)                    # [B, T-1, V], [B, T-1]
+        values, counted = token_values(obj, lg, y, IGNORE_INDEX)
+        return values.sum(), counted.sum(), (y != IGNORE_INDEX).sum()
+    # logits_to_keep=1 keeps the forward (and DDP's hooks) but computes lm_head at one position only.
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                output_hidden_states=True, logits_to_keep=1)
+    hidden = out.hidden_states[-1][:, :-1]                              # [B, T-1, H]
+    y = labels[:, 1:].reshape(-1)                                       # [N]
+    h = hidden.reshape(-1, hidden.shape[-1])                            # [N, H]
+    head = _unwrap(model).get_output_embeddings()
+    total = probsft.fused_linear_loss(h, head.weight, y, obj, bias=head.bias,
+                                      ignore_index=IGNORE_INDEX, reduction="sum")
+    valid = (y != IGNORE_INDEX).sum()
+    if obj.interval is None:
+        return total, valid, valid
+    with torch.no_grad():                                               # thresholded: count p in I
+        counted = torch.zeros((), dtype=torch.long, device=y.device)
+        for start in range(0, h.shape[0], 4096):                       # [chunk, V] at a time
+            lg = head(h[start:start + 4096].detach())
+            counted += token_values(obj, lg, y[start:start + 4096], IGNORE_INDEX)[1].sum()
+    return total, counted, valid
+
+
+def accumulate_gradients(model, micro_batches, obj, fused: bool = False,
+                         autocast=contextlib.nullcontext) -> StepStats:
+    """Backward sum_m S_m over this rank's micro-batches, then scale grads to dL/dtheta (see module).
+
+    ``model`` may be wrapped in DistributedDataParallel (gradients are synchronised on the last
+    micro-batch only); an unwrapped model in an initialised process group has its gradients
+    all-reduced here. Gradients are expected to be zero/None on entry.
+    """
+    is_ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    total = counted = valid = None
+    for i, batch in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        sync = model.no_sync() if is_ddp and not last else contextlib.nullcontext()
+        with sync:
+            with autocast():
+                s, c, v = micro_batch_sum(model, batch, obj, fused)
+            s.backward()
+        s, c, v = s.detach().double(), c.detach().double(), v.detach().double()
+        total, counted, valid = (s, c, v) if total is None else (total + s, counted + c, valid + v)
+    stats = torch.stack([total, counted, valid])                          # [3], float64
+    world = 1
+    params = [p for p in model.parameters() if p.grad is not None]
+    if _distributed():
+        world = dist.get_world_size()
+        dist.all_reduce(stats)
+        if not is_ddp:                                                    # sum grads ourselves
+            for p in params:
+                dist.all_reduce(p.grad)
+    n = max(int(stats[1].item()), 1)               # an all-masked batch: loss 0, zero gradient
+    scale = (world if is_ddp else 1) / n           # DDP already divided the summed grads by W
+    for p in params:
+        p.grad.mul_(scale)
+    return StepStats(loss=float(stats[0]) / n, counted=int(stats[1]), valid=int(stats[2]))

@@ -1,0 +1,109 @@
+"""The objective inside Hugging Face ``Trainer`` and TRL ``SFTTrainer``: one plug-in point each.
+
+Both call the same function, :func:`causal_lm_loss`, which is the objective's own torch loss
+(``probsft.objective(spec).loss``, closed-form backward) after the causal shift:
+
+    loss = sum_{t counted} f(p_t) / num_items_in_batch       (or / #counted when it is None)
+
+* HF ``Trainer`` (transformers 5.x): ``Trainer(..., compute_loss_func=trainer_loss(spec))``. The
+  Trainer calls ``compute_loss_func(outputs, labels, num_items_in_batch=...)``, where
+  ``num_items_in_batch`` is the number of non-ignored *shifted* labels over all the micro-batches of
+  the optimizer step (and over all ranks with ``average_tokens_across_devices``, the default); it then
+  skips its own division by the accumulation steps. So the accumulated gradient is the token mean
+  over the global batch, as in our runner.
+* TRL ``SFTTrainer`` (1.x deprecates ``compute_loss_func`` for SFT; it recommends subclassing and
+  overriding ``compute_loss``): :func:`objective_sft_trainer` returns such a subclass. Its
+  ``compute_loss`` runs one forward for the logits, applies :func:`causal_lm_loss`, and scales by
+  the number of processes exactly as TRL does for ``average_tokens_across_devices``. With
+  ``fused_lm_head=True`` it instead takes TRL's fused LM head's per-token log-probs (the logits are
+  never materialised) and applies f through :func:`logprob_token_values`, whose gradient in log p is
+  -s_f(p): the same Lemma 3.1 gradient on the logits.
+
+One difference from our runner, by construction of ``num_items_in_batch``: Hugging Face counts
+*valid* tokens, so a thresholded objective (``nll@p>=0.2``) is divided by the valid-token count
+there, while our runner and the authors divide by the tokens inside the threshold.
+
+    >>> trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator,
+    ...                   compute_loss_func=trainer_loss("-p"))
+    >>> trainer = objective_sft_trainer("-p")(model=model, args=SFTConfig(...), train_dataset=ds)
+"""
+
+from __future__ import annotations
+
+import torch
+
+import probsft
+from probsft.theory.losses import shift_for_causal_lm
+
+IGNORE_INDEX = -100
+
+
+def causal_lm_loss(obj, logits, labels, num_items_in_batch=None):
+    """f-loss of causal-LM logits [B, T, V] and unshifted labels [B, T] (prompt/pad = -100)."""
+    lg, y = shift_for_causal_lm(logits, labels)                     # [B, T-1, V], [B, T-1]
+    if num_items_in_batch is None:
+        return obj.loss(lg, y, ignore_index=IGNORE_INDEX, reduction="mean")
+    return obj.loss(lg, y, ignore_index=IGNORE_INDEX, reduction="sum",
+                    num_items_in_batch=num_items_in_batch)
+
+
+def trainer_loss(spec):
+    """A ``compute_loss_func`` for transformers' ``Trainer``: (outputs, labels, num_items_in_batch)."""
+    obj = probsft.objective(spec)
+
+    def compute_loss_func(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        return causal_lm_loss(obj, logits, labels, num_items_in_batch)
+
+    compute_loss_func.objective = obj
+    return compute_loss_func
+
+
+def logprob_token_values(obj, logp, mask):
+    """f(p)·1{counted} from per-token log p [...] (no logits), with d/d log p = -s_f(p)·1{counted}.
+
+    Through d log p / dz = e_y - q this is Lemma 3.1's gradient s_f(p)(q - e_y) on the logits, for
+    every objective (DFT's stop-gradient weight included). Returns (values, counted), shape of logp.
+    """
+    with torch.no_grad():
+        counted = mask if obj.interval is None else mask & obj.interval.indicator(logp.exp())
+        safe = torch.where(counted, logp, torch.zeros_like(logp))
+        f = torch.where(counted, obj.f_of_logp(safe), torch.zeros_like(logp))
+        s = torch.where(counted, obj.s_of_logp(safe), torch.zeros_like(logp))
+    return f - s * (logp - logp.detach()), counted
+
+
+def objective_sft_trainer(spec, fused_lm_head: bool = False):
+    """A ``trl.SFTTrainer`` subclass whose ``compute_loss`` is the objective ``spec`` (TRL 1.x).
+
+    ``fused_lm_head=True`` uses TRL's fused LM head (per-token log-probs, no [B, T, V] logits) and
+    :func:`logprob_token_values`; otherwise one ordinary forward and :func:`causal_lm_loss`.
+    """
+    from trl import SFTTrainer
+
+    obj = probsft.objective(spec)
+
+    class ObjectiveSFTTrainer(SFTTrainer):
+        objective = obj
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = dict(inputs)
+            labels = inputs.pop("labels")
+            if fused_lm_head:
+                outputs = model(**inputs, labels=labels, use_cache=False, fused_lm_head=True)
+                values, counted = logprob_token_values(self.objective, outputs.log_probs.float(),
+                                                       outputs.label_mask.bool())
+                denom = counted.sum() if num_items_in_batch is None else num_items_in_batch
+                loss = values.sum() / torch.as_tensor(denom).clamp(min=1)
+            else:
+                outputs = model(**inputs, use_cache=False)
+                loss = causal_lm_loss(self.objective, outputs.logits, labels, num_items_in_batch)
+            # Trainer divides by the accumulation steps unless the loss is already a global mean.
+            self.loss_is_scaled_for_ga = num_items_in_batch is not None
+            # As TRL/Trainer: num_items_in_batch counts every rank's tokens and DDP averages ranks.
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            return (loss, outputs) if return_outputs else loss
+
+    ObjectiveSFTTrainer.__name__ = ObjectiveSFTTrainer.__qualname__ = "ObjectiveSFTTrainer"
+    return ObjectiveSFTTrainer

@@ -1,0 +1,105 @@
+"""Crash-safe result files and strict frozen-dataclass configs for the validation runs.
+
+Every result file is written atomically: to ``<name>.tmp`` first, then ``os.replace``d onto its
+name, so a crash leaves either the old file or the new one, never half of one. The metrics log is
+JSONL appended one flushed line per record; :func:`truncate_jsonl` cuts it back to a checkpoint's
+step on resume (atomically too).
+
+    >>> atomic_write_json(out / "metrics.json", {"train/loss": 1.2})
+    >>> cfg = load_config(FinetuneConfig, "config.json")   # unknown key -> ConfigError
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from probsft.errors import ConfigError
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_write_json(path, obj) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+def atomic_write_csv(path, rows: list[dict]) -> Path:
+    """Rows of dicts as CSV; the header is the union of keys in first-seen order."""
+    keys = list(dict.fromkeys(k for r in rows for k in r)) or ["step"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def atomic_torch_save(path, obj) -> Path:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def append_jsonl(path, record: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+
+
+def read_jsonl_records(path) -> list[dict]:
+    """The complete records of a JSONL log (a torn last line is skipped)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def truncate_jsonl(path, max_step: int) -> None:
+    """Keep the complete records with ``step <= max_step`` (drops a torn last line)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    keep = [rec for rec in read_jsonl_records(path) if rec.get("step", 0) <= max_step]
+    atomic_write_bytes(path, "".join(json.dumps(rec) + "\n" for rec in keep).encode())
+
+
+def config_to_dict(cfg) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def config_from_dict(cls, data: dict):
+    """Build a frozen config strictly: unknown keys raise ConfigError; lists become tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def load_config(cls, path):
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"cannot read config {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must hold a JSON object")
+    return config_from_dict(cls, data)
