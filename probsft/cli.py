@@ -16,6 +16,14 @@ from probsft.errors import UserError
 # One line per subcommand module; the order is the order of `probsft --help`.
 COMMANDS = [
     "probsft.commands.reproduce",
+    "probsft.commands.describe",
+    "probsft.commands.weights",
+    "probsft.commands.simulate",
+    "probsft.commands.probe",
+    "probsft.commands.finetune",
+    "probsft.commands.evaluate",
+    "probsft.commands.backbone",
+    "probsft.commands.validate",
 ]
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 # (section title, "module:function"); one entry per area of the project.
 STEPS = [
     ("Theory: gradient weights W_f(p)", "probsft.theory.report:reproduce"),
+    ("Simulator: the synthetic capability continuum", "probsft.sim.report:reproduce"),
+    ("Validation: the continuum on a real transformer", "probsft.validate.experiment:reproduce"),
 ]
 
 

@@ -1,0 +1,30 @@
+"""`probsft backbone build`: pretrain the embedded character-level Llama (probsft.validate.backbone)."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub):
+    p = sub.add_parser("backbone", help="build the embedded backbone used by `probsft validate`")
+    bsub = p.add_subparsers(dest="action", metavar="ACTION")
+    bsub.required = True
+    b = bsub.add_parser("build", help="pretrain the backbone on the mixed task corpus")
+    b.add_argument("--out", default=None, help="output folder (default: the shipped validate/backbone)")
+    b.add_argument("--steps", type=int, default=None, help="pretraining steps (default 450)")
+    b.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    b.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import dataclasses
+
+    from probsft.validate.backbone import SHIPPED, BackboneConfig, build
+
+    over = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads))
+            if v is not None}
+    cfg = dataclasses.replace(BackboneConfig(), **over)
+    record = build(cfg, args.out or SHIPPED)
+    print(json.dumps(record, indent=1))
+    return 0

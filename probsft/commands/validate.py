@@ -1,0 +1,39 @@
+"""`probsft validate`: the capability-continuum experiment (probsft.validate.experiment)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+
+def add_parser(sub):
+    p = sub.add_parser("validate", help="probe, fine-tune with each objective and compare with the "
+                                        "theory's predicted ordering, per task")
+    p.add_argument("--full", action="store_true", help="more seeds/steps/problems (slow)")
+    p.add_argument("--out", default="figures/validate", help="results folder (resumes if present)")
+    p.add_argument("--model", default=None, help="backbone folder (default: the shipped one)")
+    p.add_argument("--tasks", nargs="+", default=None, help="subset of spell_backward chain_sum figlet")
+    p.add_argument("--steps", type=int, default=None, help="override fine-tune steps")
+    p.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from probsft.figures.continuum import draw
+    from probsft.validate import experiment as ex
+
+    cfg = ex.FULL if args.full else ex.REDUCED
+    over = {"tasks": tuple(args.tasks)} if args.tasks else {}
+    if args.steps:
+        over["steps"] = args.steps
+    if args.seeds:
+        over["seeds"] = tuple(range(args.seeds))
+    cfg = dataclasses.replace(cfg, **over)
+    out = Path(args.out)
+    csv_path = ex.run_grid(cfg, out, args.model)
+    table, verdicts = ex.summarize(ex.read_rows(csv_path), cfg.min_gap)
+    ex._atomic_write(out / "verdicts.json", json.dumps(verdicts, indent=1))
+    draw(csv_path, out / "continuum")
+    print("\n".join(table + [""] + ex.verdict_lines(verdicts)))
+    return 0

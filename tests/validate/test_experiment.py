@@ -1,0 +1,83 @@
+"""The continuum experiment: a one-step fine-tune per objective on the shipped backbone changes the
+weights; the verdict logic on synthetic result tables (agree / disagree / tie); the grid resumes."""
+
+import copy
+import csv
+
+import pytest
+import torch
+
+from probsft.errors import ConfigError, SpecError
+from probsft.validate import experiment as ex
+from probsft.validate.backbone import load
+from probsft.validate.data import tokenize_sft
+from probsft.validate.tasks import TASKS, sample
+from probsft.validate.train import FinetuneConfig, finetune
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return load()
+
+
+@pytest.mark.parametrize("spec", ex.REDUCED.objectives)
+def test_one_step_finetune_changes_weights(backbone, spec):
+    base, tok = backbone
+    model = copy.deepcopy(base)
+    data = tokenize_sft(sample(TASKS["chain_sum"], "train", 8, 0), tok, 256)
+    finetune(FinetuneConfig(model="backbone", objective=spec, max_steps=1, batch_size=8, lr=1e-3,
+                            device="cpu"), model=model, tokenizer=tok, progress=False, examples=data)
+    before = dict(base.named_parameters())
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert changed and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _rows(task, region, noise, p_vals, nll_vals, key="exact_match"):
+    rows = []
+    for spec, vals in (("p", p_vals), ("nll", nll_vals)):
+        for seed, v in enumerate(vals):
+            rows.append({"task": task, "role": "", "region": region, "probe_mean_p": "0.5",
+                         "noise": str(noise), "objective": spec, "label": spec, "seed": str(seed),
+                         "exact_match": str(v), "jaro_winkler": str(v), "train_mean_p": "0.5",
+                         "seconds": "1"})
+    return rows
+
+
+@pytest.mark.parametrize("region,noise,p_vals,nll_vals,outcome,agrees", [
+    ("model-strong", 0.2, [0.50, 0.52, 0.51], [0.30, 0.31, 0.29], "p", True),       # agree
+    ("model-strong", 0.2, [0.30, 0.31, 0.29], [0.50, 0.52, 0.51], "nll", False),    # disagree
+    ("model-strong", 0.0, [0.40, 0.41, 0.40], [0.40, 0.40, 0.41], "tie", True),     # tie = NLL >= -p
+    ("model-weak", 0.0, [0.40, 0.41, 0.40], [0.40, 0.40, 0.41], "tie", False),      # tie, NLL expected
+    ("model-intermediate", 0.0, [0.4, 0.6, 0.5], [0.45, 0.55, 0.5], "tie", True),   # noisy seeds
+    ("model-intermediate", 0.0, [0.60, 0.61, 0.60], [0.40, 0.40, 0.41], "p", False),
+])
+def test_verdict_logic(region, noise, p_vals, nll_vals, outcome, agrees):
+    _, verdicts = ex.summarize(_rows("spell_backward", region, noise, p_vals, nll_vals))
+    (v,) = verdicts
+    assert (v["measured"], v["agrees"]) == (outcome, agrees)
+    assert v["delta_p_minus_nll"] == pytest.approx(sum(p_vals) / 3 - sum(nll_vals) / 3)
+
+
+def test_config_is_strict():
+    with pytest.raises(ConfigError):
+        ex.ExperimentConfig.from_dict({"steps": 3, "typo": 1})
+    with pytest.raises(SpecError):
+        ex.ExperimentConfig(objectives=("nll", "p", "bogus objective"))
+    with pytest.raises(ConfigError):
+        ex.ExperimentConfig(objectives=("nll", "alpha(10)"))     # the verdict needs nll and p
+    with pytest.raises(ConfigError):
+        ex.ExperimentConfig(tasks=("nope",))
+
+
+def test_grid_runs_and_resumes(tmp_path):
+    cfg = ex.ExperimentConfig(tasks=("chain_sum",), objectives=("nll", "p"), seeds=(0,),
+                              noise=(0.0,), steps=1, batch_size=4, n_train=8, n_heldout=4,
+                              max_new_tokens=3)
+    path = ex.run_grid(cfg, tmp_path, progress=False)
+    rows = list(csv.DictReader(open(path)))
+    assert [r["objective"] for r in rows] == ["base", "nll", "p"]
+    rows[-1]["seconds"] = "-1"      # a marker: a resumed grid must keep finished cells untouched
+    ex._write_rows(path, rows)
+    ex.run_grid(cfg, tmp_path, progress=False)
+    again = list(csv.DictReader(open(path)))
+    assert len(again) == 3 and again[-1]["seconds"] == "-1"

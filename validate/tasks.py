@@ -1,0 +1,153 @@
+"""The three continuum tasks of the embedded validation: procedural generators and disjoint splits.
+
+Each task wraps a real procedural generator (``reasoning_gym``; its ``figlet_font`` draws with
+``pyfiglet``) and turns its items into short character-level ``prompt``/``response`` pairs:
+
+=================  =============  ==========================  =====================================
+task               role           pretraining exposure        generator
+=================  =============  ==========================  =====================================
+``spell_backward`` model-strong   heavy (most of the corpus)  reasoning_gym ``spell_backward``, 3-6
+                                                              letter words
+``chain_sum``      intermediate   light (a small share)       reasoning_gym ``chain_sum``, two
+                                                              2-digit terms, + or -
+``figlet``         model-weak     none                        reasoning_gym ``figlet_font`` (pyfiglet
+                                                              font ``small``, 3-4 letter upper-case
+                                                              words, spaced letters as the paper)
+=================  =============  ==========================  =====================================
+
+Splits never overlap: an item's split is a pure function of its *key* (the answer word / the expression),
+``sha1(task, key) mod 100`` -> held-out (< 10), SFT train (< 45) or pretraining (the rest), so the same
+word can never be in two splits whatever the pool sizes or seeds. Generation is deterministic for a
+seed.
+
+    >>> from probsft.validate.tasks import TASKS, sample, write_task_data
+    >>> sample(TASKS["figlet"], "train", 3, seed=0)[0]["response"]
+    >>> write_task_data("data/validate", n_train=512, n_heldout=64)   # <task>/{train,heldout}.jsonl
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import string
+from pathlib import Path
+from typing import Callable, Iterable
+
+from probsft.errors import ConfigError
+
+SPLITS = ("pretrain", "train", "heldout")
+# The tokenizer alphabet: printable ASCII and newline covers every task (checked in the tests).
+ALPHABET = "".join(sorted(set(string.printable) - set("\t\r\x0b\x0c")))
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One continuum task: ``items(size, seed)`` yields ``(key, prompt, response)`` triples."""
+
+    name: str
+    role: str          # "model-strong" | "intermediate" | "model-weak"
+    exposure: str      # pretraining exposure: "heavy" | "light" | "none"
+    source: str        # the generator it wraps
+    items: Callable[[int, int], Iterable[tuple[str, str, str]]]
+    metric: str = "exact_match"  # the held-out metric the paper reports for this kind of task
+
+
+def _spell_backward(size: int, seed: int):
+    import reasoning_gym
+
+    for x in reasoning_gym.create_dataset("spell_backward", size=size, seed=seed,
+                                          min_word_len=3, max_word_len=6):
+        word = x["question"].rsplit(": ", 1)[1]
+        yield word, x["question"] + "\n", x["answer"]
+
+
+def _chain_sum(size: int, seed: int):
+    import reasoning_gym
+
+    for x in reasoning_gym.create_dataset("chain_sum", size=size, seed=seed, min_terms=2,
+                                          max_terms=2, min_digits=2, max_digits=2):
+        yield x["question"].rsplit(": ", 1)[1], x["question"] + "\n", x["answer"]
+
+
+def _figlet(size: int, seed: int):
+    import reasoning_gym
+
+    for x in reasoning_gym.create_dataset("figlet_font", size=size, seed=seed, static_font="small",
+                                          min_word_len=3, max_word_len=4, space_letters=True):
+        # Trailing blanks carry no information; stripping them keeps the sequences ~120 characters.
+        art = "\n".join(line.rstrip() for line in x["question"].split("\n")).strip("\n")
+        yield x["answer"], art + "\n", x["answer"]
+
+
+TASKS: dict[str, Task] = {
+    "spell_backward": Task("spell_backward", "model-strong", "heavy",
+                           "reasoning_gym spell_backward", _spell_backward),
+    "chain_sum": Task("chain_sum", "intermediate", "light", "reasoning_gym chain_sum (2 terms)",
+                      _chain_sum),
+    "figlet": Task("figlet", "model-weak", "none", "reasoning_gym figlet_font (pyfiglet 'small')",
+                   _figlet, metric="jaro_winkler"),
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def split_of(task: str, key: str) -> str:
+    """The split an item belongs to, a pure function of (task, key): the splits never overlap."""
+    h = int.from_bytes(hashlib.sha1(f"{task}\0{key}".encode()).digest()[:4], "big") % 100
+    return "heldout" if h < 10 else "train" if h < 45 else "pretrain"
+
+
+def sample(task: Task, split: str, n: int, seed: int = 0, unique: bool = True) -> list[dict]:
+    """``n`` records ``{"prompt", "response"}`` of one split, deterministic for ``seed``.
+
+    ``unique`` keeps one item per key (SFT and held-out sets); pretraining may repeat keys.
+    Raises ConfigError if the generator cannot supply ``n`` distinct items of that split.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose from {SPLITS}")
+    out, seen, pool = [], set(), max(64, 4 * n)
+    for attempt in range(6):
+        for key, prompt, response in task.items(pool, seed * 1000 + attempt):
+            if split_of(task.name, key) != split or (unique and key in seen):
+                continue
+            seen.add(key)
+            out.append({"prompt": prompt, "response": response})
+            if len(out) == n:
+                return out
+        pool *= 2
+    raise ConfigError(f"task {task.name}: only {len(out)} distinct {split} items, {n} asked")
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """Write records as JSONL atomically (tmp file then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        for r in records:
+            fh.write(json.dumps(r) + "\n")
+    os.replace(tmp, path)
+
+
+def write_task_data(out_dir, tasks: Iterable[str] = tuple(TASKS), n_train: int = 512,
+                    n_heldout: int = 64, seed: int = 0) -> dict[str, dict[str, Path]]:
+    """Write ``<out_dir>/<task>/{train,heldout}.jsonl``; returns ``{task: {split: path}}``.
+
+    Files that already exist with the right number of lines are reused (generation is deterministic).
+    """
+    paths = {}
+    for name in tasks:
+        task = get_task(name)
+        paths[name] = {}
+        for split, n in (("train", n_train), ("heldout", n_heldout)):
+            path = Path(out_dir) / name / f"{split}.jsonl"
+            if not (path.exists() and sum(1 for _ in open(path)) == n):
+                write_jsonl(path, sample(task, split, n, seed))
+            paths[name][split] = path
+    return paths
