@@ -150,7 +150,14 @@ def run_grid(cfg: ExperimentConfig, out: Path, model_path=None, progress: bool =
     torch.set_num_threads(cfg.threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
+    config_text = json.dumps(dataclasses.asdict(cfg), indent=1)
+    if (out / "config.json").exists() and (out / "config.json").read_text() != config_text:
+        # results of another grid never mix with this one: set them aside, start over
+        for name in ("results.csv", "probes.json"):
+            if (out / name).exists():
+                (out / name).replace(out / f"{name}.stale")
+        print(f"{out}: config changed; previous results moved to *.stale", flush=True)
+    _atomic_write(out / "config.json", config_text)
     t0 = time.perf_counter()
     base, tok = backbone.load(model_path)
     base.to(cfg.device)
