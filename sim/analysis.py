@@ -7,10 +7,12 @@ figures, the report and the tests all read the same numbers.
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 
 import numpy as np
+
+import probsft
+from probsft.theory.expr import p as p_symbol
 
 
 def primary_metric(rows) -> str:
@@ -52,13 +54,19 @@ def winners(rows, metric: str = "eval/acc", objectives=None) -> dict:
 
 
 def alpha_of(spec: str) -> float:
-    """α of an ``alpha(A)`` spec; 0 for ``nll`` (the α -> 0 limit), 1 for ``p``; NaN otherwise."""
-    if spec == "nll":
+    """α of an objective whose weight is s_f(p) = p^α (the (1 - p^α)/α family, NLL as α = 0,
+    −p as α = 1), read off the registry's derived s_f; NaN for any other objective."""
+    obj = probsft.objective(spec)
+    s = obj.s_expr
+    if obj.interval is not None or obj.s_override is not None:
+        return math.nan
+    if s == 1:
         return 0.0
-    if spec == "p":
+    if s == p_symbol:
         return 1.0
-    m = re.fullmatch(r"alpha\(([^)]+)\)", spec)
-    return float(m.group(1)) if m else math.nan
+    if s.is_Pow and s.base == p_symbol and s.exp.is_number:
+        return float(s.exp)
+    return math.nan
 
 
 def best_alpha(rows, metric: str = "eval/acc") -> list[tuple[float, float, float]]:
