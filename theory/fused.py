@@ -37,8 +37,8 @@ import functools
 
 import torch
 
-from probsft.errors import NonFiniteLogitsError, SpecError, UserError
-from probsft.theory.losses import REDUCTIONS
+from probsft.errors import SpecError, UserError
+from probsft.theory.losses import REDUCTIONS, finite_flags, raise_if_not_finite, token_terms
 from probsft.theory.spec import parse
 
 IMPLS = ("eager", "compile")
@@ -119,17 +119,19 @@ class _FusedLinearObjective(torch.autograd.Function):
         lse_all = torch.zeros(N, dtype=cdt, device=h.device) if per_token else None
         s_all = torch.zeros(N, dtype=cdt, device=h.device) if per_token else None
         grads = _GradBuffers(h, W, b, need) if grad_now else None
+        flags = torch.ones(2, dtype=torch.bool, device=h.device)
         for lo in range(0, N, chunk):
             hi = min(lo + chunk, N)
             z = _logits(h[lo:hi], W, b)                                   # [C, V] float32+
             lse, vals, cnt, s, G = math(z, y[lo:hi], valid[lo:hi], grad_now)
-            _check_finite(lse, valid[lo:hi])
+            flags &= finite_flags(lse, valid[lo:hi], vals, s)
             values[lo:hi], counted[lo:hi] = vals, cnt
             if per_token:
                 lse_all[lo:hi], s_all[lo:hi] = lse, s
             if grad_now:
                 grads.add(G, h, W, lo, hi)
             del z, G
+        raise_if_not_finite(obj, flags)                                   # one host sync
         ctx.mark_non_differentiable(counted)
         ctx.per_token, ctx.chunk, ctx.impl, ctx.obj = per_token, chunk, impl, obj
         if per_token:
@@ -177,11 +179,7 @@ def _token_math(obj, z, y, valid, want_grad):
     """Per chunk: lse [C], f·1{counted} [C], counted [C], s·1{counted} [C], G [C, V] or None."""
     lse = torch.logsumexp(z, dim=-1)
     logp = z.gather(-1, y[:, None]).squeeze(-1) - lse
-    logp = torch.where(valid, logp, torch.zeros_like(logp))              # masked rows stay finite
-    cnt = valid if obj.interval is None else valid & obj.interval.indicator(torch.exp(logp))
-    zero = torch.zeros_like(logp)
-    vals = torch.where(cnt, obj.f_of_logp(logp), zero)
-    s = torch.where(cnt, obj.s_of_logp(logp), zero)
+    cnt, vals, s = token_terms(obj, logp, valid)
     G = _softmax_grad_(z, lse, y, s) if want_grad else None
     return lse, vals, cnt, s, G
 
@@ -190,12 +188,6 @@ def _token_math(obj, z, y, valid, want_grad):
 def _chunk_math(obj, impl):
     fn = functools.partial(_token_math, obj)
     return torch.compile(fn, dynamic=True) if impl == "compile" else fn
-
-
-def _check_finite(lse, valid):
-    if not bool(torch.isfinite(lse[valid]).all()):
-        raise NonFiniteLogitsError("logits contain NaN or +inf at a counted position; "
-                                   "the loss would be NaN (check the model or the learning rate)")
 
 
 class _GradBuffers:

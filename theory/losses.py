@@ -62,16 +62,8 @@ class _ObjectiveTokenLoss(torch.autograd.Function):
         z = _compute_dtype(logits)                                 # [N, V], >= float32
         lse = torch.logsumexp(z, dim=-1)                           # [N]
         logp = z.gather(-1, labels[:, None]).squeeze(-1) - lse     # [N]
-        if not bool(torch.isfinite(lse[valid]).all()):
-            raise NonFiniteLogitsError("logits contain NaN or +inf at a counted position; "
-                                       "the loss would be NaN (check the model or the learning rate)")
-        logp = torch.where(valid, logp, torch.zeros_like(logp))    # keep masked rows finite
-        # p rounds to exactly 1 when the target logit dominates (z = +1e4): keep log p <= log(1 - eps)
-        # so f and s of objectives singular at p = 1 (log(1-p)) stay finite instead of -inf / NaN
-        logp = logp.clamp(max=math.log1p(-torch.finfo(logp.dtype).eps))
-        counted = valid & _indicator(obj, logp)
-        values = torch.where(counted, obj.f_of_logp(logp), torch.zeros_like(logp))
-        weight = torch.where(counted, obj.s_of_logp(logp), torch.zeros_like(logp))
+        counted, values, weight = token_terms(obj, logp, valid)
+        raise_if_not_finite(obj, finite_flags(lse, valid, values, weight))
         ctx.save_for_backward(logits, labels, lse, weight)
         ctx.mark_non_differentiable(counted)
         return values, counted
@@ -83,6 +75,38 @@ class _ObjectiveTokenLoss(torch.autograd.Function):
         grad = torch.exp(_compute_dtype(logits) - lse[:, None]) * coef[:, None]   # s·q,  [N, V]
         grad.scatter_add_(-1, labels[:, None], -coef[:, None])     # - s·e_y
         return grad.to(logits.dtype), None, None, None
+
+
+def token_terms(obj, logp, valid):
+    """counted [N], f(p)·1{counted} [N], s_f(p)·1{counted} [N] from log p [N] and the valid mask.
+
+    Shared by this module and the fused linear loss, so both count and weigh tokens identically."""
+    logp = torch.where(valid, logp, torch.zeros_like(logp))    # keep masked rows finite
+    # p rounds to exactly 1 when the target logit dominates (z = +1e4): keep log p <= log(1 - eps)
+    # so f and s of objectives singular at p = 1 (log(1-p)) stay finite instead of -inf / NaN
+    logp = logp.clamp(max=math.log1p(-torch.finfo(logp.dtype).eps))
+    counted = valid & _indicator(obj, logp)
+    zero = torch.zeros_like(logp)
+    values = torch.where(counted, obj.f_of_logp(logp), zero)
+    weight = torch.where(counted, obj.s_of_logp(logp), zero)
+    return counted, values, weight
+
+
+def finite_flags(lse, valid, values, weight):
+    """[2] bool tensor, no host sync: (logits finite where counted, f and s_f finite)."""
+    return torch.stack([(torch.isfinite(lse) | ~valid).all(),
+                        (torch.isfinite(values) & torch.isfinite(weight)).all()])
+
+
+def raise_if_not_finite(obj, flags):
+    """Refuse silent NaNs, with one host sync: non-finite logits, or an f / s_f that overflows."""
+    logits_ok, objective_ok = flags.tolist()
+    if not logits_ok:
+        raise NonFiniteLogitsError("logits contain NaN or +inf at a counted position; "
+                                   "the loss would be NaN (check the model or the learning rate)")
+    if not objective_ok:
+        raise UserError(f"objective {obj.spec} gives a non-finite f(p) or s_f(p) at some token's "
+                        "probability; rewrite f(p) so it stays finite on (0, 1)")
 
 
 def _compute_dtype(logits):

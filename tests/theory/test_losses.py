@@ -188,3 +188,11 @@ def test_large_vocab_all_masked_nonfinite_and_bf16():
     got = obj.loss(small, labels.clamp(max=49))
     want = reference_loss(obj, small.float().double(), labels.clamp(max=49))
     assert math.isclose(float(got), float(want), rel_tol=1e-5)
+
+
+def test_objective_overflow_is_a_clear_error_not_a_nan():
+    # f = 1/p is valid on (0, 1), but s_f = 1/p overflows float32 at p = e^-100
+    obj = probsft.objective("1/p")
+    with pytest.raises(probsft.UserError, match="non-finite f"):
+        obj.loss(torch.tensor([[-100.0, 0.0]]), torch.tensor([0]))
+    assert torch.isfinite(obj.loss(torch.tensor([[-1.0, 0.0]]), torch.tensor([0])))
