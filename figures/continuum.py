@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from probsft.figures import save_figure
+
 
 def draw(csv_path, out_stem) -> list[Path]:
     """Draw ``<out_stem>.png`` and ``.svg`` from the results CSV; returns the two paths."""
@@ -61,13 +63,7 @@ def draw(csv_path, out_stem) -> list[Path]:
     axes[0][0].set_ylabel("held-out gain over NLL (points)")
     axes[0][-1].legend(fontsize=8, loc="best")
     fig.tight_layout()
-    out_stem = Path(out_stem)
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")]
-    for p in paths:
-        fig.savefig(p, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out_stem, tight=False)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from probsft.figures import save_figure  # noqa: E402
 from probsft.sim.analysis import seed_mean  # noqa: E402
 
 COLORS = {"nll": "C0", "p": "C3", "alpha(0.1)": "C9", "alpha(0.5)": "C2", "alpha(10)": "C1",
@@ -34,10 +35,4 @@ def add_base_p_ticks(ax, rows):
 
 
 def save(fig, out_dir, stem: str) -> list[Path]:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
-    fig.savefig(paths[0], dpi=130, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    plt.close(fig)
-    return paths
+    return save_figure(fig, Path(out_dir) / stem)

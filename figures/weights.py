@@ -16,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from probsft.figures import save_figure
+
 
 def _read_curves(path):
     with open(path, newline="") as fh:
@@ -53,10 +55,4 @@ def draw(curves_csv, table_csv, out_stem, normalise: bool = True) -> list[Path]:
     ax.set_ylabel("normalised W_f(p)" if normalise else "W_f(p)")
     ax.set_title("Logit-gradient weight W_f(p) = s_f(p)(1 − p)  (Lemma 3.1, Fig. 3)", fontsize=10)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    out_stem = Path(out_stem)
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out_stem, dpi=150)
