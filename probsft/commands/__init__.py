@@ -1,1 +1,14 @@
 """Subcommands of the `probsft` CLI; each module is thin and calls into theory/sim/validate."""
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts and sizes: a whole number >= 1 (argparse reports the error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value

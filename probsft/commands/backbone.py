@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from probsft.commands import positive_int
+
 
 def add_parser(sub):
     p = sub.add_parser("backbone", help="build the embedded backbone used by `probsft validate`")
@@ -11,9 +13,9 @@ def add_parser(sub):
     bsub.required = True
     b = bsub.add_parser("build", help="pretrain the backbone on the mixed task corpus")
     b.add_argument("--out", default=None, help="output folder (default: the shipped validate/backbone)")
-    b.add_argument("--steps", type=int, default=None, help="pretraining steps (default 450)")
+    b.add_argument("--steps", type=positive_int, default=None, help="pretraining steps (default 450)")
     b.add_argument("--seed", type=int, default=None, help="seed (default 0)")
-    b.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
+    b.add_argument("--threads", type=positive_int, default=None, help="torch threads (default 1)")
     p.set_defaults(func=run)
 
 

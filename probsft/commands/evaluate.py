@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from probsft.commands import positive_int
+
 
 def add_parser(sub):
     p = sub.add_parser("evaluate", help="exact match / Jaro-Winkler / avg@k and training likelihood")
@@ -17,12 +19,12 @@ def add_parser(sub):
     p.add_argument("--train-data", help="also report the mean training-token p on this JSONL")
     p.add_argument("--extract", default="raw",
                    help="answer extraction: raw (first line), boxed, last_number, letter")
-    p.add_argument("--samples", type=int, default=1, help="k of avg@k (1 with temperature 0: greedy)")
+    p.add_argument("--samples", type=positive_int, default=1, help="k of avg@k (1 with temperature 0: greedy)")
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--max-length", type=int, default=1024)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=positive_int, default=16)
+    p.add_argument("--max-length", type=positive_int, default=1024)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", help="folder for results.json and per_sample.csv")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+from probsft.commands import positive_int
+
 
 def add_parser(sub):
     p = sub.add_parser("probe", help="where a (model, SFT data) pair sits on the capability continuum")
@@ -14,8 +16,8 @@ def add_parser(sub):
     p.add_argument("--data", required=True, help="SFT JSONL (prompt/response or messages)")
     p.add_argument("--json", nargs="?", const="-", metavar="PATH",
                    help="print the result as JSON (or write it to PATH, atomically)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-length", type=int, default=1024)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--max-length", type=positive_int, default=1024)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=run)
 

@@ -6,6 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from probsft.commands import positive_int
+
 
 def add_parser(sub):
     p = sub.add_parser("validate", help="probe, fine-tune with each objective and compare with the "
@@ -14,8 +16,8 @@ def add_parser(sub):
     p.add_argument("--out", default="figures/validate", help="results folder (resumes if present)")
     p.add_argument("--model", default=None, help="backbone folder (default: the shipped one)")
     p.add_argument("--tasks", nargs="+", default=None, help="subset of spell_backward chain_sum figlet")
-    p.add_argument("--steps", type=int, default=None, help="override fine-tune steps")
-    p.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
+    p.add_argument("--steps", type=positive_int, default=None, help="override fine-tune steps")
+    p.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
     p.set_defaults(func=run)
 
 
