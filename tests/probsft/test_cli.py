@@ -1,0 +1,23 @@
+"""The top-level CLI: every registered command parses, and bad counts are argparse errors."""
+
+import pytest
+
+from probsft.cli import COMMANDS, build_parser, main
+
+
+def test_every_command_is_registered_once():
+    parser = build_parser()
+    names = [a for a in parser._subparsers._group_actions[0].choices]  # noqa: SLF001
+    assert len(names) == len(set(names)) == len(COMMANDS)
+
+
+@pytest.mark.parametrize("argv", [
+    ["probe", "--model", "m", "--data", "d", "--batch-size", "0"],
+    ["evaluate", "--model", "m", "--data", "d", "--samples", "-1"],
+    ["validate", "--seeds", "zero"],
+])
+def test_bad_counts_exit_2_before_any_work(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
