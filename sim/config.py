@@ -20,6 +20,7 @@ import json
 import math
 from pathlib import Path
 
+from probsft.config import config_from_dict, config_to_dict
 from probsft.errors import ConfigError, UserError
 
 MODES = ("theory", "learning")
@@ -125,18 +126,11 @@ class SimConfig:
 
     # ----- JSON -----------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "SimConfig":
-        if not isinstance(data, dict):
-            raise ConfigError(f"a sim config must be a JSON object, got {type(data).__name__}")
-        unknown = set(data) - set(field_names())
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {sorted(unknown)}; "
-                              f"valid keys: {field_names()}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
     @classmethod
     def from_json(cls, path) -> "SimConfig":

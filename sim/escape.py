@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 import probsft
+from probsft.config import config_from_dict, config_to_dict
 from probsft.errors import ConfigError
 from probsft.sim.config import _number, write_atomic
 from probsft.sim.sweep import single_thread
@@ -63,15 +64,11 @@ class EscapeConfig:
             raise ConfigError(f"max_steps must be a positive integer, got {self.max_steps!r}")
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "EscapeConfig":
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown escape config key(s) {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
 
 def initial_logits(p0s, V: int) -> torch.Tensor:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from probsft.config import config_from_dict
 from probsft.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parent / "backbone"
@@ -64,14 +65,7 @@ class BackboneConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "BackboneConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = set(d) - known
-        if bad:
-            raise ConfigError(f"unknown backbone config key(s): {', '.join(sorted(bad))}")
-        d = dict(d)
-        if "mix" in d:
-            d["mix"] = tuple(tuple(x) for x in d["mix"])
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 def corpus(cfg: BackboneConfig) -> dict[str, list[str]]:

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from probsft.config import config_from_dict
 from probsft.errors import ConfigError
 
 FIELDS = ["task", "role", "region", "probe_mean_p", "noise", "objective", "label", "seed",
@@ -78,10 +79,7 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExperimentConfig":
-        bad = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if bad:
-            raise ConfigError(f"unknown experiment config key(s): {', '.join(sorted(bad))}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 REDUCED = ExperimentConfig()

@@ -12,7 +12,6 @@ step on resume (atomically too).
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import os
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from probsft.errors import ConfigError
+from probsft.config import config_from_dict, config_to_dict, load_config  # noqa: F401 (re-exported)
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -80,26 +79,3 @@ def truncate_jsonl(path, max_step: int) -> None:
     keep = [rec for rec in read_jsonl_records(path) if rec.get("step", 0) <= max_step]
     atomic_write_bytes(path, "".join(json.dumps(rec) + "\n" for rec in keep).encode())
 
-
-def config_to_dict(cfg) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
-
-
-def config_from_dict(cls, data: dict):
-    """Build a frozen config strictly: unknown keys raise ConfigError; lists become tuples."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(names)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-
-def load_config(cls, path):
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"cannot read config {path}: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config {path} must hold a JSON object")
-    return config_from_dict(cls, data)
