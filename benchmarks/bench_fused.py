@@ -5,15 +5,19 @@ Methods (each case in a fresh subprocess):
   chunked  torchtune-style chunked CE: chunk the hidden states, upcast each logits chunk (autograd)
   cce      Apple cut-cross-entropy, impl="torch_compile" (its Triton kernel needs CUDA); NLL only
   trl      TRL's fused LM head (trl.kernels.chunked_logprob) -> per-token log p, then f(log p)
-  ours     probsft.fused_linear_loss (chunked, closed-form gradients)
-Memory: peak RSS beyond the inputs and weights. The child resets the kernel's high-water mark
+  ours     probsft.fused_linear_loss, schedule="auto" (bf16 on CPU: "vocab", see theory/fused.py)
+  ours-token  probsft.fused_linear_loss, schedule="token" (one pass, float32 dW accumulator)
+  ours-compile  schedule="auto", impl="compile" (torch.compile of each chunk's elementwise work)
+Memory: peak RSS beyond the inputs and weights ("peak"), and the same less the weight gradient every
+method must return in the weight's dtype ("work" = the loss's working memory). The child resets the kernel's high-water mark
 (echo 5 > /proc/self/clear_refs) after a small warm-up run (which triggers torch.compile), records
 VmRSS, runs one full forward+backward, and reads VmHWM; MALLOC_MMAP_THRESHOLD_=1MiB makes glibc
 return freed buffers to the OS so the base is not inflated by cached memory. The weight gradient
-produced by every method is included (it is part of the peak). Time: that one run (wall clock).
-The machine is shared, so timings are noisy; ratios are to "naive" of the same shape and objective.
+produced by every method is included in "peak". Time: the best of --repeats forward+backward runs
+(wall clock); ratios are to "naive" of the same shape and objective, measured in the same run.
 
-Run:  python benchmarks/bench_fused.py            (N=4096 Qwen2.5-0.5B head, N=1024 Llama-3.2-1B head)
+Run:  python benchmarks/bench_fused.py            (N=4096 tokens: Qwen2.5-0.5B head, Llama-3.2-1B head)
+      python benchmarks/bench_fused.py --sizes llama-3.2-1b=1024 --objectives nll
       python benchmarks/bench_fused.py --quick    (N=512 / 256, a minute or two)
 Results: printed table + JSON in --out (default bench_out/fused).
 """
@@ -29,7 +33,7 @@ import time
 from pathlib import Path
 
 SHAPES = {"qwen2.5-0.5b": (896, 151_936), "llama-3.2-1b": (2048, 128_256)}
-METHODS = ("naive", "chunked", "cce", "trl", "ours")
+METHODS = ("naive", "chunked", "cce", "trl", "ours", "ours-token", "ours-compile")
 
 
 def _status(key):
@@ -80,8 +84,11 @@ def _loss_fn(method, obj, chunk):
     else:
         from probsft.theory.fused import fused_linear_loss
 
+        schedule = "token" if method == "ours-token" else "auto"
+        impl = "compile" if method == "ours-compile" else "eager"
+
         def fn(h, W, y):
-            return fused_linear_loss(h, W, y, obj)
+            return fused_linear_loss(h, W, y, obj, schedule=schedule, impl=impl)
     return fn
 
 
@@ -112,19 +119,26 @@ def child(args):
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
     base = _status("VmRSS")
-    t0 = time.perf_counter()
-    loss = fn(h, W, y)
-    loss.backward()
-    seconds = time.perf_counter() - t0
+    seconds = []
+    for _ in range(args.repeats):
+        h.grad, W.grad = None, None
+        t0 = time.perf_counter()
+        loss = fn(h, W, y)
+        loss.backward()
+        seconds.append(time.perf_counter() - t0)
+        value = float(loss)
+        del loss
+    seconds, loss = min(seconds), value
     peak = _status("VmHWM") - base
-    print(json.dumps({"loss": float(loss), "seconds": seconds, "peak_extra_mib": peak,
+    print(json.dumps({"loss": loss, "seconds": seconds, "peak_extra_mib": peak,
                       "grad_w_mib": W.grad.numel() * W.grad.element_size() / 2**20}))
 
 
-def run_case(method, shape, n, objective, dtype, trl_chunk, timeout):
+def run_case(method, shape, n, objective, dtype, trl_chunk, timeout, repeats):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576", PYTHONWARNINGS="ignore")
     cmd = [sys.executable, __file__, "--child", "--method", method, "--shape", shape, "--n", str(n),
-           "--objective", objective, "--dtype", dtype, "--trl-chunk", str(trl_chunk)]
+           "--objective", objective, "--dtype", dtype, "--trl-chunk", str(trl_chunk),
+           "--repeats", str(repeats)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -144,38 +158,52 @@ def main():
     ap.add_argument("--objectives", default="nll,alpha(10)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--trl-chunk", type=int, default=8192, help="TRL vocabulary chunk width")
-    ap.add_argument("--timeout", type=int, default=240)
+    ap.add_argument("--timeout", type=int, default=900, help="seconds per case")
+    ap.add_argument("--repeats", type=int, default=2, help="timed runs per case (best is kept)")
+    ap.add_argument("--sizes", default="qwen2.5-0.5b=4096,llama-3.2-1b=4096",
+                    help="SHAPE=N pairs; shapes: " + ", ".join(SHAPES))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method"), ap.add_argument("--shape"), ap.add_argument("--n", type=int)
     ap.add_argument("--objective")
     args = ap.parse_args()
     if args.child:
         return child(args)
-    sizes = {"qwen2.5-0.5b": 512, "llama-3.2-1b": 256} if args.quick else \
-        {"qwen2.5-0.5b": 4096, "llama-3.2-1b": 1024}
+    try:
+        sizes = {k: int(v) for k, v in (kv.split("=") for kv in args.sizes.split(","))}
+        assert all(k in SHAPES and v >= 1 for k, v in sizes.items())
+    except (ValueError, AssertionError):
+        ap.error(f"--sizes: SHAPE=N pairs with SHAPE in {list(SHAPES)} and N >= 1")
+    if args.quick:
+        sizes = {"qwen2.5-0.5b": 512, "llama-3.2-1b": 256}
     rows = []
-    print(f"dtype={args.dtype}; peak = RSS high-water beyond inputs+weights (MiB), fwd+bwd")
-    print(f"{'shape':14s} {'N':>5s} {'objective':10s} {'method':8s} {'peak MiB':>9s} {'mem/naive':>9s}"
-          f" {'sec':>7s} {'time/naive':>10s}  loss")
+    print(f"dtype={args.dtype}; peak = RSS high-water beyond inputs+weights (MiB), fwd+bwd; "
+          f"work = peak less the weight gradient; time = best of {args.repeats}")
+    print(f"{'shape':14s} {'N':>5s} {'objective':10s} {'method':10s} {'peak MiB':>9s} {'mem/naive':>9s}"
+          f" {'work MiB':>9s} {'work/naive':>10s} {'sec':>7s} {'time/naive':>10s}  loss")
     for shape, n in sizes.items():
         for objective in args.objectives.split(","):
             base = None
             for method in args.methods.split(","):
                 if method == "cce" and objective != "nll":
                     continue
-                r = run_case(method, shape, n, objective, args.dtype, args.trl_chunk, args.timeout)
+                r = run_case(method, shape, n, objective, args.dtype, args.trl_chunk, args.timeout,
+                             args.repeats)
+                if "error" not in r:
+                    r["work_mib"] = r["peak_extra_mib"] - r["grad_w_mib"]
                 r.update(shape=shape, n=n, objective=objective, method=method, dtype=args.dtype)
                 if method == "naive" and "error" not in r:
                     base = r
                 if base and "error" not in r:
                     r["mem_ratio"] = r["peak_extra_mib"] / base["peak_extra_mib"]
+                    r["work_ratio"] = r["work_mib"] / base["work_mib"]
                     r["time_ratio"] = r["seconds"] / base["seconds"]
                 rows.append(r)
                 if "error" in r:
-                    print(f"{shape:14s} {n:5d} {objective:10s} {method:8s} FAILED: {r['error']}")
+                    print(f"{shape:14s} {n:5d} {objective:10s} {method:10s} FAILED: {r['error']}")
                 else:
-                    print(f"{shape:14s} {n:5d} {objective:10s} {method:8s} {r['peak_extra_mib']:9.0f}"
-                          f" {r.get('mem_ratio', float('nan')):9.3f} {r['seconds']:7.2f}"
+                    print(f"{shape:14s} {n:5d} {objective:10s} {method:10s} {r['peak_extra_mib']:9.0f}"
+                          f" {r.get('mem_ratio', float('nan')):9.3f} {r['work_mib']:9.0f}"
+                          f" {r.get('work_ratio', float('nan')):10.3f} {r['seconds']:7.2f}"
                           f" {r.get('time_ratio', float('nan')):10.2f}  {r['loss']:.5f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,17 +14,27 @@ Gradient (Lemma 3.1): for one token, dL/dz = s_f(p) (q - e_y), q = softmax(z), s
 logit gradient G [C, V] = coef * (q - e_y):  dL/dhidden = G W,  dL/dW = G^T hidden,  dL/db = sum_rows G.
 
 Design (the choice the brief asks for):
-  * reduction "mean"/"sum" (the training case): gradients are computed *in the forward pass*, chunk by
-    chunk, for the unnormalised sum (coef = s_f(p)·1{counted}); the Function returns the sum and the
-    normalisation is ordinary autograd outside it, so backward only scales the stored gradients by the
-    incoming scalar. Three GEMMs per chunk, like the naive path (forward, dhidden, dW), none repeated.
+  * reduction "mean"/"sum" (the training case): gradients are computed *in the forward pass* for the
+    unnormalised sum (coef = s_f(p)·1{counted}); the Function returns the sum and the normalisation is
+    ordinary autograd outside it, so backward only scales the stored gradients by the incoming scalar.
   * reduction "none": the per-token upstream gradient is unknown in forward, so backward recomputes
-    each chunk's logits from the saved log-sum-exp (four GEMMs).
-Memory: one chunk of C tokens holds ~2 float32 [C, V] buffers; chunk_size=None picks C with C·V ~ 2^25.
-Float32 for bf16/fp16 inputs: logits of a chunk are upcast, log-sum-exp, f, s and sums are float32,
-dW and db accumulate in float32 across chunks. On CUDA (torch >= 2.8) the dW GEMM writes float32
-directly; on CPU (no bf16->fp32 GEMM) each chunk's bf16 product is added, vocabulary slice by slice,
-into the float32 accumulator (one bf16 rounding per chunk, the same size as the naive path's rounding).
+    the logits from the saved log-sum-exp.
+  * schedule, i.e. how dW = G^T hidden is accumulated:
+      "token"  one pass over token chunks, dW += G_c^T h_c per chunk (3 GEMMs in all). The sum needs
+               a float32 [V, H] accumulator: free for float32 weights (it *is* the gradient), but an
+               extra 2x the bf16 gradient for bf16 weights.
+      "vocab"  two passes: token chunks give log-sum-exp, f, s and dhidden = G W (2 GEMMs); then
+               vocabulary slices recompute z_s = h W_s^T for *all* tokens and write
+               dW_s = G_s^T h in one GEMM over all N tokens (2 GEMMs), straight into the gradient in
+               the weight's dtype: float32 accumulation inside the GEMM, one rounding, and no
+               [V, H] accumulator at all. One GEMM more than "token".
+      "auto"   "vocab" for bf16/fp16 weights on CPU (memory), "token" otherwise.
+Memory: a chunk holds ~2 float32 [C, V] (or [N, S]) buffers; chunk_size=None picks C with C·V ~ 2^25,
+vocabulary slices S with N·S ~ 2^25.
+Float32 for bf16/fp16 inputs: logits of a chunk are upcast; log-sum-exp, f, s and sums are float32.
+With schedule="token", dW and db accumulate in float32 across chunks; on CUDA (torch >= 2.8) the dW
+GEMM writes float32 directly; on CPU (no bf16->fp32 GEMM) each chunk's bf16 product is added,
+vocabulary slice by slice, into the float32 accumulator.
 
 impl="eager" runs plain torch ops; impl="compile" wraps each chunk's elementwise work (log-sum-exp,
 f, s, threshold, softmax gradient) in torch.compile, fusing it into a few kernels (the GPU version;
@@ -42,12 +52,14 @@ from probsft.theory.losses import REDUCTIONS, finite_flags, raise_if_not_finite,
 from probsft.theory.spec import parse
 
 IMPLS = ("eager", "compile")
+SCHEDULES = ("auto", "token", "vocab")
 _AUTO_ELEMENTS = 1 << 25          # C·V for chunk_size=None: a 128 MiB float32 logits chunk
 _VOCAB_SLICE = 16384              # rows of dW per bf16 product on CPU (bounds the temporary)
 
 
 def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, ignore_index=-100,
-                      reduction="mean", num_items_in_batch=None, chunk_size=None, impl="eager"):
+                      reduction="mean", num_items_in_batch=None, chunk_size=None, impl="eager",
+                      schedule="auto", vocab_chunk_size=None):
     """Loss of ``objective`` on logits ``hidden @ lm_head_weight.T + bias`` without materialising them.
 
     Args:
@@ -60,6 +72,8 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         reduction, num_items_in_batch, ignore_index: as :meth:`Objective.loss`.
         chunk_size: tokens per chunk (None: about 2^25 / V).
         impl: "eager" or "compile" (torch.compile of the per-chunk elementwise work).
+        schedule: "auto", "token" or "vocab": how the weight gradient is accumulated (module doc).
+        vocab_chunk_size: vocabulary rows per slice of the "vocab" schedule (None: about 2^25 / N).
     Returns:
         a scalar (mean/sum) or per-token values shaped like labels (none), float32 for bf16 inputs.
     """
@@ -71,6 +85,8 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         raise UserError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if impl not in IMPLS:
         raise UserError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if schedule not in SCHEDULES:
+        raise UserError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if lm_head_weight.dim() != 2 or hidden.shape[-1] != lm_head_weight.shape[1]:
         raise UserError(f"hidden {tuple(hidden.shape)} must be [..., H] and lm_head_weight "
                         f"{tuple(lm_head_weight.shape)} must be [V, H]")
@@ -84,8 +100,12 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         raise UserError(f"bias must be [V] = [{V}], got {tuple(bias.shape)}")
     if chunk_size is None:
         chunk_size = max(1, _AUTO_ELEMENTS // V)
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise UserError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    n_tokens = max(1, labels.numel())
+    if vocab_chunk_size is None:
+        vocab_chunk_size = max(1, min(V, _AUTO_ELEMENTS // n_tokens))
+    for name, value in (("chunk_size", chunk_size), ("vocab_chunk_size", vocab_chunk_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"{name} must be a positive int, got {value!r}")
     flat_h = hidden.reshape(-1, H)                                  # [N, H]
     flat_y = labels.reshape(-1)                                     # [N]
     valid = flat_y != ignore_index
@@ -93,8 +113,12 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         raise UserError(f"labels must be in [0, {V}) or ignore_index={ignore_index}")
     safe_y = torch.where(valid, flat_y, torch.zeros_like(flat_y))
     per_token = reduction == "none"
+    if schedule == "auto":
+        low = lm_head_weight.dtype in (torch.bfloat16, torch.float16)
+        schedule = "vocab" if low and not lm_head_weight.is_cuda else "token"
     out, counted = _FusedLinearObjective.apply(flat_h, lm_head_weight, bias, safe_y, valid, obj,
-                                               chunk_size, per_token, impl)
+                                               (chunk_size, vocab_chunk_size), per_token, impl,
+                                               schedule)
     if per_token:
         return out.reshape(labels.shape)
     if num_items_in_batch is not None:
@@ -108,32 +132,39 @@ class _FusedLinearObjective(torch.autograd.Function):
     """(sum or per-token f(p)·1{counted}, counted) with closed-form grads for hidden, weight, bias."""
 
     @staticmethod
-    def forward(ctx, h, W, b, y, valid, obj, chunk, per_token, impl):
+    def forward(ctx, h, W, b, y, valid, obj, chunks, per_token, impl, schedule):
+        chunk, ctx.width = chunks
         need = ctx.needs_input_grad[:3]
         grad_now = any(need) and not per_token
+        by_vocab = schedule == "vocab" and need[1]
         math = _chunk_math(obj, impl)
         N = h.shape[0]
         cdt = _compute_dtype(h.dtype)
         values = torch.zeros(N, dtype=cdt, device=h.device)
         counted = torch.zeros(N, dtype=torch.bool, device=h.device)
-        lse_all = torch.zeros(N, dtype=cdt, device=h.device) if per_token else None
-        s_all = torch.zeros(N, dtype=cdt, device=h.device) if per_token else None
-        grads = _GradBuffers(h, W, b, need) if grad_now else None
+        keep = per_token or (grad_now and by_vocab)          # lse and s for a later vocabulary pass
+        lse_all = torch.zeros(N, dtype=cdt, device=h.device) if keep else None
+        s_all = torch.zeros(N, dtype=cdt, device=h.device) if keep else None
+        grads = _GradBuffers(h, W, b, need, by_vocab) if grad_now else None
         flags = torch.ones(2, dtype=torch.bool, device=h.device)
+        # with the vocabulary schedule the token pass needs G only for dhidden and dbias
+        want_G = grad_now and (not by_vocab or need[0] or (need[2] and b is not None))
         for lo in range(0, N, chunk):
             hi = min(lo + chunk, N)
             z = _logits(h[lo:hi], W, b)                                   # [C, V] float32+
-            lse, vals, cnt, s, G = math(z, y[lo:hi], valid[lo:hi], grad_now)
+            lse, vals, cnt, s, G = math(z, y[lo:hi], valid[lo:hi], want_G)
             flags &= finite_flags(lse, valid[lo:hi], vals, s)
             values[lo:hi], counted[lo:hi] = vals, cnt
-            if per_token:
+            if keep:
                 lse_all[lo:hi], s_all[lo:hi] = lse, s
-            if grad_now:
+            if want_G:
                 grads.add(G, h, W, lo, hi)
             del z, G
         raise_if_not_finite(obj, flags)                                   # one host sync
+        if grad_now and by_vocab:
+            _vocab_pass(grads.gW, h, W, b, y, lse_all, s_all, impl, ctx.width)
         ctx.mark_non_differentiable(counted)
-        ctx.per_token, ctx.chunk, ctx.impl, ctx.obj = per_token, chunk, impl, obj
+        ctx.per_token, ctx.chunk, ctx.impl, ctx.schedule = per_token, chunk, impl, schedule
         if per_token:
             ctx.save_for_backward(h, W, b, y, lse_all, s_all)
             return values, counted
@@ -143,18 +174,28 @@ class _FusedLinearObjective(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, _grad_counted):
         if not ctx.per_token:
+            if ctx.grads is None:
+                raise UserError("fused_linear_loss: backward through the same loss twice; its "
+                                "gradients are computed in the forward pass and handed over once "
+                                "(retain_graph=True cannot replay them): compute the loss again")
             gh, gW, gb = (None if g is None else g.mul_(grad_out.to(g.dtype)) for g in ctx.grads)
             ctx.grads = None
-            return gh, gW, gb, None, None, None, None, None, None
+            return gh, gW, gb, *(None,) * 7
         h, W, b, y, lse_all, s_all = ctx.saved_tensors
-        grads = _GradBuffers(h, W, b, ctx.needs_input_grad[:3])
+        need = ctx.needs_input_grad[:3]
+        by_vocab = ctx.schedule == "vocab" and need[1]
+        grads = _GradBuffers(h, W, b, need, by_vocab)
         coef_all = grad_out.to(s_all.dtype) * s_all                     # [N]
-        for lo in range(0, h.shape[0], ctx.chunk):
-            hi = min(lo + ctx.chunk, h.shape[0])
-            G = _softmax_grad_(_logits(h[lo:hi], W, b), lse_all[lo:hi], y[lo:hi], coef_all[lo:hi])
-            grads.add(G, h, W, lo, hi)
+        if need[0] or (need[2] and b is not None) or not by_vocab:
+            for lo in range(0, h.shape[0], ctx.chunk):
+                hi = min(lo + ctx.chunk, h.shape[0])
+                G = _softmax_grad_(_logits(h[lo:hi], W, b), lse_all[lo:hi], y[lo:hi],
+                                   coef_all[lo:hi])
+                grads.add(G, h, W, lo, hi)
+        if by_vocab:
+            _vocab_pass(grads.gW, h, W, b, y, lse_all, coef_all, ctx.impl, ctx.width)
         gh, gW, gb = grads.finish()
-        return gh, gW, gb, None, None, None, None, None, None
+        return gh, gW, gb, *(None,) * 7
 
 
 def _compute_dtype(dtype):
@@ -193,11 +234,14 @@ def _chunk_math(obj, impl):
 class _GradBuffers:
     """Gradients for hidden [N, H] (per chunk, complete), weight [V, H] and bias [V] (float32 sums)."""
 
-    def __init__(self, h, W, b, need):
+    def __init__(self, h, W, b, need, by_vocab=False):
+        """``by_vocab``: gW is written by _vocab_pass in W's dtype, not accumulated here."""
         self.dtypes = (h.dtype, W.dtype, None if b is None else b.dtype)
-        acc = _compute_dtype(W.dtype)
+        self.by_vocab = by_vocab
+        acc = W.dtype if by_vocab else _compute_dtype(W.dtype)
         self.gh = torch.empty_like(h) if need[0] else None
-        self.gW = torch.zeros(W.shape, dtype=acc, device=W.device) if need[1] else None
+        self.gW = torch.empty(W.shape, dtype=acc, device=W.device) if need[1] and by_vocab else \
+            torch.zeros(W.shape, dtype=acc, device=W.device) if need[1] else None
         self.gb = torch.zeros(W.shape[0], dtype=acc, device=W.device) if need[2] and b is not None \
             else None
 
@@ -208,13 +252,41 @@ class _GradBuffers:
         G = G.to(W.dtype)                                               # GEMMs in the input dtype
         if self.gh is not None:
             torch.mm(G, W, out=self.gh[lo:hi])                          # [C, V] @ [V, H]
-        if self.gW is not None:
+        if self.gW is not None and not self.by_vocab:
             _addmm_acc(self.gW, G.t(), h[lo:hi])                        # [V, C] @ [C, H]
 
     def finish(self):
         gW = None if self.gW is None else self.gW.to(self.dtypes[1])
         gb = None if self.gb is None else self.gb.to(self.dtypes[2])
         return self.gh, gW, gb
+
+
+def _vocab_pass(gW, h, W, b, y, lse, coef, impl, width):
+    """dW[v0:v1] = G_s^T h for vocabulary slices s: one GEMM over all N tokens per slice, written
+    into ``gW`` (W's dtype) directly; G_s = coef·(softmax - e_y) restricted to the slice's columns."""
+    N, V = h.shape[0], W.shape[0]
+    lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
+    rows = torch.arange(N, device=h.device)
+    slice_grad = _slice_math(impl)
+    for v0 in range(0, V, width):
+        v1 = min(v0 + width, V)
+        z = _logits(h, W[v0:v1], None if b is None else b[v0:v1])    # [N, S] float32+
+        G = slice_grad(z, lse, coef)
+        inside = (y >= v0) & (y < v1)
+        G.index_put_((rows[inside], y[inside] - v0), -coef[inside], accumulate=True)
+        torch.mm(G.to(W.dtype).t(), h, out=gW[v0:v1])                 # [S, N] @ [N, H]
+        del z, G
+
+
+def _slice_softmax_grad(z, lse, coef):
+    """In place: z [N, S] -> coef·softmax(z) on the slice's columns (the one-hot part is added after)."""
+    return z.sub_(lse[:, None]).exp_().mul_(coef[:, None])
+
+
+@functools.lru_cache(maxsize=4)
+def _slice_math(impl):
+    return torch.compile(_slice_softmax_grad, dynamic=True) if impl == "compile" else \
+        _slice_softmax_grad
 
 
 def _addmm_acc(acc, a, b):

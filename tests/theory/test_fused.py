@@ -29,7 +29,8 @@ def _both(obj, h, W, b, y, upstream=None, **kw):
     """(values, grads) of the naive path and of the fused path for the same upstream gradient."""
     params = [t for t in (h, W, b) if t is not None]
     naive = obj.loss(h @ W.T + (b if b is not None else 0), y,
-                     **{k: v for k, v in kw.items() if k != "chunk_size"})
+                     **{k: v for k, v in kw.items() if k not in ("chunk_size", "schedule", "impl",
+                                                             "vocab_chunk_size")})
     fused = probsft.fused_linear_loss(h, W, y, obj, bias=b, **kw)
     g = torch.ones_like(naive) if upstream is None else upstream
     grads_n = torch.autograd.grad((naive * g).sum(), params, allow_unused=True)
@@ -43,11 +44,13 @@ def _assert_close(a, b, rtol=1e-9, atol=1e-11):
 
 @pytest.mark.parametrize("spec", registered())
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_every_objective_matches_naive(spec, reduction):
+@pytest.mark.parametrize("schedule", ["token", "vocab"])
+def test_every_objective_matches_naive(spec, reduction, schedule):
     obj = probsft.objective(spec)
     h, W, b, y = _inputs(29, 8, 53, scale=0.7, masked=(2, 11))
     upstream = torch.randn(29, dtype=torch.float64) if reduction == "none" else None
-    (vn, gn), (vf, gf) = _both(obj, h, W, b, y, upstream, reduction=reduction, chunk_size=7)
+    (vn, gn), (vf, gf) = _both(obj, h, W, b, y, upstream, reduction=reduction, chunk_size=7,
+                               schedule=schedule, vocab_chunk_size=10)
     _assert_close(vf, vn)
     for a, c in zip(gf, gn):
         _assert_close(a, c)
@@ -59,10 +62,12 @@ def test_odd_shapes_and_reductions(N, V, chunk):
     h, W, b, y = _inputs(N, 6, V, scale=2.0, bias=False)
     for kw in ({"reduction": "sum"}, {"reduction": "mean"}, {"reduction": "sum", "num_items_in_batch": 37},
                {"reduction": "mean", "num_items_in_batch": torch.tensor(5.0)}):
-        (vn, gn), (vf, gf) = _both(obj, h, W, b, y, chunk_size=chunk, **kw)
-        _assert_close(vf, vn)
-        for a, c in zip(gf[:2], gn[:2]):
-            _assert_close(a, c)
+        for schedule in ("token", "vocab"):
+            (vn, gn), (vf, gf) = _both(obj, h, W, b, y, chunk_size=chunk, schedule=schedule,
+                                       vocab_chunk_size=chunk, **kw)
+            _assert_close(vf, vn)
+            for a, c in zip(gf[:2], gn[:2]):
+                _assert_close(a, c)
 
 
 def test_batched_shape_and_custom_ignore_index():
@@ -76,21 +81,24 @@ def test_batched_shape_and_custom_ignore_index():
     _assert_close(fused, naive)
 
 
-def test_all_masked_gives_zero_loss_and_zero_grads():
+@pytest.mark.parametrize("schedule", ["token", "vocab"])
+def test_all_masked_gives_zero_loss_and_zero_grads(schedule):
     h, W, b, y = _inputs(6, 4, 9, masked=range(6))
-    loss = probsft.fused_linear_loss(h, W, y, "nll", bias=b)
+    loss = probsft.fused_linear_loss(h, W, y, "nll", bias=b, schedule=schedule, vocab_chunk_size=4)
     loss.backward()
     assert float(loss) == 0.0
     assert all(float(t.grad.abs().max()) == 0.0 for t in (h, W, b))
 
 
-def test_bf16_is_as_accurate_as_the_naive_bf16_path():
+@pytest.mark.parametrize("schedule", ["token", "vocab", "auto"])
+def test_bf16_is_as_accurate_as_the_naive_bf16_path(schedule):
     """bf16 inputs: fused errors vs a float64 reference are no larger than the naive bf16 path's."""
     obj = probsft.objective("p")
     h64, W64, b64, y = _inputs(300, 32, 1000, scale=0.5, masked=(0, 7))
     (ref, gref), _ = _both(obj, h64, W64, b64, y)
     h, W, b = (t.detach().bfloat16().requires_grad_() for t in (h64, W64, b64))
-    (vn, gn), (vf, gf) = _both(obj, h, W, b, y, chunk_size=64)
+    (vn, gn), (vf, gf) = _both(obj, h, W, b, y, chunk_size=64, schedule=schedule,
+                               vocab_chunk_size=300)
     assert vf.dtype == torch.float32 and gf[1].dtype == torch.bfloat16
     err = lambda a, r: float((a.double() - r).abs().max() / r.abs().max())
     assert err(vf, ref) <= 1.5 * err(vn, ref) + 1e-3
@@ -102,6 +110,10 @@ def test_errors_are_user_errors():
     h, W, b, y = _inputs(4, 3, 5)
     with pytest.raises(probsft.SpecError, match="quantile"):
         probsft.fused_linear_loss(h, W, y, "nll@p>=Q90")
+    with pytest.raises(probsft.UserError, match="schedule"):
+        probsft.fused_linear_loss(h, W, y, "nll", schedule="rows")
+    with pytest.raises(probsft.UserError, match="vocab_chunk_size"):
+        probsft.fused_linear_loss(h, W, y, "nll", vocab_chunk_size=0)
     with pytest.raises(probsft.UserError, match="reduction"):
         probsft.fused_linear_loss(h, W, y, "nll", reduction="avg")
     with pytest.raises(probsft.UserError, match="labels must be in"):
@@ -126,14 +138,29 @@ def test_no_grad_and_hidden_only_grad():
     assert h.grad is not None and Wc.grad is None
 
 
+@pytest.mark.parametrize("schedule", ["token", "vocab"])
+def test_weight_only_grad_and_second_backward(schedule):
+    h, W, b, y = _inputs(7, 3, 11, masked=(3,))
+    hc = h.detach()
+    loss = probsft.fused_linear_loss(hc, W, y, "p", bias=b, schedule=schedule, vocab_chunk_size=4)
+    loss.backward(retain_graph=True)
+    ref = torch.autograd.grad(probsft.objective("p").loss(hc @ W.T + b, y), [W, b])
+    _assert_close(W.grad, ref[0])
+    _assert_close(b.grad, ref[1])
+    with pytest.raises(probsft.UserError, match="twice"):
+        loss.backward()
+
+
 @settings(max_examples=25, deadline=None)
 @given(N=st.integers(1, 20), V=st.integers(2, 40), chunk=st.integers(1, 25),
        alpha=st.sampled_from(["0.25", "1/3", "2", "7"]), lo=st.floats(0.0, 0.6),
-       scale=st.floats(0.1, 4.0), seed=st.integers(0, 2**16), masked=st.integers(0, 3))
-def test_hypothesis_matches_naive(N, V, chunk, alpha, lo, scale, seed, masked):
+       scale=st.floats(0.1, 4.0), seed=st.integers(0, 2**16), masked=st.integers(0, 3),
+       schedule=st.sampled_from(["token", "vocab"]), width=st.integers(1, 45))
+def test_hypothesis_matches_naive(N, V, chunk, alpha, lo, scale, seed, masked, schedule, width):
     obj = probsft.objective(f"alpha({alpha})@p>={lo:.3f}")
     h, W, b, y = _inputs(N, 4, V, scale=scale, seed=seed, masked=range(min(masked, N)))
-    (vn, gn), (vf, gf) = _both(obj, h, W, b, y, chunk_size=chunk)
+    (vn, gn), (vf, gf) = _both(obj, h, W, b, y, chunk_size=chunk, schedule=schedule,
+                               vocab_chunk_size=width)
     _assert_close(vf, vn)
     for a, c in zip(gf, gn):
         _assert_close(a, c)
