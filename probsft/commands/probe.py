@@ -19,6 +19,8 @@ def add_parser(sub):
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--max-length", type=positive_int, default=1024)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--placement", default="all", choices=["all", "answer"],
+                   help="place by every response token (Eq. 5, default) or by those other than eos")
     p.set_defaults(func=run)
 
 
@@ -32,7 +34,8 @@ def run(args) -> int:
     model, tokenizer = load_model_and_tokenizer(args.model)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     model.to("cuda" if cuda else "cpu")
-    stats = probe(model, tokenizer, args.data, batch_size=args.batch_size, max_length=args.max_length)
+    stats = probe(model, tokenizer, args.data, batch_size=args.batch_size, max_length=args.max_length,
+                  placement=args.placement)
     stats = {"model": args.model, "data": args.data, **stats}
     if args.json == "-":
         print(json.dumps(stats, indent=2))

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from probsft.commands import positive_int
+from probsft.commands import positive_float, positive_int
 
 
 def add_parser(sub):
@@ -15,9 +15,11 @@ def add_parser(sub):
     p.add_argument("--full", action="store_true", help="more seeds/steps/problems (slow)")
     p.add_argument("--out", default="figures/validate", help="results folder (resumes if present)")
     p.add_argument("--model", default=None, help="backbone folder (default: the shipped one)")
-    p.add_argument("--tasks", nargs="+", default=None, help="subset of spell_backward chain_sum figlet")
+    p.add_argument("--tasks", nargs="+", default=None, help="subset of spell_backward letter_jumble figlet")
     p.add_argument("--steps", type=positive_int, default=None, help="override fine-tune steps")
     p.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="override the fine-tune learning rate (reduced and full grids: 3e-4)")
     p.set_defaults(func=run)
 
 
@@ -31,6 +33,8 @@ def run(args) -> int:
         over["steps"] = args.steps
     if args.seeds:
         over["seeds"] = tuple(range(args.seeds))
+    if args.lr:
+        over["lr"] = args.lr
     cfg = dataclasses.replace(cfg, **over)
     out = Path(args.out)
     csv_path = ex.run_grid(cfg, out, args.model)

@@ -15,9 +15,17 @@ def test_every_command_is_registered_once():
     ["probe", "--model", "m", "--data", "d", "--batch-size", "0"],
     ["evaluate", "--model", "m", "--data", "d", "--samples", "-1"],
     ["validate", "--seeds", "zero"],
+    ["validate", "--lr", "0"],
+    ["validate", "--lr", "nan"],
+    ["probe", "--model", "m", "--data", "d", "--placement", "eos"],
 ])
 def test_bad_counts_exit_2_before_any_work(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_validate_lr_flag_parses():
+    args = build_parser().parse_args(["validate", "--lr", "1e-4", "--steps", "3"])
+    assert args.lr == 1e-4 and args.steps == 3

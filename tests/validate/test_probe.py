@@ -26,6 +26,18 @@ def test_probe_matches_direct_nll(tok, records):
         stats["quantiles"]["Q25"] <= float(p.median()) <= stats["quantiles"]["Q75"]
     assert stats["region"] == region_of(stats["mean_p"]).name
     assert probe(model, tok, records)["mean_p"] == pytest.approx(stats["mean_p"], rel=1e-6)
+    # the eos / answer split: the same p, partitioned by the target id
+    y = b["labels"][:, 1:][mask]
+    eos = y == tok.eos_token_id
+    assert stats["eos_tokens"] == int(eos.sum()) > 0
+    assert stats["answer_mean_p"] == pytest.approx(float(p[~eos].mean()), rel=1e-5)
+    assert stats["eos_mean_p"] == pytest.approx(float(p[eos].mean()), rel=1e-5)
+    assert stats["placement"] == "all" and stats["placement_mean_p"] == stats["mean_p"]
+    by_answer = probe(model, tok, examples, batch_size=3, placement="answer")
+    assert by_answer["placement_mean_p"] == by_answer["answer_mean_p"]
+    assert by_answer["region"] == region_of(by_answer["answer_mean_p"]).name
+    with pytest.raises(probsft.UserError, match="placement"):
+        probe(model, tok, examples, placement="eos")
 
 
 @pytest.mark.parametrize("mean_p, region, winner", [
