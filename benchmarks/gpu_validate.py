@@ -23,14 +23,15 @@ import traceback
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data" / "validate_gpu"
-SIZES = {"pretrain": {"spell_backward": 8000, "chain_sum": 4000}, "train": 512, "heldout": 128}
+SIZES = {"pretrain": {"spell_backward": 8000, "letter_jumble": 4000}, "train": 512, "heldout": 128}
 
 
 def make_data():
     from probsft.validate.tasks import TASKS, sample, write_jsonl
 
     for name, n in SIZES["pretrain"].items():
-        write_jsonl(DATA / name / "pretrain.jsonl", sample(TASKS[name], "pretrain", n, 0))
+        write_jsonl(DATA / name / "pretrain.jsonl",
+                    sample(TASKS[name], "pretrain", n, 0, unique=TASKS[name].pretrain_unique))
     for name in TASKS:
         for split in ("train", "heldout"):
             write_jsonl(DATA / name / f"{split}.jsonl", sample(TASKS[name], split, SIZES[split], 0))
@@ -71,12 +72,12 @@ def main():
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "tiny": args.tiny}
     bcfg = bb.BackboneConfig(hidden_size=256, layers=6, heads=8, intermediate_size=704, steps=1500,
                              batch_size=128, lr=2e-3, warmup=100, threads=4)
-    ecfg = ex.ExperimentConfig(seeds=(0, 1, 2), steps=120, batch_size=32, lr=1e-3, n_train=512,
+    ecfg = ex.ExperimentConfig(seeds=(0, 1, 2), steps=120, batch_size=32, n_train=512,
                                n_heldout=128, device=args.device, threads=4)
     if args.tiny:
         bcfg = bb.BackboneConfig(steps=150, threads=2)
         ecfg = dataclasses.replace(ecfg, seeds=(0,), steps=10, batch_size=16, n_heldout=16,
-                                   objectives=("nll", "p"), threads=2, lr=2e-3)
+                                   objectives=("nll", "p"), threads=2)
     budget = args.budget or (60 if args.tiny else 170)
     # The grid reads <out>/grid/data/<task>/{train,heldout}.jsonl: copy the pre-generated sets there.
     for name in ecfg.tasks:
@@ -87,8 +88,8 @@ def main():
             dst.write_text("\n".join(lines) + "\n")
 
     def build():
-        docs = {name: [r["prompt"] + r["response"] + "\n"
-                       for r in read_jsonl(DATA / name / "pretrain.jsonl")] for name, _ in bcfg.mix}
+        docs = {name: [bb.document(r, bcfg) for r in read_jsonl(DATA / name / "pretrain.jsonl")]
+                for name, _ in bcfg.mix}
         probe_sets = {name: read_jsonl(out / "grid" / "data" / name / "train.jsonl")[:128]
                       for name in ecfg.tasks}
         return bb.build(bcfg, out / "backbone", progress=False, docs=docs, probe_sets=probe_sets,

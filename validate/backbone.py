@@ -3,13 +3,15 @@
 Hub weights cannot be downloaded here, so the validation's default model is built by
 ``probsft backbone build [--out DIR] [--steps N] [--seed S]``. The corpus mixes the tasks of
 probsft.validate.tasks by their exposure (``BackboneConfig.mix``): heavy ``spell_backward``
-(model-strong), light ``chain_sum`` (intermediate), no ``figlet`` (model-weak), all from the
+(model-strong), light ``letter_jumble`` (intermediate), no ``figlet`` (model-weak), all from the
 *pretrain* split, which never overlaps the SFT train / held-out splits.
 
-Pretraining documents are ``prompt + response + "\\n"`` with the LM loss on every character and no
-``</s>``: like a hub base model meeting a chat format, the backbone never saw the SFT end-of-response
-token, so the probe (mean teacher-forced p of the response tokens, paper Eq. 5) measures how well it
-knows the answers, and SFT must still teach it to stop.
+Pretraining documents are ``prompt + response + "</s>"``, the SFT format of probsft.validate.data,
+with the LM loss on every token (``BackboneConfig.eos``). The end-of-response token matters because
+the answers are short: with ``eos=False`` (documents end in a newline, as the first shipped backbone)
+the backbone gives ``</s>`` p ≈ 1e-6, a fifth to a third of the supervised tokens, and in the
+measured grid every NLL fine-tune spent its update on learning it (README, "format ablation"): the
+objectives then differ by how they treat one never-seen format token, not by the continuum.
 
 The result is a Hugging Face folder (``LlamaForCausalLM`` safetensors + tokenizer,
 ``from_pretrained``-loadable) plus ``backbone_config.json`` and ``build.json`` (time, final loss and
@@ -40,15 +42,16 @@ class BackboneConfig:
     heads: int = 4
     intermediate_size: int = 352
     max_position: int = 256
-    steps: int = 450
+    steps: int = 700
     batch_size: int = 64
     lr: float = 3e-3
     warmup: int = 50
     weight_decay: float = 0.01
     seed: int = 0
-    mix: tuple[tuple[str, float], ...] = (("spell_backward", 0.8), ("chain_sum", 0.2))
+    mix: tuple[tuple[str, float], ...] = (("spell_backward", 0.8), ("letter_jumble", 0.2))
     pool: int = 6000                 # distinct pretraining items per task
     threads: int = 1                 # torch threads (the build machine is shared)
+    eos: bool = True                 # end documents with </s> (the SFT format) instead of a newline
 
     def __post_init__(self):
         from probsft.validate.tasks import TASKS
@@ -68,12 +71,22 @@ class BackboneConfig:
         return config_from_dict(cls, d)
 
 
+def document(record: dict, cfg: BackboneConfig) -> str:
+    """One pretraining document: prompt + response + ``</s>`` (or a newline when ``cfg.eos`` is off).
+
+    The character tokenizer matches ``</s>`` as its eos token, as the SFT data's eos id."""
+    from probsft.validate.tiny import SPECIAL_TOKENS
+
+    return record["prompt"] + record["response"] + (SPECIAL_TOKENS[2] if cfg.eos else "\n")
+
+
 def corpus(cfg: BackboneConfig) -> dict[str, list[str]]:
     """The pretraining documents of each task in the mix (pretrain split only)."""
     from probsft.validate.tasks import TASKS, sample
 
-    return {name: [r["prompt"] + r["response"] + "\n"
-                   for r in sample(TASKS[name], "pretrain", cfg.pool, cfg.seed)]
+    return {name: [document(r, cfg)
+                   for r in sample(TASKS[name], "pretrain", cfg.pool, cfg.seed,
+                                   unique=TASKS[name].pretrain_unique)]
             for name, _ in cfg.mix}
 
 
@@ -128,11 +141,13 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
     (out / "backbone_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     if probe_sets is None:
         probe_sets = {name: sample(TASKS[name], "train", probe_n, 0) for name in TASKS}
-    probes = {name: probe(model, tok, recs, batch_size=64) for name, recs in probe_sets.items()}
+    probes = {name: probe(model, tok, recs, batch_size=64, placement="answer")
+              for name, recs in probe_sets.items()}
     record = {"seconds": round(time.perf_counter() - start, 1), "threads": cfg.threads,
               "params": sum(p.numel() for p in model.parameters()),
               "final_loss": sum(losses[-20:]) / len(losses[-20:]),
               "probe_mean_p": {k: v["mean_p"] for k, v in probes.items()},
+              "probe_answer_mean_p": {k: v["answer_mean_p"] for k, v in probes.items()},
               "probe_region": {k: v["region"] for k, v in probes.items()}}
     (out / "build.json").write_text(json.dumps(record, indent=1))
     return record

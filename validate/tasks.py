@@ -8,14 +8,20 @@ task               role           pretraining exposure        generator
 =================  =============  ==========================  =====================================
 ``spell_backward`` model-strong   heavy (most of the corpus)  reasoning_gym ``spell_backward``, 3-6
                                                               letter words
-``chain_sum``      intermediate   light (a small share)       reasoning_gym ``chain_sum``, two
-                                                              2-digit terms, + or -
+``letter_jumble``  intermediate   light (a small share)       reasoning_gym ``letter_jumble``, one
+                                                              3-8 letter word, partly scrambled
 ``figlet``         model-weak     none                        reasoning_gym ``figlet_font`` (pyfiglet
                                                               font ``small``, 3-4 letter upper-case
                                                               words, spaced letters as the paper)
 =================  =============  ==========================  =====================================
 
-Splits never overlap: an item's split is a pure function of its *key* (the answer word / the expression),
+The intermediate task was first ``chain_sum`` (reasoning_gym arithmetic), but at every exposure we
+tried (a fifth to a half of the corpus, 2-digit or 1-digit terms) the backbone's answer-token p stayed
+at 0.18-0.25, the share the answer distribution alone explains: it never learned the sums. Unscrambling
+reuses what the backbone knows (letters of the prompt, English words from ``spell_backward``'s prompts),
+so light exposure lands it in between.
+
+Splits never overlap: an item's split is a pure function of its *key* (the answer word),
 ``sha1(task, key) mod 100`` -> held-out (< 10), SFT train (< 45) or pretraining (the rest), so the same
 word can never be in two splits whatever the pool sizes or seeds. Generation is deterministic for a
 seed.
@@ -52,6 +58,7 @@ class Task:
     source: str        # the generator it wraps
     items: Callable[[int, int], Iterable[tuple[str, str, str]]]
     metric: str = "exact_match"  # the held-out metric the paper reports for this kind of task
+    pretrain_unique: bool = True  # False: fewer distinct items than a pretraining pool, so repeat
 
 
 def _spell_backward(size: int, seed: int):
@@ -63,12 +70,14 @@ def _spell_backward(size: int, seed: int):
         yield word, x["question"] + "\n", x["answer"]
 
 
-def _chain_sum(size: int, seed: int):
+def _letter_jumble(size: int, seed: int):
     import reasoning_gym
 
-    for x in reasoning_gym.create_dataset("chain_sum", size=size, seed=seed, min_terms=2,
-                                          max_terms=2, min_digits=2, max_digits=2):
-        yield x["question"].rsplit(": ", 1)[1], x["question"] + "\n", x["answer"]
+    for x in reasoning_gym.create_dataset("letter_jumble", size=size, seed=seed, min_word_len=3,
+                                          max_word_len=8, min_words=1, max_words=1):
+        # reasoning_gym's prompt is ~400 characters of instructions; the backbone's context is 256
+        scrambled = x["metadata"]["scrambled_words"][0]
+        yield x["answer"], f"Unscramble this word: {scrambled}\n", x["answer"]
 
 
 def _figlet(size: int, seed: int):
@@ -84,8 +93,11 @@ def _figlet(size: int, seed: int):
 TASKS: dict[str, Task] = {
     "spell_backward": Task("spell_backward", "model-strong", "heavy",
                            "reasoning_gym spell_backward", _spell_backward),
-    "chain_sum": Task("chain_sum", "intermediate", "light", "reasoning_gym chain_sum (2 terms)",
-                      _chain_sum),
+    # reasoning_gym draws its words from one text (~1,600 distinct words of 3-8 letters, ~900 in
+    # the pretrain split): the pretraining corpus repeats them, with fresh scrambles.
+    "letter_jumble": Task("letter_jumble", "intermediate", "light",
+                          "reasoning_gym letter_jumble (one word)", _letter_jumble,
+                          pretrain_unique=False),
     "figlet": Task("figlet", "model-weak", "none", "reasoning_gym figlet_font (pyfiglet 'small')",
                    _figlet, metric="jaro_winkler"),
 }

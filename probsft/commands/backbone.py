@@ -13,9 +13,12 @@ def add_parser(sub):
     bsub.required = True
     b = bsub.add_parser("build", help="pretrain the backbone on the mixed task corpus")
     b.add_argument("--out", default=None, help="output folder (default: the shipped validate/backbone)")
-    b.add_argument("--steps", type=positive_int, default=None, help="pretraining steps (default 450)")
+    b.add_argument("--steps", type=positive_int, default=None, help="pretraining steps (default 700)")
     b.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     b.add_argument("--threads", type=positive_int, default=None, help="torch threads (default 1)")
+    b.add_argument("--no-eos", dest="eos", action="store_false",
+                   help="end pretraining documents with a newline instead of </s> (the format "
+                        "ablation: SFT must then teach the end-of-response token)")
     p.set_defaults(func=run)
 
 
@@ -26,6 +29,7 @@ def run(args) -> int:
 
     over = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads))
             if v is not None}
+    over["eos"] = args.eos
     cfg = dataclasses.replace(BackboneConfig(), **over)
     record = build(cfg, args.out or SHIPPED)
     print(json.dumps(record, indent=1))

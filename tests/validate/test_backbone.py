@@ -18,10 +18,9 @@ def test_splits_never_overlap_and_are_deterministic(name):
     for split in ("pretrain", "train", "heldout"):
         recs = sample(task, split, 40, seed=1)
         assert recs == sample(task, split, 40, seed=1)
-        assert len({r["prompt"] for r in recs}) == 40
+        assert len({r["response"] for r in recs}) == 40     # one item per key (the answer)
         assert all(set(r["prompt"] + r["response"]) <= set(ALPHABET) for r in recs)
-        sets[split] = {r["response"] for r in recs} if name != "chain_sum" else \
-            {r["prompt"] for r in recs}
+        sets[split] = {r["response"] for r in recs}
     assert not sets["train"] & sets["heldout"]
     assert not sets["pretrain"] & (sets["train"] | sets["heldout"])
 
@@ -46,7 +45,21 @@ def test_config_is_strict():
 def test_shipped_backbone_places_tasks_in_continuum_order():
     model, tok = load(SHIPPED)
     assert type(model).__name__ == "LlamaForCausalLM"
-    mean_p = {name: probe(model, tok, sample(TASKS[name], "train", 48, 0), batch_size=48)["mean_p"]
-              for name in TASKS}
-    assert mean_p["spell_backward"] > mean_p["chain_sum"] > mean_p["figlet"]
-    assert mean_p["spell_backward"] >= 0.65 and mean_p["figlet"] <= 0.15
+    stats = {name: probe(model, tok, sample(TASKS[name], "train", 96, 0), batch_size=96,
+                         placement="answer") for name in TASKS}
+    region = {name: s["region"] for name, s in stats.items()}
+    assert region == {"spell_backward": "model-strong", "letter_jumble": "model-intermediate",
+                      "figlet": "model-weak"}, {k: s["answer_mean_p"] for k, s in stats.items()}
+    # pretrained on the SFT format, the backbone knows where the answers of seen tasks end
+    assert stats["spell_backward"]["eos_mean_p"] > 0.5
+
+
+def test_documents_end_with_the_sft_eos_token():
+    from probsft.validate.backbone import document
+    from probsft.validate.data import encode_pair
+
+    rec = sample(TASKS["letter_jumble"], "pretrain", 1, 0)[0]
+    model, tok = load(SHIPPED)
+    ids, _ = encode_pair(rec, tok)
+    assert tok.encode(document(rec, BackboneConfig())) == ids          # the SFT tokens exactly
+    assert tok.encode(document(rec, BackboneConfig(eos=False)))[-1] == tok.encode("\n")[0]

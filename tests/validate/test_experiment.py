@@ -24,7 +24,7 @@ def backbone():
 def test_one_step_finetune_changes_weights(backbone, spec):
     base, tok = backbone
     model = copy.deepcopy(base)
-    data = tokenize_sft(sample(TASKS["chain_sum"], "train", 8, 0), tok, 256)
+    data = tokenize_sft(sample(TASKS["letter_jumble"], "train", 8, 0), tok, 256)
     finetune(FinetuneConfig(model="backbone", objective=spec, max_steps=1, batch_size=8, lr=1e-3,
                             device="cpu"), model=model, tokenizer=tok, progress=False, examples=data)
     before = dict(base.named_parameters())
@@ -39,7 +39,7 @@ def _rows(task, region, noise, p_vals, nll_vals, key="exact_match"):
             rows.append({"task": task, "role": "", "region": region, "probe_mean_p": "0.5",
                          "noise": str(noise), "objective": spec, "label": spec, "seed": str(seed),
                          "exact_match": str(v), "jaro_winkler": str(v), "train_mean_p": "0.5",
-                         "seconds": "1"})
+                         "train_answer_p": "0.6", "train_eos_p": "0.1", "seconds": "1"})
     return rows
 
 
@@ -70,12 +70,15 @@ def test_config_is_strict():
 
 
 def test_grid_runs_and_resumes(tmp_path):
-    cfg = ex.ExperimentConfig(tasks=("chain_sum",), objectives=("nll", "p"), seeds=(0,),
+    cfg = ex.ExperimentConfig(tasks=("letter_jumble",), objectives=("nll", "p"), seeds=(0,),
                               noise=(0.0,), steps=1, batch_size=4, n_train=8, n_heldout=4,
                               max_new_tokens=3)
     path = ex.run_grid(cfg, tmp_path, progress=False)
     rows = list(csv.DictReader(open(path)))
     assert [r["objective"] for r in rows] == ["base", "nll", "p"]
+    for r in rows:      # the fit after SFT: all tokens = a mix of answer tokens and eos
+        lo, hi = sorted((float(r["train_answer_p"]), float(r["train_eos_p"])))
+        assert lo - 1e-4 <= float(r["train_mean_p"]) <= hi + 1e-4
     rows[-1]["seconds"] = "-1"      # a marker: a resumed grid must keep finished cells untouched
     ex._write_rows(path, rows)
     ex.run_grid(cfg, tmp_path, progress=False)
