@@ -39,6 +39,10 @@ def _methods(obj, chunk):
     yield "ours", lambda h, W, y: fused_linear_loss(h, W, y, obj, chunk_size=chunk)
     yield "ours-compile", lambda h, W, y: fused_linear_loss(h, W, y, obj, chunk_size=chunk,
                                                             impl="compile")
+    # CUDA's auto schedule is "token" (float32 [V, H] accumulator); "vocab" trades one more GEMM
+    # for no accumulator (theory/fused.py): not yet measured on a GPU
+    yield "ours-compile-vocab", lambda h, W, y: fused_linear_loss(h, W, y, obj, chunk_size=chunk,
+                                                                  impl="compile", schedule="vocab")
     if obj.spec != "nll":
         return
     try:

@@ -57,7 +57,7 @@ def draw(csv_path, out_stem) -> list[Path]:
         ax.axhline(0, color="0.5", lw=0.8)
         for x0 in (0.25, 0.65):        # region borders of probsft.validate.probe
             ax.axvline(x0, color="0.8", ls="--", lw=0.8)
-        ax.set_xlim(-0.05, 1.0)       # room for the spread markers of a task at p ≈ 0
+        ax.set_xlim(-0.05, 1.05)      # room for the spread markers of a task at p ≈ 0 or ≈ 1
         ax.set_xlabel("base-model mean p of the answer tokens (probe)")
         ax.set_title(f"token noise {noise:g}")
     axes[0][0].set_ylabel("held-out gain over NLL (points)")
