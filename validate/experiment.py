@@ -277,12 +277,17 @@ def verdict_lines(verdicts: list[dict]) -> list[str]:
     return out
 
 
+def folder(full: bool) -> str:
+    """Results folder name: the two grids live apart, so running one never sets the other aside."""
+    return "validate_full" if full else "validate"
+
+
 def reproduce(out_dir: Path, full: bool) -> list[str]:
     """Main-job step: run (or resume) the grid, save the verdicts, draw the figure."""
     from probsft.figures.continuum import draw
 
     cfg = FULL if full else REDUCED
-    out = Path(out_dir) / "validate"
+    out = Path(out_dir) / folder(full)
     csv_path = run_grid(cfg, out)
     table, verdicts = summarize(read_rows(csv_path), cfg.min_gap)
     _atomic_write(out / "verdicts.json", json.dumps(verdicts, indent=1))

@@ -13,7 +13,8 @@ def add_parser(sub):
     p = sub.add_parser("validate", help="probe, fine-tune with each objective and compare with the "
                                         "theory's predicted ordering, per task")
     p.add_argument("--full", action="store_true", help="more seeds/steps/problems (slow)")
-    p.add_argument("--out", default="figures/validate", help="results folder (resumes if present)")
+    p.add_argument("--out", default=None, help="results folder, resumed if present (default: "
+                   "figures/validate, or figures/validate_full with --full)")
     p.add_argument("--model", default=None, help="backbone folder (default: the shipped one)")
     p.add_argument("--tasks", nargs="+", default=None, help="subset of spell_backward letter_jumble figlet")
     p.add_argument("--steps", type=positive_int, default=None, help="override fine-tune steps")
@@ -36,7 +37,7 @@ def run(args) -> int:
     if args.lr:
         over["lr"] = args.lr
     cfg = dataclasses.replace(cfg, **over)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else Path("figures") / ex.folder(args.full)
     csv_path = ex.run_grid(cfg, out, args.model)
     table, verdicts = ex.summarize(ex.read_rows(csv_path), cfg.min_gap)
     ex._atomic_write(out / "verdicts.json", json.dumps(verdicts, indent=1))

@@ -84,3 +84,8 @@ def test_grid_runs_and_resumes(tmp_path):
     ex.run_grid(cfg, tmp_path, progress=False)
     again = list(csv.DictReader(open(path)))
     assert len(again) == 3 and again[-1]["seconds"] == "-1"
+
+
+def test_reduced_and_full_grids_keep_separate_folders():
+    assert ex.folder(False) == "validate" and ex.folder(True) == "validate_full"
+    assert ex.FULL != ex.REDUCED      # one folder each, so neither run sets the other's results aside
