@@ -59,6 +59,29 @@ class _Pad:
     pad_token_id = 0
 
 
+def _now(device):
+    """Wall clock after the device's queued work is done."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def _reset_peak(device):
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gib(device):
+    return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+
+
+def _tokens_per_s(times, s):
+    """Steady-state tokens/s from per-step end times, skipping up to two warm-up steps."""
+    warm = min(2, len(times) - 1)
+    return s["batch"] * s["accum"] * s["seq"] * (len(times) - 1 - warm) / (times[-1] - times[warm])
+
+
 def run_section(name, spec, fused, s, device):
     from probsft.validate.train import FinetuneConfig, finetune
 
@@ -71,23 +94,15 @@ def run_section(name, spec, fused, s, device):
     times = []
 
     def tick(step, record):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter())
+        times.append(_now(device))
 
-    if device == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+    _reset_peak(device)
     start = time.perf_counter()
     metrics = finetune(cfg, model, _Pad(), progress=False, examples=examples, callback=tick)
     wall = time.perf_counter() - start
-    warm = min(2, len(times) - 1)
-    tokens_per_step = s["batch"] * s["accum"] * s["seq"]
-    tps = tokens_per_step * (len(times) - 1 - warm) / (times[-1] - times[warm])
     return {"section": name, "objective": spec, "fused": fused,
             "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
-            "tokens_per_s": tps,
-            "peak_mem_GiB": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+            "tokens_per_s": _tokens_per_s(times, s), "peak_mem_GiB": _peak_gib(device),
             "final_loss": metrics["train/loss"], "skipped": metrics["train/skipped_nonfinite"],
             "wall_s": wall}
 
@@ -106,13 +121,9 @@ def run_hf_trainer(name, s, device):
 
     class Tick(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter())
+            times.append(_now(device))
 
-    if device == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+    _reset_peak(device)
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=s["batch"],
                                  gradient_accumulation_steps=s["accum"], max_steps=s["steps"],
@@ -125,11 +136,9 @@ def run_hf_trainer(name, s, device):
         start = time.perf_counter()
         out = trainer.train()
         wall = time.perf_counter() - start
-    warm = min(2, len(times) - 1)
-    tps = s["batch"] * s["accum"] * s["seq"] * (len(times) - 1 - warm) / (times[-1] - times[warm])
     return {"section": name, "objective": "HF Trainer CE", "fused": False,
-            "params_M": sum(p.numel() for p in model.parameters()) / 1e6, "tokens_per_s": tps,
-            "peak_mem_GiB": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+            "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+            "tokens_per_s": _tokens_per_s(times, s), "peak_mem_GiB": _peak_gib(device),
             "final_loss": out.training_loss, "skipped": 0, "wall_s": wall}
 
 
