@@ -16,7 +16,8 @@ return freed buffers to the OS so the base is not inflated by cached memory. The
 produced by every method is included in "peak". Time: the best of --repeats forward+backward runs
 (wall clock); ratios are to "naive" of the same shape and objective, measured in the same run.
 
-Run:  python benchmarks/bench_fused.py            (N=4096 tokens: Qwen2.5-0.5B head, Llama-3.2-1B head)
+Run:  python benchmarks/bench_fused.py            (Qwen2.5-0.5B head at N=4096, Llama-3.2-1B head at
+                                                   N=8192; ~35 min on 2 cores, peak ~13 GB)
       python benchmarks/bench_fused.py --sizes llama-3.2-1b=1024 --objectives nll
       python benchmarks/bench_fused.py --quick    (N=512 / 256, a minute or two)
 Results: printed table + JSON in --out (default bench_out/fused).
@@ -160,7 +161,7 @@ def main():
     ap.add_argument("--trl-chunk", type=int, default=8192, help="TRL vocabulary chunk width")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per case")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per case (best is kept)")
-    ap.add_argument("--sizes", default="qwen2.5-0.5b=4096,llama-3.2-1b=4096",
+    ap.add_argument("--sizes", default="qwen2.5-0.5b=4096,llama-3.2-1b=8192",
                     help="SHAPE=N pairs; shapes: " + ", ".join(SHAPES))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method"), ap.add_argument("--shape"), ap.add_argument("--n", type=int)
