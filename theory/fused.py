@@ -48,7 +48,8 @@ import functools
 import torch
 
 from probsft.errors import SpecError, UserError
-from probsft.theory.losses import REDUCTIONS, finite_flags, raise_if_not_finite, token_terms
+from probsft.theory.losses import (REDUCTIONS, finite_flags, flat_labels, raise_if_not_finite,
+                                   token_terms)
 from probsft.theory.spec import parse
 
 IMPLS = ("eager", "compile")
@@ -107,11 +108,7 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UserError(f"{name} must be a positive int, got {value!r}")
     flat_h = hidden.reshape(-1, H)                                  # [N, H]
-    flat_y = labels.reshape(-1)                                     # [N]
-    valid = flat_y != ignore_index
-    if bool(((flat_y[valid] < 0) | (flat_y[valid] >= V)).any()):
-        raise UserError(f"labels must be in [0, {V}) or ignore_index={ignore_index}")
-    safe_y = torch.where(valid, flat_y, torch.zeros_like(flat_y))
+    valid, safe_y = flat_labels(labels, V, ignore_index)           # [N], [N]
     per_token = reduction == "none"
     if schedule == "auto":
         low = lm_head_weight.dtype in (torch.bfloat16, torch.float16)
@@ -147,8 +144,7 @@ class _FusedLinearObjective(torch.autograd.Function):
         s_all = torch.zeros(N, dtype=cdt, device=h.device) if keep else None
         grads = _GradBuffers(h, W, b, need, by_vocab) if grad_now else None
         flags = torch.ones(2, dtype=torch.bool, device=h.device)
-        # with the vocabulary schedule the token pass needs G only for dhidden and dbias
-        want_G = grad_now and (not by_vocab or need[0] or (need[2] and b is not None))
+        want_G = grad_now and _token_pass_needs_G(need, b, by_vocab)
         for lo in range(0, N, chunk):
             hi = min(lo + chunk, N)
             z = _logits(h[lo:hi], W, b)                                   # [C, V] float32+
@@ -186,7 +182,7 @@ class _FusedLinearObjective(torch.autograd.Function):
         by_vocab = ctx.schedule == "vocab" and need[1]
         grads = _GradBuffers(h, W, b, need, by_vocab)
         coef_all = grad_out.to(s_all.dtype) * s_all                     # [N]
-        if need[0] or (need[2] and b is not None) or not by_vocab:
+        if _token_pass_needs_G(need, b, by_vocab):
             for lo in range(0, h.shape[0], ctx.chunk):
                 hi = min(lo + ctx.chunk, h.shape[0])
                 G = _softmax_grad_(_logits(h[lo:hi], W, b), lse_all[lo:hi], y[lo:hi],
@@ -208,12 +204,15 @@ def _logits(h, W, b):
     return z.to(_compute_dtype(z.dtype))
 
 
+def _token_pass_needs_G(need, b, by_vocab):
+    """Whether the token pass must form G: always for the token schedule; with the vocabulary
+    schedule (which writes dW itself) only for dhidden and dbias."""
+    return not by_vocab or need[0] or (need[2] and b is not None)
+
+
 def _softmax_grad_(z, lse, y, coef):
     """In place: z [C, V] -> coef (softmax(z) - e_y), the logit gradient of Lemma 3.1."""
-    lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))   # masked -inf rows stay 0
-    z.sub_(lse[:, None]).exp_().mul_(coef[:, None])
-    z.scatter_add_(-1, y[:, None], -coef[:, None])
-    return z
+    return _slice_softmax_grad(z, lse, coef).scatter_add_(-1, y[:, None], -coef[:, None])
 
 
 def _token_math(obj, z, y, valid, want_grad):
@@ -240,8 +239,8 @@ class _GradBuffers:
         self.by_vocab = by_vocab
         acc = W.dtype if by_vocab else _compute_dtype(W.dtype)
         self.gh = torch.empty_like(h) if need[0] else None
-        self.gW = torch.empty(W.shape, dtype=acc, device=W.device) if need[1] and by_vocab else \
-            torch.zeros(W.shape, dtype=acc, device=W.device) if need[1] else None
+        alloc = torch.empty if by_vocab else torch.zeros                  # written vs summed into
+        self.gW = alloc(W.shape, dtype=acc, device=W.device) if need[1] else None
         self.gb = torch.zeros(W.shape[0], dtype=acc, device=W.device) if need[2] and b is not None \
             else None
 
@@ -265,7 +264,6 @@ def _vocab_pass(gW, h, W, b, y, lse, coef, impl, width):
     """dW[v0:v1] = G_s^T h for vocabulary slices s: one GEMM over all N tokens per slice, written
     into ``gW`` (W's dtype) directly; G_s = coef·(softmax - e_y) restricted to the slice's columns."""
     N, V = h.shape[0], W.shape[0]
-    lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
     rows = torch.arange(N, device=h.device)
     slice_grad = _slice_math(impl)
     for v0 in range(0, V, width):
@@ -279,7 +277,8 @@ def _vocab_pass(gW, h, W, b, y, lse, coef, impl, width):
 
 
 def _slice_softmax_grad(z, lse, coef):
-    """In place: z [N, S] -> coef·softmax(z) on the slice's columns (the one-hot part is added after)."""
+    """In place: z [N, S] -> coef·softmax(z) on z's columns (the one-hot part is added after)."""
+    lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))   # masked -inf rows stay 0
     return z.sub_(lse[:, None]).exp_().mul_(coef[:, None])
 
 

@@ -120,16 +120,22 @@ def _indicator(obj, logp):
     return obj.interval.indicator(torch.exp(logp))
 
 
+def flat_labels(labels: torch.Tensor, V: int, ignore_index: int = -100):
+    """(valid [N], safe [N]) of labels flattened: the trained mask, and labels with ignored
+    positions set to 0 so they can index. Raises UserError for a label outside [0, V)."""
+    flat = labels.reshape(-1)
+    valid = flat != ignore_index
+    if bool(((flat[valid] < 0) | (flat[valid] >= V)).any()):
+        raise UserError(f"labels must be in [0, {V}) or ignore_index={ignore_index}")
+    return valid, torch.where(valid, flat, torch.zeros_like(flat))
+
+
 def token_values(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100):
     """Per-token f(p)·1{counted} [...] and the counted mask [...], differentiable in logits."""
     _check_args(logits.shape, labels.shape, "none")
     V = logits.shape[-1]
     flat_logits = logits.reshape(-1, V)                            # [N, V]
-    flat_labels = labels.reshape(-1)                               # [N]
-    valid = flat_labels != ignore_index
-    if bool(((flat_labels[valid] < 0) | (flat_labels[valid] >= V)).any()):
-        raise UserError(f"labels must be in [0, {V}) or ignore_index={ignore_index}")
-    safe = torch.where(valid, flat_labels, torch.zeros_like(flat_labels))
+    valid, safe = flat_labels(labels, V, ignore_index)
     values, counted = _ObjectiveTokenLoss.apply(flat_logits, safe, valid, obj)
     return values.reshape(labels.shape), counted.reshape(labels.shape)
 
