@@ -10,9 +10,8 @@ Methods (each case in a fresh subprocess):
   ours-compile  schedule="auto", impl="compile" (torch.compile of each chunk's elementwise work)
 Memory: peak RSS beyond the inputs and weights ("peak"), and the same less the weight gradient every
 method must return in the weight's dtype ("work" = the loss's working memory). The child resets
-the kernel's high-water mark
-(echo 5 > /proc/self/clear_refs) after a small warm-up run (which triggers torch.compile), records
-VmRSS, runs one full forward+backward, and reads VmHWM; MALLOC_MMAP_THRESHOLD_=1MiB makes glibc
+the kernel's high-water mark (echo 5 > /proc/self/clear_refs) after a small warm-up run (which
+triggers torch.compile), records VmRSS, runs --repeats full forwards+backwards, and reads VmHWM; MALLOC_MMAP_THRESHOLD_=1MiB makes glibc
 return freed buffers to the OS so the base is not inflated by cached memory. The weight gradient
 produced by every method is included in "peak". Time: the best of --repeats forward+backward runs
 (wall clock); ratios are to "naive" of the same shape and objective, measured in the same run.
