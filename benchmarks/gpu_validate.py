@@ -2,7 +2,7 @@
 corpus, then the objective grid (NLL, −p, −p^10, NLL·1{p≥0.2}, α=0.5; clean and noisy; seeds).
 
 No network and no reasoning_gym / pyfiglet on the GPU machine: the corpus, SFT and held-out sets are
-pre-generated here into benchmarks/data/validate_gpu/ (``--make-data``, needs reasoning_gym) and only
+pre-generated here into data/validate/ (``--make-data``, needs reasoning_gym) and only
 read on the GPU. Each section is guarded (an error is printed and the script goes on); a final table
 is printed and ``<out>/results.json`` written.
 
@@ -22,7 +22,9 @@ import time
 import traceback
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent / "data" / "validate_gpu"
+from probsft import paths  # noqa: E402
+
+DATA = paths.DATA / "validate"
 SIZES = {"pretrain": {"spell_backward": 8000, "letter_jumble": 4000}, "train": 512, "heldout": 128}
 
 

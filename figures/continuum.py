@@ -2,7 +2,7 @@
 objective's held-out gain over NLL (y; exact match, Jaro–Winkler for figlet), one panel per
 supervision-noise rate. A pure function of the saved ``results.csv`` of probsft.validate.experiment.
 
-    python -m probsft.figures.continuum figures/validate/results.csv figures/validate/continuum
+    python -m probsft.figures.continuum results/validate/results.csv results/validate/continuum
 """
 
 from __future__ import annotations

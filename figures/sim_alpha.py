@@ -1,6 +1,6 @@
 """Claim 3, the α sweep: accuracy of (1-p^α)/α vs α at each prior strength, and the best α.
 
-    python -m probsft.figures.sim_alpha figures/sim/alpha figures/sim
+    python -m probsft.figures.sim_alpha results/sim/alpha results/sim
 
 Reads ``results.csv``; metric: held-out accuracy in learning mode, r^T q in theory mode; NLL is
 plotted at α = 0.05 on the log axis, as the α -> 0 limit. Left: the metric vs α, one line per prior

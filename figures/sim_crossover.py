@@ -1,6 +1,6 @@
 """Claim 1, the crossover: final accuracy vs prior strength for each objective (issue 3).
 
-    python -m probsft.figures.sim_crossover figures/sim/crossover figures/sim
+    python -m probsft.figures.sim_crossover results/sim/crossover results/sim
 
 Reads ``results.csv`` of a sweep (``probsft simulate --preset crossover`` or ``crossover-theory``);
 one row per noise rate; left panel argmax accuracy against the true token, right panel expected

@@ -1,6 +1,6 @@
 """Claim 6, escape from a near-uniform prior: time to reach p = 1/2 vs the initial target p0.
 
-    python -m probsft.figures.sim_escape figures/sim/escape figures/sim
+    python -m probsft.figures.sim_escape results/sim/escape results/sim
 
 Reads ``escape.csv``. Left: log-log, with the fitted slope d log t / d log(1/p0) per objective
 (−p: 1/p0 scaling means slope 1). Right: t vs log(1/p0), with the fitted linear slope (NLL:

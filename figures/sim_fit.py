@@ -1,6 +1,6 @@
 """Claim 5, training fit follows the winner (paper Fig. 6 right): mean training-target p after SFT.
 
-    python -m probsft.figures.sim_fit figures/sim/fit figures/sim
+    python -m probsft.figures.sim_fit results/sim/fit results/sim
 
 Reads ``results.csv``; plots ``train/mean_p`` (Eq. 5 after training) for each objective and the base
 model's value, against the prior-strength dial, next to the held-out accuracy of the same runs.

@@ -1,6 +1,6 @@
 """Claim 2, the phase diagram: prior strength x noise rate -> winner of NLL vs −p, with E*.
 
-    python -m probsft.figures.sim_phase figures/sim/phase figures/sim
+    python -m probsft.figures.sim_phase results/sim/phase results/sim
 
 Reads ``results.csv`` (theory-mode sweep of nll and p) and ``boundary.csv`` (E* of §2.4 per prior
 strength). Colour: seed-mean final r^T q of −p minus that of NLL (red: −p wins, blue: NLL wins);

@@ -1,6 +1,6 @@
 """Claim 4, thresholding: NLL·1{p>=0.2}, top-10% and bottom-quantile training vs NLL and −p.
 
-    python -m probsft.figures.sim_threshold figures/sim/threshold figures/sim
+    python -m probsft.figures.sim_threshold results/sim/threshold results/sim
 
 Reads ``results.csv``; left: held-out accuracy vs prior strength per objective; right: gain over
 full-token NLL at each prior strength (bars), the paper's Fig. 5 in miniature.

@@ -1,6 +1,6 @@
 """Paper Fig. 3: the logit-gradient weight W_f(p) (Lemma 3.1), drawn from saved CSVs only.
 
-``draw(curves_csv, table_csv, out_stem, normalise=True)`` reads the W_f curves (probsft.theory.report
+``draw(curves_csv, table_csv, out_stem, normalise=True)`` reads the W_f curves (probsft.theory.tables
 .save_curves) and the derivation table (peaks), plots each curve (normalised to a maximum of 1 by
 default), marks each peak with a dot and p = 1/2 with a dashed line, and writes out_stem.png/.svg.
 """

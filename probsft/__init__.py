@@ -5,9 +5,9 @@
     >>> obj.W([0.5])                              # logit-gradient weight W_f(p) = s_f(p)(1-p)
     >>> loss = obj.loss(logits, labels)           # torch, mean over valid tokens
 
-The source folders theory/, sim/, validate/ and figures/ install as probsft.theory, probsft.sim,
-probsft.validate and probsft.figures (see pyproject.toml); install the project (`pip install -e .`)
-before importing it.
+The source folders theory/, sim/, validate/ and figures/ are the subpackages probsft.theory,
+probsft.sim, probsft.validate and probsft.figures through the symlinks in probsft/ (see
+pyproject.toml and probsft.paths), so any checkout imports its own code.
 """
 
 from probsft.errors import ConfigError, NonFiniteLogitsError, SpecError, UserError

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from probsft.config import config_from_dict, config_to_dict
 from probsft.errors import ConfigError, UserError
+from probsft.files import atomic_write as write_atomic
 
 MODES = ("theory", "learning")
 OPTIMIZERS = ("sgd", "adam")
@@ -150,13 +151,6 @@ class SimConfig:
 
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(SimConfig)]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _choice(name, value, allowed):

@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 import probsft
 from probsft.config import config_from_dict, config_to_dict
 from probsft.errors import ConfigError
-from probsft.sim.config import _number, write_atomic
+from probsft.files import atomic_write as write_atomic
+from probsft.sim.config import _number
 from probsft.sim.sweep import single_thread
 
 COLUMNS = ("objective", "label", "p0", "escape_time", "reached")

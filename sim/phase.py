@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 import probsft
-from probsft.sim.config import SimConfig, write_atomic
+from probsft.files import atomic_write as write_atomic
+from probsft.sim.config import SimConfig
 from probsft.sim.continuum import build, target_probs
 
 COLUMNS = ("prior_strength", "base/mean_p_true", "e_star")

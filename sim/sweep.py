@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 import probsft
 from probsft.errors import ConfigError
 from probsft.sim import dynamics
-from probsft.sim.config import SimConfig, write_atomic
+from probsft.files import atomic_write as write_atomic
+from probsft.sim.config import SimConfig
 from probsft.sim.continuum import Batch, build, capability, target_probs
 
 KEYS = ("objective", "label", "prior_strength", "noise_rate", "seed")

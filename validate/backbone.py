@@ -15,7 +15,7 @@ objectives then differ by how they treat one never-seen format token, not by the
 
 The result is a Hugging Face folder (``LlamaForCausalLM`` safetensors + tokenizer,
 ``from_pretrained``-loadable) plus ``backbone_config.json`` and ``build.json`` (time, final loss and
-the probe of each task). The shipped copy lives in ``validate/backbone/`` (:data:`SHIPPED`).
+the probe of each task). The shipped copy lives in ``models/backbone/`` (:data:`SHIPPED`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ import torch
 
 from probsft.config import config_from_dict
 from probsft.errors import ConfigError
+from probsft.paths import MODELS
 
-SHIPPED = Path(__file__).resolve().parent / "backbone"
+SHIPPED = MODELS / "backbone"
 
 
 @dataclasses.dataclass(frozen=True)

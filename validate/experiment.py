@@ -29,7 +29,7 @@ import csv
 import dataclasses
 import json
 import math
-import os
+import io
 import time
 from pathlib import Path
 
@@ -38,6 +38,8 @@ import torch
 
 from probsft.config import config_from_dict
 from probsft.errors import ConfigError
+from probsft.files import atomic_write
+from probsft.paths import DATA
 
 FIELDS = ["task", "role", "region", "probe_mean_p", "probe_mean_p_all", "noise", "objective", "label", "seed",
           "exact_match", "jaro_winkler", "train_mean_p", "train_answer_p", "train_eos_p", "seconds"]
@@ -114,19 +116,12 @@ def agrees(prediction: str, outcome: str) -> bool:
     return outcome in {"nll_or_tie": ("nll", "tie")}.get(prediction, (prediction,))
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_rows(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue())
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -149,7 +144,7 @@ def run_grid(cfg: ExperimentConfig, out: Path, model_path=None, progress: bool =
     from probsft.validate.data import add_label_noise, tokenize_sft
     from probsft.validate.evaluate import evaluate
     from probsft.validate.probe import probe
-    from probsft.validate.tasks import get_task, write_task_data
+    from probsft.validate.tasks import get_task, read_prefix, write_task_data
     from probsft.validate.train import FinetuneConfig, finetune
 
     torch.set_num_threads(cfg.threads)
@@ -162,11 +157,11 @@ def run_grid(cfg: ExperimentConfig, out: Path, model_path=None, progress: bool =
             if (out / name).exists():
                 (out / name).replace(out / f"{name}.stale")
         print(f"{out}: config changed; previous results moved to *.stale", flush=True)
-    _atomic_write(out / "config.json", config_text)
+    atomic_write(out / "config.json", config_text)
     t0 = time.perf_counter()
     base, tok = backbone.load(model_path)
     base.to(cfg.device)
-    paths = write_task_data(out / "data", cfg.tasks, cfg.n_train, cfg.n_heldout)
+    paths = write_task_data(DATA / "validate", cfg.tasks, cfg.n_train, cfg.n_heldout)
     csv_path = out / "results.csv"
     rows = read_rows(csv_path)
     done = {(r["task"], float(r["noise"]), r["objective"], int(r["seed"])) for r in rows}
@@ -176,17 +171,16 @@ def run_grid(cfg: ExperimentConfig, out: Path, model_path=None, progress: bool =
     bar = tqdm(total=len(cells), initial=sum(c in done for c in cells), desc="validate grid",
                disable=not progress)
     for task_name in cfg.tasks:
-        from probsft.validate.data import read_jsonl
-
         task = get_task(task_name)
-        train_recs, held = read_jsonl(paths[task_name]["train"]), read_jsonl(paths[task_name]["heldout"])
+        train_recs = read_prefix(paths[task_name]["train"], cfg.n_train)
+        held = read_prefix(paths[task_name]["heldout"], cfg.n_heldout)
         clean = tokenize_sft(train_recs, tok, 256)
         if task_name not in probes:
             stats = probe(base, tok, clean, batch_size=64, placement=PLACEMENT)
             probes[task_name] = {k: stats[k] for k in (
                 "placement_mean_p", "mean_p", "answer_mean_p", "eos_mean_p", "placement", "region",
                 "expected_winners", "frac_p_gt_0.55")}
-            _atomic_write(out / "probes.json", json.dumps(probes, indent=1))
+            atomic_write(out / "probes.json", json.dumps(probes, indent=1))
         pr = probes[task_name]
         for cell in cells:
             t, noise, spec, seed = cell
@@ -265,37 +259,6 @@ def summarize(rows: list[dict], min_gap: float = 0.02) -> tuple[list[str], list[
     return lines, verdicts
 
 
-def verdict_lines(verdicts: list[dict]) -> list[str]:
-    words = {"p": "−p > NLL", "nll": "NLL > −p", "tie": "tie", "nll_or_tie": "NLL ≥ −p"}
-    out = []
-    for v in verdicts:
-        out.append(f"- **{v['task']}** (noise {v['noise']:g}, {v['region']}, probe p = "
-                   f"{v['probe_mean_p']:.2f}): predicted {words[v['prediction']]}, measured "
-                   f"{words[v['measured']]} (Δ {v['metric']} = {100 * v['delta_p_minus_nll']:+.1f} "
-                   f"pts, tie band ±{100 * v['tolerance']:.1f}) → "
-                   f"{'AGREES' if v['agrees'] else 'DISAGREES'}; ordering {v['ordering']}")
-    return out
-
-
 def folder(full: bool) -> str:
     """Results folder name: the two grids live apart, so running one never sets the other aside."""
     return "validate_full" if full else "validate"
-
-
-def reproduce(out_dir: Path, full: bool) -> list[str]:
-    """Main-job step: run (or resume) the grid, save the verdicts, draw the figure."""
-    from probsft.figures.continuum import draw
-
-    cfg = FULL if full else REDUCED
-    out = Path(out_dir) / folder(full)
-    csv_path = run_grid(cfg, out)
-    table, verdicts = summarize(read_rows(csv_path), cfg.min_gap)
-    _atomic_write(out / "verdicts.json", json.dumps(verdicts, indent=1))
-    pictures = draw(csv_path, out / "continuum")
-    n_ok = sum(v["agrees"] for v in verdicts)
-    return ([f"Embedded backbone (validate/backbone), {len(cfg.seeds)} seeds, {cfg.steps} steps, "
-             f"token-noise rates {list(cfg.noise)}; metric per task: exact match "
-             f"(figlet: Jaro–Winkler). Mean ± std over seeds, in %.", "", *table, "",
-             f"**Verdicts (−p vs NLL): {n_ok}/{len(verdicts)} agree with the theory.**", "",
-             *verdict_lines(verdicts), "", *[f"![continuum]({p.relative_to(Path(out_dir))})"
-                                              for p in pictures if p.suffix == ".png"]])

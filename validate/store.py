@@ -14,28 +14,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+
 from pathlib import Path
 
 import torch
 
 from probsft.config import config_from_dict, config_to_dict, load_config  # noqa: F401 (re-exported)
+from probsft.files import atomic_write, atomic_write_json  # noqa: F401 (re-exported)
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
-
-
-def atomic_write_json(path, obj) -> Path:
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
 
 def atomic_write_csv(path, rows: list[dict]) -> Path:
@@ -45,13 +32,13 @@ def atomic_write_csv(path, rows: list[dict]) -> Path:
     writer = csv.DictWriter(buf, fieldnames=keys)
     writer.writeheader()
     writer.writerows(rows)
-    return atomic_write_bytes(path, buf.getvalue().encode())
+    return atomic_write(path, buf.getvalue().encode())
 
 
 def atomic_torch_save(path, obj) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write(path, buf.getvalue())
 
 
 def append_jsonl(path, record: dict) -> None:
@@ -77,5 +64,5 @@ def truncate_jsonl(path, max_step: int) -> None:
     if not path.exists():
         return
     keep = [rec for rec in read_jsonl_records(path) if rec.get("step", 0) <= max_step]
-    atomic_write_bytes(path, "".join(json.dumps(rec) + "\n" for rec in keep).encode())
+    atomic_write(path, "".join(json.dumps(rec) + "\n" for rec in keep).encode())
 

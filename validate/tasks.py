@@ -36,12 +36,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
+
 import string
 from pathlib import Path
 from typing import Callable, Iterable
 
 from probsft.errors import ConfigError
+from probsft.files import atomic_write
 
 SPLITS = ("pretrain", "train", "heldout")
 # The tokenizer alphabet: printable ASCII and newline covers every task (checked in the tests).
@@ -138,20 +139,16 @@ def sample(task: Task, split: str, n: int, seed: int = 0, unique: bool = True) -
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
     """Write records as JSONL atomically (tmp file then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        for r in records:
-            fh.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def write_task_data(out_dir, tasks: Iterable[str] = tuple(TASKS), n_train: int = 512,
                     n_heldout: int = 64, seed: int = 0) -> dict[str, dict[str, Path]]:
     """Write ``<out_dir>/<task>/{train,heldout}.jsonl``; returns ``{task: {split: path}}``.
 
-    Files that already exist with the right number of lines are reused (generation is deterministic).
+    Files that already hold at least the asked number of lines are reused (generation is
+    deterministic and a smaller set is a prefix of a larger one), so one copy of each task's data
+    serves every grid: read it with :func:`read_prefix`.
     """
     paths = {}
     for name in tasks:
@@ -159,7 +156,14 @@ def write_task_data(out_dir, tasks: Iterable[str] = tuple(TASKS), n_train: int =
         paths[name] = {}
         for split, n in (("train", n_train), ("heldout", n_heldout)):
             path = Path(out_dir) / name / f"{split}.jsonl"
-            if not (path.exists() and sum(1 for _ in open(path)) == n):
+            if not (path.exists() and sum(1 for _ in open(path)) >= n):
                 write_jsonl(path, sample(task, split, n, seed))
             paths[name][split] = path
     return paths
+
+
+def read_prefix(path: Path, n: int) -> list[dict]:
+    """The first ``n`` records of a task file written by :func:`write_task_data`."""
+    from probsft.validate.data import read_jsonl
+
+    return read_jsonl(path)[:n]

@@ -215,7 +215,7 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
         if main:
             store.truncate_jsonl(out / "metrics.jsonl", step)
     elif main:
-        store.atomic_write_bytes(out / "metrics.jsonl", b"")
+        store.atomic_write(out / "metrics.jsonl", b"")
     train_model = model
     if world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(

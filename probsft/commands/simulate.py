@@ -1,6 +1,6 @@
 """`probsft simulate`: run one simulator experiment (a named preset or a config file), save, draw.
 
-    probsft simulate --preset crossover                        # -> figures/sim/crossover/
+    probsft simulate --preset crossover                        # -> runs/sim/crossover/
     probsft simulate --preset phase --seeds 0 1 --out /tmp/ph  # flags override preset fields
     probsft simulate --config my.json --out runs/mine          # any SimConfig (strict JSON)
     probsft simulate --list                                    # the presets
@@ -33,7 +33,7 @@ def add_parser(sub):
     p = sub.add_parser("simulate", help="synthetic capability-continuum simulator (issue 3)")
     p.add_argument("--preset", choices=PRESETS, help="named experiment (one per figure)")
     p.add_argument("--config", help="JSON config file (SimConfig; EscapeConfig for escape)")
-    p.add_argument("--out", help="results folder (default figures/sim/<preset>)")
+    p.add_argument("--out", help="results folder; the figure is drawn into it too (default runs/sim/<preset>)")
     p.add_argument("--full", action="store_true", help="preset's larger grid / more seeds")
     p.add_argument("--no-figure", action="store_true", help="save results only")
     p.add_argument("--list", action="store_true", help="list the presets and exit")
@@ -47,7 +47,7 @@ def run(args) -> int:
     from probsft.sim import presets
     from probsft.sim.config import SimConfig
     from probsft.sim.escape import EscapeConfig
-    from probsft.sim.report import run_preset
+    from probsft.reproduce.sim import run_preset
 
     if args.list:
         print(presets.__doc__.split("\n\n")[1])
@@ -68,8 +68,8 @@ def run(args) -> int:
             raise UserError(f"the escape preset takes no sweep flags ({sorted(changes)}); "
                             "use --config with an EscapeConfig JSON")
         cfg = cfg.replace(**changes)
-    out = Path(args.out) if args.out else Path("figures") / "sim" / name
-    for line in run_preset(name, cfg, out, figure_dir=None if args.no_figure else out.parent):
+    out = Path(args.out) if args.out else Path("runs") / "sim" / name
+    for line in run_preset(name, cfg, out, figure_dir=None if args.no_figure else out):
         print(line)
     return 0
 

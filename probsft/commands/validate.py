@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from probsft.commands import positive_float, positive_int
@@ -14,7 +13,7 @@ def add_parser(sub):
                                         "theory's predicted ordering, per task")
     p.add_argument("--full", action="store_true", help="more seeds/steps/problems (slow)")
     p.add_argument("--out", default=None, help="results folder, resumed if present (default: "
-                   "figures/validate, or figures/validate_full with --full)")
+                   "runs/validate, or runs/validate_full with --full)")
     p.add_argument("--model", default=None, help="backbone folder (default: the shipped one)")
     p.add_argument("--tasks", nargs="+", default=None, help="subset of spell_backward letter_jumble figlet")
     p.add_argument("--steps", type=positive_int, default=None, help="override fine-tune steps")
@@ -25,7 +24,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from probsft.figures.continuum import draw
+    from probsft.reproduce.validate import run as run_grid, verdict_lines
     from probsft.validate import experiment as ex
 
     cfg = ex.FULL if args.full else ex.REDUCED
@@ -37,10 +36,7 @@ def run(args) -> int:
     if args.lr:
         over["lr"] = args.lr
     cfg = dataclasses.replace(cfg, **over)
-    out = Path(args.out) if args.out else Path("figures") / ex.folder(args.full)
-    csv_path = ex.run_grid(cfg, out, args.model)
-    table, verdicts = ex.summarize(ex.read_rows(csv_path), cfg.min_gap)
-    ex._atomic_write(out / "verdicts.json", json.dumps(verdicts, indent=1))
-    draw(csv_path, out / "continuum")
-    print("\n".join(table + [""] + ex.verdict_lines(verdicts)))
+    out = Path(args.out) if args.out else Path("runs") / ex.folder(args.full)
+    table, verdicts, _ = run_grid(cfg, out, args.model)
+    print("\n".join(table + [""] + verdict_lines(verdicts)))
     return 0

@@ -13,7 +13,7 @@ def add_parser(sub):
     p = sub.add_parser("weights", help="plot the gradient weights W_f(p) (Fig. 3) and their table")
     p.add_argument("specs", nargs="*", metavar="SPEC",
                    help="objective specs (default: the paper's Fig. 3 set)")
-    p.add_argument("--out", default="figures", help="output folder (default: figures)")
+    p.add_argument("--out", default="runs/weights", help="output folder (default: runs/weights)")
     p.add_argument("--normalise", action=__import__("argparse").BooleanOptionalAction, default=True,
                    help="scale each curve to a maximum of 1 (default: on)")
     p.add_argument("--tau", type=float, default=0.5, help="Def. 3.3 class threshold (default 0.5)")
@@ -21,7 +21,8 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from probsft.theory.report import FIG3, render
+    from probsft.reproduce.theory import render
+    from probsft.theory.tables import FIG3
 
     for path in render(args.specs or FIG3, args.out, normalise=args.normalise, tau=args.tau):
         print(f"wrote {path}")

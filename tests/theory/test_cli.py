@@ -7,7 +7,8 @@ import json
 
 import pytest
 from probsft.figures.weights import draw
-from probsft.theory.report import FIG3, render
+from probsft.reproduce.theory import render
+from probsft.theory.tables import FIG3
 
 from probsft.cli import main
 

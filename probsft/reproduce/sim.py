@@ -1,7 +1,7 @@
 """The simulator's step of the main job: run every preset, draw every figure, summarise honestly.
 
-    probsft reproduce --only sim     # -> figures/sim/<preset>/{config.json,*.csv}, sim/*.png
-    from probsft.sim.report import reproduce; reproduce(Path("figures"), full=False)
+    probsft reproduce --only sim     # -> results/sim/<preset>/{config.json,*.csv}, results/sim/*.png
+    from probsft.reproduce.sim import reproduce; reproduce(Path("results"), full=False)
 
 :func:`run_preset` runs one experiment (results saved first), draws its figure from the saved files
 and returns markdown lines with the measured numbers and a verdict against the paper's prediction
