@@ -27,10 +27,13 @@ def add_parser(sub):
 def run(args) -> int:
     import torch
 
+    from probsft.files import output_file
+    from probsft.validate.loading import load_model_and_tokenizer
     from probsft.validate.probe import format_table, probe
     from probsft.validate.store import atomic_write_json
-    from probsft.validate.train import load_model_and_tokenizer
 
+    if args.json and args.json != "-":
+        output_file(args.json, "--json")             # before the work, not after it
     model, tokenizer = load_model_and_tokenizer(args.model)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     model.to("cuda" if cuda else "cpu")
