@@ -14,12 +14,13 @@ Data order is a pure function of (seed, step): step s takes the global batch
 ``m*W + r``. So a resumed run sees exactly the batches an uninterrupted run sees; with the model,
 optimizer, scheduler and RNG states restored from ``<output>/checkpoint.pt`` it ends bitwise equal on CPU.
 
-Output folder: ``config.json`` (saved first, with the data file's sha256), ``metrics.jsonl`` (one line per logged step),
-``metrics.csv`` (the same log, written at the end), ``metrics.json`` (final), ``checkpoint.pt`` (every ``checkpoint_every`` steps), ``model/``
-(``save_pretrained`` of model and tokenizer, written whole or not at all). The folder is locked for
-the run (a second run into it fails at once); a run of another config in it (objective, data content,
-model, ...) is never resumed or trained over without ``overwrite`` (``--overwrite``), and the output
-may not overlap the input model folder. Launch on several GPUs with
+Output folder: ``config.json`` (saved first, with the data file's sha256), ``metrics.jsonl`` (one
+line per logged step), ``metrics.csv`` (the same log, written at the end), ``metrics.json`` (final),
+``checkpoint.pt`` (every ``checkpoint_every`` steps), ``model/`` (``save_pretrained`` of model and
+tokenizer, written whole or not at all). The folder is locked for the run (a second run into it
+fails at once); a run of another config in it (objective, data content, model, ...) is never resumed
+or trained over without ``overwrite`` (``--overwrite``), and the output may not overlap the input
+model folder. Launch on several GPUs with
 ``torchrun --nproc-per-node 8 -m probsft.cli finetune ...`` or ``accelerate launch``.
 
     >>> from probsft.validate.train import FinetuneConfig, finetune

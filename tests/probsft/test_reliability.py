@@ -128,12 +128,14 @@ def test_every_flag_an_error_message_names_exists():
     import probsft
     from probsft.errors import UserError
 
-    options = {opt for action in build_parser()._subparsers._group_actions[0].choices.values()  # noqa: SLF001
-               for a in action._actions for opt in a.option_strings}                            # noqa: SLF001
+    commands = build_parser()._subparsers._group_actions[0].choices.values()  # noqa: SLF001
+    options = {opt for command in commands for a in command._actions  # noqa: SLF001
+               for opt in a.option_strings}
+    labels = torch.zeros(2, dtype=torch.long)
     messages = []
-    for call in (lambda: probsft.objective("nll@p>=Q90").loss(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long)),
-                 lambda: probsft.fused_linear_loss(torch.zeros(2, 4), torch.zeros(3, 4),
-                                                   torch.zeros(2, dtype=torch.long), "nll@p>=Q90")):
+    for call in (lambda: probsft.objective("nll@p>=Q90").loss(torch.zeros(2, 3), labels),
+                 lambda: probsft.fused_linear_loss(torch.zeros(2, 4), torch.zeros(3, 4), labels,
+                                                   "nll@p>=Q90")):
         with pytest.raises(UserError) as info:
             call()
         messages.append(str(info.value))
