@@ -47,6 +47,14 @@ def test_a_file_valued_out_is_refused_before_the_work(argv, tmp_path, capsys):
     assert blocker.read_text() == "x"
 
 
+def test_finetune_file_valued_output_is_refused_before_loading_the_model(tmp_path, data, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    assert main(["finetune", "--model", str(tmp_path / "no" / "model"), "--data", str(data),
+                 "--output", str(blocker / "run"), "--no-progress"]) == 2
+    _one_line_error(capsys, "--output", "a file is in the way")
+
+
 def test_probe_json_into_a_folder_is_refused_before_loading_the_model(tmp_path, data, capsys):
     # the model path does not exist: had the model been loaded first, the error would name it
     assert main(["probe", "--model", str(tmp_path / "no" / "model"), "--data", str(data),
