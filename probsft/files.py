@@ -89,8 +89,9 @@ def locked_output(path, flag: str = "--out"):
 
     Creates the folder (see :func:`output_folder`) and takes ``fcntl.flock`` on ``path/.probsft.lock``
     without waiting: a second run into the same folder fails at once with a UserError instead of
-    interleaving its files with the first. The lock dies with the process (a killed run never leaves
-    a stale lock); the lock file is removed on release.
+    interleaving its files with the first, and so does a run into a folder above or below one that
+    a live run has locked. The lock dies with the process (a killed run never leaves a stale lock);
+    the lock file is removed on release.
 
         >>> with locked_output(args.output, "--output") as out:
         ...     run(out)
@@ -118,10 +119,54 @@ def locked_output(path, flag: str = "--out"):
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        nested = _run_around(path)
+        if nested:
+            where, holder = nested
+            raise _user_error(f"{flag} {path}: {where} is in use by another probsft run (pid "
+                              f"{holder}), which writes there too; wait for it to finish or "
+                              "choose another folder")
         yield path
     finally:
         Path(lock).unlink(missing_ok=True)
         os.close(fd)                  # closing releases the flock
+
+
+def _holder(lock: Path) -> str | None:
+    """The pid of another live run that holds ``lock``, or None (a shared lock taken and dropped
+    at once tells; the lock file of a run that died is not held)."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        if holder == str(os.getpid()):
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return holder or "?"
+        return None
+    finally:
+        os.close(fd)
+
+
+def _run_around(path: Path) -> tuple[Path, str] | None:
+    """(folder, pid) of a live run locking a folder above or below ``path`` (e.g. `reproduce` into
+    results/ while `validate` writes results/validate), or None."""
+    path = path.resolve()
+    for folder in path.parents:
+        holder = _holder(folder / LOCK_NAME)
+        if holder:
+            return folder, holder
+    for root, dirs, files in os.walk(path):
+        if LOCK_NAME in files and Path(root) != path:
+            holder = _holder(Path(root) / LOCK_NAME)
+            if holder:
+                return Path(root), holder
+    return None
 
 
 @contextlib.contextmanager

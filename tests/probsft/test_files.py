@@ -53,6 +53,34 @@ def test_a_second_lock_on_one_folder_fails_at_once(tmp_path):
     assert not (out / LOCK_NAME).exists()
 
 
+def test_a_folder_above_or_below_a_locked_one_is_refused(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen(        # another process holds results/validate
+        [sys.executable, "-c", "import sys, time; from probsft.files import locked_output\n"
+         f"with locked_output({str(tmp_path / 'results' / 'validate')!r}):\n"
+         "    print('locked', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for path in (tmp_path / "results", tmp_path / "results" / "validate" / "sub"):
+            with pytest.raises(UserError, match=f"in use by another probsft run .pid {holder.pid}"):
+                with locked_output(path, "--out"):
+                    pass
+        with locked_output(tmp_path / "results" / "sim", "--out"):     # a sibling is free
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    with locked_output(tmp_path / "results", "--out"):    # the holder died: its lock died with it
+        pass
+    with locked_output(tmp_path / "results", "--out"):    # nesting inside one's own process is fine
+        with locked_output(tmp_path / "results" / "validate", "--out"):
+            pass
+
+
 def test_lock_and_output_checks_refuse_a_file_in_the_way(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
