@@ -52,9 +52,9 @@ def main(argv=None) -> int:
     except OSError as err:
         if err.errno not in WRITE_ERRNOS:
             raise
-        where = f" {err.filename}" if err.filename else ""
-        print(f"probsft {args.command}: error: cannot write{where}: {err.strerror}; finished work "
-              "is kept (rerun to resume once there is room / permission)", file=sys.stderr)
+        where = f": {err.filename}" if err.filename else ""
+        print(f"probsft {args.command}: error: {err.strerror}{where} (finished work is kept; rerun "
+              "to resume once there is room or permission)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"probsft {args.command}: interrupted (partial results are kept; rerun to resume)",

@@ -98,6 +98,14 @@ def model_folder_problem(name) -> str | None:
     return None
 
 
+def check_model_path(name) -> None:
+    """Raise UserError (one line: what is wrong, what a valid folder holds) for a bad local model
+    path; cheap, nothing is loaded, so commands call it before their work."""
+    problem = model_folder_problem(name)
+    if problem:
+        raise UserError(problem)
+
+
 def load_model_and_tokenizer(name, dtype=None):
     """(model, tokenizer) of a local folder or hub name; UserError in one line if it cannot load.
 
@@ -106,9 +114,7 @@ def load_model_and_tokenizer(name, dtype=None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    problem = model_folder_problem(name)
-    if problem:
-        raise UserError(problem)
+    check_model_path(name)
     from safetensors import SafetensorError
 
     try:

@@ -39,12 +39,9 @@ def run(args) -> int:
     cfg = dataclasses.replace(cfg, **over)
     out = Path(args.out) if args.out else Path("runs") / ex.folder(args.full)
     if args.model:
-        from probsft.errors import UserError
-        from probsft.validate.loading import model_folder_problem
+        from probsft.validate.loading import check_model_path
 
-        problem = model_folder_problem(args.model)
-        if problem:
-            raise UserError(problem)
+        check_model_path(args.model)                 # before the lock and the work
     with locked_output(out, "--out"):
         table, verdicts, _ = run_grid(cfg, out, args.model)
     print("\n".join(table + [""] + verdict_lines(verdicts)))
