@@ -66,18 +66,20 @@ def model_folder_problem(name) -> str | None:
         return f"model path {name} is a file, not a folder; {VALID_FOLDER}"
     if not any(path.iterdir()):
         return f"model folder {name} is empty; {VALID_FOLDER}"
-    if not (path / "config.json").is_file():
-        if (path / "model" / "config.json").is_file():
-            return (f"{name} is a run folder, not a model folder: its fine-tuned model is in "
-                    f"{path / 'model'} (pass that)")
+    config = None
+    if (path / "config.json").is_file():
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            return f"{path / 'config.json'} is not valid JSON ({err}); {VALID_FOLDER}"
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type is None and (path / "model" / "config.json").is_file():
+        return (f"{name} is a run folder, not a model folder: its fine-tuned model is in "
+                f"{path / 'model'} (pass that)")      # a run's own config.json has no model_type
+    if config is None:
         return f"{name} has no config.json, so it is not a model folder; {VALID_FOLDER}"
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return f"{path / 'config.json'} is not valid JSON ({err}); {VALID_FOLDER}"
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    model_type = config.get("model_type") if isinstance(config, dict) else None
     if model_type not in CONFIG_MAPPING:
         import transformers
 

@@ -31,6 +31,7 @@ def _broken(kind, tmp_path, saved_model):
         run.mkdir()
         shutil.copytree(saved_model, run / "model")
         (run / "metrics.json").write_text("{}")
+        (run / "config.json").write_text(json.dumps({"model": "base", "objective": "nll"}))
         return run, ["is a run folder", str(run / "model")]
     if kind == "no config":
         (saved_model / "config.json").unlink()
