@@ -275,14 +275,15 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
     rank, world = _init_distributed(device)
     out = Path(cfg.output) if cfg.output else None
     main = rank == 0 and out is not None
+    if examples is None and cfg.data is None:
+        raise ConfigError("finetune: set cfg.data (a JSONL path) or pass examples=")
+    records = read_jsonl(cfg.data) if examples is None else None   # bad data fails before loading
     if model is None:
         model, tokenizer = load_model_and_tokenizer(cfg.model)
     if tokenizer is None:
         raise ConfigError("finetune: pass the tokenizer together with the model")
     if examples is None:
-        if cfg.data is None:
-            raise ConfigError("finetune: set cfg.data (a JSONL path) or pass examples=")
-        examples = tokenize_sft(read_jsonl(cfg.data), tokenizer, cfg.max_length, report=rank == 0)
+        examples = tokenize_sft(records, tokenizer, cfg.max_length, report=rank == 0)
     model.to(device)
     if cfg.gradient_checkpointing:       # transformers >= 5.2x renames it activation checkpointing
         enable = getattr(model, "activation_checkpointing_enable", None)
