@@ -8,10 +8,14 @@ probsft.errors.UserError and is reported as one line on stderr with exit code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
 from probsft.errors import UserError
+
+# A full disk, a quota or a read-only file system met while writing: one line, not a traceback.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 # One line per subcommand module; the order is the order of `probsft --help`.
 COMMANDS = [
@@ -44,6 +48,13 @@ def main(argv=None) -> int:
         return int(args.func(args) or 0)
     except UserError as err:
         print(f"probsft {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in WRITE_ERRNOS:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        print(f"probsft {args.command}: error: {err.strerror}{where} (finished work is kept; rerun "
+              "to resume once there is room or permission)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"probsft {args.command}: interrupted (partial results are kept; rerun to resume)",

@@ -1,14 +1,23 @@
-"""Crash-safe files: every result is written to ``<name>.tmp``, flushed, then renamed onto its name.
+"""Safe files and folders: the one place in probsft that writes results and guards output folders.
 
-A crash or a full disk leaves the old file or the new one, never half of one, and never a stray
-``.tmp`` (it is removed when the write fails). The one place in probsft that writes result files.
+* :func:`atomic_write` (and :func:`atomic_write_json`, :func:`atomic_dir` for a whole folder such as
+  a saved model): written to ``<name>.tmp``, flushed, then renamed onto its name. A crash or a full
+  disk leaves the old file or the new one, never half of one, and never a stray ``.tmp`` (it is
+  removed when the write fails).
+* :func:`locked_output`: an exclusive lock on a run's output folder, held for the run, so two runs
+  never write into one folder; it also checks, before any work, that the folder can be written
+  (:func:`output_folder`; :func:`output_file` for a single result file).
+* :func:`set_aside` keeps earlier results as numbered ``*.stale`` files; :func:`sha256_file` is the
+  content hash a resumed run compares its inputs by.
 
     >>> atomic_write(out / "results.csv", text)          # str or bytes
     >>> atomic_write_json(out / "metrics.json", {"train/loss": 1.2})
+    >>> with locked_output("runs/p", "--output") as out: ...
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -33,3 +42,183 @@ def atomic_write(path, data: str | bytes) -> Path:
 
 def atomic_write_json(path, obj, indent: int = 2) -> Path:
     return atomic_write(path, json.dumps(obj, indent=indent, default=str) + "\n")
+
+
+def _user_error(message: str):
+    from probsft.errors import UserError      # probsft.errors imports nothing: arrows point down
+
+    return UserError(message)
+
+
+def output_folder(path, flag: str = "--out") -> Path:
+    """Create the output folder ``path`` (and its parents) now, before any work, or raise UserError:
+    a file in the way and a folder that cannot be written are found here, not after the run."""
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probsft-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except (FileExistsError, NotADirectoryError):
+        raise _user_error(f"{flag} {path}: a file is in the way (the path or one of its parents is "
+                          "a file); give a folder") from None
+    except OSError as err:
+        raise _user_error(f"{flag} {path}: cannot write there ({err.strerror}); give a writable "
+                          "folder") from None
+    return path
+
+
+def output_file(path, flag: str = "--json") -> Path:
+    """Check, before any work, that the single result file ``path`` can be written (UserError if
+    not): it must not be a folder, and its folder must be creatable and writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise _user_error(f"{flag} {path} is a folder; give a file name")
+    output_folder(path.parent, f"{flag} {path}: its folder")
+    return path
+
+
+LOCK_NAME = ".probsft.lock"
+
+
+@contextlib.contextmanager
+def locked_output(path, flag: str = "--out"):
+    """Hold an exclusive lock on the output folder ``path`` for the duration of a run.
+
+    Creates the folder (see :func:`output_folder`) and takes ``fcntl.flock`` on ``path/.probsft.lock``
+    without waiting: a second run into the same folder fails at once with a UserError instead of
+    interleaving its files with the first, and so does a run into a folder above or below one that
+    a live run has locked. The lock dies with the process (a killed run never leaves a stale lock);
+    the lock file is removed on release.
+
+        >>> with locked_output(args.output, "--output") as out:
+        ...     run(out)
+    """
+    import fcntl
+
+    path = output_folder(path, flag)
+    lock = path / LOCK_NAME
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise _user_error(f"{flag} {path} is in use by another probsft run (pid {holder}); "
+                              "wait for it to finish or choose another folder") from None
+        try:                          # the holder before us may have removed the file: lock anew
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        nested = _run_around(path)
+        if nested:
+            where, holder = nested
+            raise _user_error(f"{flag} {path}: {where} is in use by another probsft run (pid "
+                              f"{holder}), which writes there too; wait for it to finish or "
+                              "choose another folder")
+        yield path
+    finally:
+        Path(lock).unlink(missing_ok=True)
+        os.close(fd)                  # closing releases the flock
+
+
+def _holder(lock: Path) -> str | None:
+    """The pid of another live run that holds ``lock``, or None (a shared lock taken and dropped
+    at once tells; the lock file of a run that died is not held)."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        if holder == str(os.getpid()):
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return holder or "?"
+        return None
+    finally:
+        os.close(fd)
+
+
+def _run_around(path: Path) -> tuple[Path, str] | None:
+    """(folder, pid) of a live run locking a folder above or below ``path`` (e.g. `reproduce` into
+    results/ while `validate` writes results/validate), or None."""
+    path = path.resolve()
+    for folder in path.parents:
+        holder = _holder(folder / LOCK_NAME)
+        if holder:
+            return folder, holder
+    for root, dirs, files in os.walk(path):
+        if LOCK_NAME in files and Path(root) != path:
+            holder = _holder(Path(root) / LOCK_NAME)
+            if holder:
+                return Path(root), holder
+    return None
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Write a whole folder atomically: yields ``<path>.tmp`` to fill; on success it replaces
+    ``path`` (the old folder is removed after the swap); on failure the temporary folder is removed
+    and ``path`` is left as it was.
+
+        >>> with atomic_dir(out / "model") as tmp:
+        ...     model.save_pretrained(tmp)
+    """
+    import shutil
+
+    path = Path(path)
+    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def set_aside(folder, names) -> str | None:
+    """Move the files ``names`` of ``folder`` to ``<name>.stale`` (or ``.stale2``, ``.stale3``... :
+    the first suffix free for all of them), never overwriting an earlier set. Returns the suffix
+    used, or None when none of the files exists."""
+    folder = Path(folder)
+    present = [n for n in names if (folder / n).exists()]
+    if not present:
+        return None
+    k = 1
+    while any((folder / f"{n}.stale{k if k > 1 else ''}").exists() for n in names):
+        k += 1
+    suffix = f".stale{k if k > 1 else ''}"
+    for n in present:
+        os.replace(folder / n, folder / f"{n}{suffix}")
+    return suffix
+
+
+def sha256_file(path, block: int = 1 << 20) -> str:
+    """Hex sha256 of a file's content, read in 1 MiB blocks (bounded memory)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -48,8 +48,8 @@ import functools
 import torch
 
 from probsft.errors import SpecError, UserError
-from probsft.theory.losses import (REDUCTIONS, finite_flags, flat_labels, raise_if_not_finite,
-                                   token_terms)
+from probsft.theory.losses import (REDUCTIONS, check_num_items, finite_flags, flat_labels,
+                                   raise_if_not_finite, token_terms)
 from probsft.theory.spec import parse
 
 IMPLS = ("eager", "compile")
@@ -81,9 +81,11 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
     obj = parse(objective)
     if obj.interval is not None and obj.interval.has_quantile:
         raise SpecError(f"objective {obj.spec} has unresolved quantile threshold(s): call "
-                        ".with_quantiles(base_probs) first (CLI: --quantiles-from a probe JSON)")
+                        ".with_quantiles(base_probs) first (`probsft finetune` resolves them "
+                        "on the base model by itself)")
     if reduction not in REDUCTIONS:
         raise UserError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    check_num_items(num_items_in_batch)
     if impl not in IMPLS:
         raise UserError(f"impl must be one of {IMPLS}, got {impl!r}")
     if schedule not in SCHEDULES:

@@ -14,7 +14,8 @@ Masking and reductions, following the authors' trainer (paper notes §1.3):
   "sum"  -> sum over counted tokens
   "mean" -> sum / max(#counted, 1)   (authors: sum / (#counted + 1e-8); identical up to 1e-8,
                                       and both give loss 0 and zero gradient on an all-masked batch)
-  num_items_in_batch=N -> sum / N    (normalise by a global token count across micro-batches/ranks)
+  num_items_in_batch=N -> sum / N    (normalise by a global token count across micro-batches/ranks;
+                                      N must be > 0: UserError otherwise)
 """
 
 from __future__ import annotations
@@ -43,7 +44,23 @@ def _check_args(logits_shape, labels_shape, reduction):
                         f"{tuple(labels_shape)}; shift causal-LM outputs with shift_for_causal_lm")
 
 
+def check_num_items(num_items_in_batch) -> None:
+    """UserError unless ``num_items_in_batch`` is None or a finite count > 0 (an int or a one-element
+    tensor, as transformers passes it): 0 would give inf/NaN and a negative count gradient ascent."""
+    if num_items_in_batch is None:
+        return
+    try:
+        value = float(num_items_in_batch)
+    except (TypeError, ValueError, RuntimeError):
+        raise UserError(f"num_items_in_batch must be a number (a token count), got "
+                        f"{type(num_items_in_batch).__name__}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise UserError(f"num_items_in_batch must be a token count > 0, got {value:g} (0 divides "
+                        "by zero; a negative count would turn training into gradient ascent)")
+
+
 def _reduce(per_token, counted, reduction, num_items_in_batch):
+    check_num_items(num_items_in_batch)
     if reduction == "none":
         return per_token
     total = per_token.sum()
@@ -63,7 +80,7 @@ class _ObjectiveTokenLoss(torch.autograd.Function):
         lse = torch.logsumexp(z, dim=-1)                           # [N]
         logp = z.gather(-1, labels[:, None]).squeeze(-1) - lse     # [N]
         counted, values, weight = token_terms(obj, logp, valid)
-        raise_if_not_finite(obj, finite_flags(lse, valid, values, weight))
+        raise_if_not_finite(obj, finite_flags(lse, valid, values, weight, logp))
         ctx.save_for_backward(logits, labels, lse, weight)
         ctx.mark_non_differentiable(counted)
         return values, counted
@@ -92,19 +109,28 @@ def token_terms(obj, logp, valid):
     return counted, values, weight
 
 
-def finite_flags(lse, valid, values, weight):
-    """[2] bool tensor, no host sync: (logits finite where counted, f and s_f finite)."""
-    return torch.stack([(torch.isfinite(lse) | ~valid).all(),
-                        (torch.isfinite(values) & torch.isfinite(weight)).all()])
+def finite_flags(lse, valid, values, weight, logp=None):
+    """Bool tensor, no host sync: (logits finite where counted, f and s_f finite[, every counted
+    target has p > 0]); the third flag only when ``logp`` is given."""
+    flags = [(torch.isfinite(lse) | ~valid).all(),
+             (torch.isfinite(values) & torch.isfinite(weight)).all()]
+    if logp is not None:
+        flags.append((logp > -math.inf).logical_or(~valid).all())
+    return torch.stack(flags)
 
 
 def raise_if_not_finite(obj, flags):
-    """Refuse silent NaNs, with one host sync: non-finite logits, or an f / s_f that overflows."""
-    logits_ok, objective_ok = flags.tolist()
+    """Refuse silent NaNs, with one host sync: non-finite logits, a target of probability 0 where f
+    is infinite, or an f / s_f that overflows."""
+    logits_ok, objective_ok, *target_ok = flags.tolist()
     if not logits_ok:
         raise NonFiniteLogitsError("logits contain NaN or +inf at a counted position; "
                                    "the loss would be NaN (check the model or the learning rate)")
     if not objective_ok:
+        if target_ok and not target_ok[0]:
+            raise UserError(f"a counted target token has probability 0 (its logit is -inf), where "
+                            f"{obj.spec} is not finite: mask that position with ignore_index, or "
+                            "fix the logits (e.g. a -inf mask on a token that is a label)")
         raise UserError(f"objective {obj.spec} gives a non-finite f(p) or s_f(p) at some token's "
                         "probability; rewrite f(p) so it stays finite on (0, 1)")
 
@@ -155,6 +181,7 @@ def objective_loss_numpy(obj, logits, labels, ignore_index=-100, reduction="mean
     _check_args(logits.shape, labels.shape, reduction)
     if not np.all(np.isfinite(logits[labels != ignore_index])):
         raise NonFiniteLogitsError("logits contain NaN or inf at a counted position")
+    check_num_items(num_items_in_batch)
     valid = labels != ignore_index
     safe = np.where(valid, labels, 0)
     logp = np.take_along_axis(logits, safe[..., None], -1)[..., 0] - logsumexp(logits, axis=-1)

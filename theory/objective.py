@@ -76,7 +76,8 @@ class Interval:
         """1{x in I} as a boolean array/tensor (x is p, or log p when ``in_logp``)."""
         if self.has_quantile:
             raise SpecError(f"objective has unresolved quantile threshold(s) {self}: call "
-                            ".with_quantiles(base_probs) (CLI: --quantiles-from a probe JSON) first")
+                            ".with_quantiles(base_probs) first (`probsft finetune` resolves "
+                            "them on the base model by itself)")
         lo, hi = float(self.lo), float(self.hi)
         above = (x >= lo) if self.lo_closed else (x > lo)
         below = (x <= hi) if self.hi_closed else (x < hi)

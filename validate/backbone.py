@@ -31,6 +31,7 @@ import torch
 
 from probsft.config import config_from_dict
 from probsft.errors import ConfigError
+from probsft.files import atomic_write
 from probsft.paths import MODELS
 
 SHIPPED = MODELS / "backbone"
@@ -139,7 +140,7 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    (out / "backbone_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    atomic_write(out / "backbone_config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
     if probe_sets is None:
         probe_sets = {name: sample(TASKS[name], "train", probe_n, 0) for name in TASKS}
     probes = {name: probe(model, tok, recs, batch_size=64, placement="answer")
@@ -150,15 +151,16 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
               "probe_mean_p": {k: v["mean_p"] for k, v in probes.items()},
               "probe_answer_mean_p": {k: v["answer_mean_p"] for k, v in probes.items()},
               "probe_region": {k: v["region"] for k, v in probes.items()}}
-    (out / "build.json").write_text(json.dumps(record, indent=1))
+    atomic_write(out / "build.json", json.dumps(record, indent=1))
     return record
 
 
 def load(path=None):
-    """(model, tokenizer) of a backbone folder (default: the shipped one), via from_pretrained."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(model, tokenizer) of a backbone folder (default: the shipped one), through the one model
+    loader (probsft.validate.loading: a bad folder is one clear UserError)."""
+    from probsft.validate.loading import load_model_and_tokenizer
 
     path = Path(path) if path else SHIPPED
-    if not (path / "config.json").exists():
-        raise ConfigError(f"no backbone at {path}; build one with `probsft backbone build --out {path}`")
-    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    if path == SHIPPED and not (path / "config.json").exists():
+        raise ConfigError(f"no backbone at {path}; build one with `probsft backbone build`")
+    return load_model_and_tokenizer(path)

@@ -12,7 +12,9 @@ message is the response). Tokenisation (:func:`tokenize_sft`):
 Only response tokens are supervised: ``labels[i] = input_ids[i]`` on the response, -100 elsewhere
 (the causal shift happens in the loss, probsft.theory.losses.shift_for_causal_lm). Examples longer than
 ``max_length`` are cut from the right; truncated and response-free examples are counted and reported,
-never silently dropped. A malformed line raises UserError naming the file and line.
+never silently dropped; tokens the tokenizer maps to its unknown token are counted (``n_unknown``) and
+warned about. A malformed line (not UTF-8, not JSON, not a record) raises UserError naming the file
+and line; a UTF-8 byte-order mark is accepted.
 
 Supervision noise (:func:`add_label_noise`), the paper's noisy-label setting, is seeded:
 ``unit="token"`` replaces a fraction ``noise_rate`` of response tokens by a different random token;
@@ -28,6 +30,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -44,6 +47,7 @@ class SFTExamples(list):
     n_no_response: int = 0        # examples whose response was cut away entirely (all labels -100)
     n_response_tokens: int = 0    # supervised tokens in total
     n_noisy: int = 0              # tokens replaced by add_label_noise(unit="token")
+    n_unknown: int = 0            # tokens the tokenizer mapped to its unknown token (<unk>)
 
     def summary(self) -> str:
         return (f"{len(self)} examples, {self.n_response_tokens} response tokens, "
@@ -51,13 +55,21 @@ class SFTExamples(list):
 
 
 def read_jsonl(path) -> list[dict]:
-    """Read SFT records from a JSONL file; every line must be a valid record (see module docstring)."""
+    """Read SFT records from a JSONL file; every line must be a valid record (see module docstring).
+
+    The file must be UTF-8 (a leading byte-order mark is accepted); a line that is not valid UTF-8
+    or JSON, or not a record, raises UserError naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file {path} does not exist")
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at "
+                                f"column {err.start + 1}); save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -129,8 +141,13 @@ def tokenize_sft(records, tokenizer, max_length: int, report: bool = False) -> S
     if max_length < 2:
         raise ConfigError(f"max_length must be >= 2, got {max_length}")
     out = SFTExamples()
+    unk = getattr(tokenizer, "unk_token_id", None)
+    n_unknown_examples = 0
     for rec in records:
         ids, n_prompt = encode_pair(rec, tokenizer)
+        if unk is not None and unk in ids:
+            out.n_unknown += ids.count(unk)
+            n_unknown_examples += 1
         labels = [IGNORE_INDEX] * n_prompt + ids[n_prompt:]
         if len(ids) > max_length:
             out.n_truncated += 1
@@ -139,6 +156,10 @@ def tokenize_sft(records, tokenizer, max_length: int, report: bool = False) -> S
         out.n_no_response += n_resp == 0
         out.n_response_tokens += n_resp
         out.append({"input_ids": ids, "labels": labels})
+    if out.n_unknown:
+        warnings.warn(f"data: {out.n_unknown} token(s) in {n_unknown_examples} example(s) are "
+                      f"characters the tokenizer does not know (mapped to {tokenizer.unk_token}); "
+                      "the model cannot read or learn them", stacklevel=2)
     if report and (out.n_truncated or out.n_no_response):
         print(f"data: {out.summary()} (max_length={max_length})", file=sys.stderr)
     return out
@@ -170,6 +191,7 @@ def _token_noise(examples, noise_rate, rng, vocab_ids=None):
     out.n_truncated = getattr(examples, "n_truncated", 0)
     out.n_no_response = getattr(examples, "n_no_response", 0)
     out.n_response_tokens = getattr(examples, "n_response_tokens", 0)
+    out.n_unknown = getattr(examples, "n_unknown", 0)
     n_changed = 0
     for e in examples:
         ids, labels = list(e["input_ids"]), list(e["labels"])

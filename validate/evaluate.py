@@ -103,6 +103,20 @@ def get_extractor(name: str):
     return EXTRACTORS[name]
 
 
+def check_sampling(samples: int, temperature: float, top_p: float) -> None:
+    """ConfigError unless samples >= 1, temperature is finite and >= 0 (0: greedy), top_p in (0, 1],
+    and several samples are drawn with temperature > 0 (greedy decoding repeats one answer)."""
+    if not (isinstance(samples, int) and samples >= 1):
+        raise ConfigError(f"samples must be a whole number >= 1, got {samples!r}")
+    if not (0 <= temperature < float("inf")):
+        raise ConfigError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ConfigError(f"top_p must lie in (0, 1], got {top_p}")
+    if samples > 1 and temperature == 0:
+        raise ConfigError(f"{samples} samples with temperature 0 would repeat one greedy answer; "
+                          "sample with temperature > 0 (the paper's avg@k uses 1.0)")
+
+
 @torch.no_grad()
 def generate(model, tokenizer, records, max_new_tokens: int = 16, samples: int = 1,
              temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
@@ -111,6 +125,7 @@ def generate(model, tokenizer, records, max_new_tokens: int = 16, samples: int =
 
     Prompts are formatted exactly as in training (chat template, or the raw prompt) and left-padded.
     """
+    check_sampling(samples, temperature, top_p)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -146,8 +161,7 @@ def evaluate(model, tokenizer, records, extract: str = "raw", samples: int = 1,
              train_examples=None, batch_size: int = 16) -> tuple[dict, list[dict]]:
     """(summary metrics, per-sample rows). Metrics are means over all samples (avg@k)."""
     extractor = get_extractor(extract)
-    if samples < 1:
-        raise ConfigError("samples must be >= 1")
+    check_sampling(samples, temperature, top_p)
     completions = generate(model, tokenizer, records, max_new_tokens, samples, temperature, top_p,
                            seed, batch_size)
     rows = []

@@ -38,7 +38,7 @@ import torch
 
 from probsft.config import config_from_dict
 from probsft.errors import ConfigError
-from probsft.files import atomic_write
+from probsft.files import atomic_write, set_aside
 from probsft.paths import DATA
 
 FIELDS = ["task", "role", "region", "probe_mean_p", "probe_mean_p_all", "noise", "objective", "label", "seed",
@@ -152,11 +152,10 @@ def run_grid(cfg: ExperimentConfig, out: Path, model_path=None, progress: bool =
     out.mkdir(parents=True, exist_ok=True)
     config_text = json.dumps(dataclasses.asdict(cfg), indent=1)
     if (out / "config.json").exists() and (out / "config.json").read_text() != config_text:
-        # results of another grid never mix with this one: set them aside, start over
-        for name in ("results.csv", "probes.json"):
-            if (out / name).exists():
-                (out / name).replace(out / f"{name}.stale")
-        print(f"{out}: config changed; previous results moved to *.stale", flush=True)
+        # results of another grid never mix with this one: set them aside (with the config that
+        # made them, numbered so an earlier set is never overwritten), start over
+        suffix = set_aside(out, ("results.csv", "probes.json", "config.json"))
+        print(f"{out}: config changed; previous results moved to *{suffix}", flush=True)
     atomic_write(out / "config.json", config_text)
     t0 = time.perf_counter()
     base, tok = backbone.load(model_path)

@@ -14,9 +14,13 @@ Data order is a pure function of (seed, step): step s takes the global batch
 ``m*W + r``. So a resumed run sees exactly the batches an uninterrupted run sees; with the model,
 optimizer, scheduler and RNG states restored from ``<output>/checkpoint.pt`` it ends bitwise equal on CPU.
 
-Output folder: ``config.json`` (saved first), ``metrics.jsonl`` (one line per logged step),
-``metrics.csv`` (the same log, written at the end), ``metrics.json`` (final), ``checkpoint.pt`` (every ``checkpoint_every`` steps), ``model/``
-(``save_pretrained`` of model and tokenizer). Launch on several GPUs with
+Output folder: ``config.json`` (saved first, with the data file's sha256), ``metrics.jsonl`` (one
+line per logged step), ``metrics.csv`` (the same log, written at the end), ``metrics.json`` (final),
+``checkpoint.pt`` (every ``checkpoint_every`` steps), ``model/`` (``save_pretrained`` of model and
+tokenizer, written whole or not at all). The folder is locked for the run (a second run into it
+fails at once); a run of another config in it (objective, data content, model, ...) is never resumed
+or trained over without ``overwrite`` (``--overwrite``), and the output may not overlap the input
+model folder. Launch on several GPUs with
 ``torchrun --nproc-per-node 8 -m probsft.cli finetune ...`` or ``accelerate launch``.
 
     >>> from probsft.validate.train import FinetuneConfig, finetune
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import random
@@ -41,9 +46,11 @@ import torch.distributed as dist
 
 import probsft
 from probsft.errors import ConfigError, UserError
+from probsft.files import atomic_dir, locked_output, sha256_file
 from probsft.validate import store
 from probsft.validate.accumulate import accumulate_gradients
 from probsft.validate.data import collate, read_jsonl, tokenize_sft
+from probsft.validate.loading import load_model_and_tokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +80,9 @@ class FinetuneConfig:
     checkpoint_every: int = 0         # 0: no checkpoints
     resume: bool = True               # continue from <output>/checkpoint.pt when present
     device: str = "auto"              # auto | cpu | cuda
+    overwrite: bool = False           # replace a run of another config already in `output`
+    data_sha256: str | None = None    # content hash of `data`, recorded in config.json; when set,
+                                      # the data file must still have it
 
     def __post_init__(self):
         probsft.objective(self.objective)                    # SpecError on a bad spec
@@ -92,6 +102,9 @@ class FinetuneConfig:
             raise ConfigError("checkpoint_every must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.data_sha256 is not None and (not isinstance(self.data_sha256, str)
+                                             or len(self.data_sha256) != 64):
+            raise ConfigError(f"data_sha256 must be 64 hex digits or null, got {self.data_sha256!r}")
 
 
 def _device(cfg) -> torch.device:
@@ -109,19 +122,6 @@ def _init_distributed(device) -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def load_model_and_tokenizer(name: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
-    except OSError as err:
-        raise UserError(f"cannot load model {name!r}: {str(err).splitlines()[0]}") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
 
 
 def micro_batches_for_step(examples, step, cfg, rank, world, pad_id):
@@ -150,6 +150,101 @@ def _set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# Config fields that steer a run without changing what it trains: a resumed run may change them.
+RUN_CONTROL = ("output", "resume", "overwrite", "log_every", "checkpoint_every", "save_model")
+# What a finished or interrupted run leaves in its output folder (--overwrite removes them).
+RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "metrics.csv", "metrics.json", "model")
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """Fields in which two saved configs train differently (RUN_CONTROL ignored; the data file is
+    compared by its content hash when both configs carry one, else by its path)."""
+    a, b = dict(saved), dict(current)
+    hashed = bool(a.get("data_sha256") and b.get("data_sha256"))
+    for key in RUN_CONTROL + (("data",) if hashed else ("data_sha256",)):
+        a.pop(key, None)
+        b.pop(key, None)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def _describe(diffs, saved, current) -> str:
+    def short(v):
+        text = repr(v)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    return ", ".join("the data file's content (sha256 changed)" if k == "data_sha256" else
+                     f"{k} ({short(saved.get(k))} then, {short(current.get(k))} now)" for k in diffs)
+
+
+def _with_data_hash(cfg: FinetuneConfig) -> FinetuneConfig:
+    """``cfg`` with the data file's content hash; ConfigError if it differs from a hash set in it."""
+    if not Path(cfg.data).is_file():
+        raise UserError(f"data file {cfg.data} does not exist")
+    digest = sha256_file(cfg.data)
+    if cfg.data_sha256 is not None and cfg.data_sha256 != digest:
+        raise ConfigError(f"data file {cfg.data} has changed: its sha256 is {digest[:12]}..., the "
+                          f"config expects {cfg.data_sha256[:12]}...")
+    return dataclasses.replace(cfg, data_sha256=digest)
+
+
+def _refuse_input_model_folder(cfg: FinetuneConfig) -> None:
+    """A run writes config.json and model/ into its output: never into (or around) its input model."""
+    model = Path(cfg.model).expanduser()
+    if not model.exists():
+        return
+    out, model = Path(cfg.output).expanduser().resolve(), model.resolve()
+    if out == model or model in out.parents or out in model.parents:
+        raise ConfigError(f"--output {cfg.output} overlaps the input model folder {cfg.model}: the "
+                          "run would overwrite the model it reads; choose another --output")
+
+
+def _check_saved_run(cfg: FinetuneConfig, out: Path) -> None:
+    """Refuse to resume or retrain over a run of another config in ``out`` unless cfg.overwrite;
+    with cfg.overwrite, remove that run's files first."""
+    import shutil
+
+    saved_path = out / "config.json"
+    if saved_path.exists() and not cfg.overwrite:
+        try:
+            saved = json.loads(saved_path.read_text())
+        except (OSError, ValueError):
+            raise ConfigError(f"{saved_path} is unreadable; pass --overwrite to start the run "
+                              "over, or choose another --output") from None
+        current = store.config_to_dict(cfg)
+        diffs = config_differences(saved, current)
+        if diffs:
+            raise ConfigError(f"{out} holds a run with another config: {_describe(diffs, saved, current)}"
+                              "; pass --overwrite to replace it, or choose another --output")
+    if cfg.overwrite:
+        for name in RUN_FILES:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _load_checkpoint(ckpt: Path, device, cfg: FinetuneConfig) -> dict:
+    """The saved state of an interrupted run; UserError when the file is damaged or of another run."""
+    import pickle
+
+    try:
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        keys = ("model", "optimizer", "scheduler", "step", "skipped", "tokens_seen", "rng",
+                "objective", "config")
+        missing = [k for k in keys if k not in state]
+    except (RuntimeError, EOFError, ValueError, TypeError, OSError, pickle.UnpicklingError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"checkpoint {ckpt} is damaged ({first}); delete it or pass --no-resume "
+                        "to start the run over") from None
+    if missing:
+        raise UserError(f"checkpoint {ckpt} is damaged (no {', '.join(missing)}); delete it or pass "
+                        "--no-resume to start the run over")
+    diffs = config_differences(state["config"], store.config_to_dict(cfg))
+    if diffs:
+        raise ConfigError(f"{ckpt} belongs to a run with another config: "
+                          f"{_describe(diffs, state['config'], store.config_to_dict(cfg))}; pass "
+                          "--no-resume or --overwrite, or choose another --output")
+    return state
+
+
 def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = True,
              examples=None, callback=None) -> dict:
     """Run the fine-tune of ``cfg``; returns the final metrics (also saved when ``cfg.output``).
@@ -157,7 +252,22 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
     ``model``/``tokenizer`` (optional) are trained in place instead of loading ``cfg.model``;
     ``examples`` (optional) are pre-tokenised examples used instead of reading ``cfg.data``;
     ``callback(step, record)`` is called after every optimizer step (raise to stop a run).
+
+    Before any work, a run into ``cfg.output`` locks the folder (a second run into it fails at once),
+    refuses an output that overlaps the input model folder, and refuses to resume or retrain over a
+    run of another config (objective, data content, model, ...) unless ``cfg.overwrite``.
     """
+    if examples is None and cfg.data is not None:
+        cfg = _with_data_hash(cfg)
+    if cfg.output is None or int(os.environ.get("RANK", "0")) != 0:
+        return _finetune(cfg, model, tokenizer, progress, examples, callback)
+    _refuse_input_model_folder(cfg)
+    with locked_output(cfg.output, "--output") as out:
+        _check_saved_run(cfg, out)
+        return _finetune(cfg, model, tokenizer, progress, examples, callback)
+
+
+def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
     from transformers import get_cosine_schedule_with_warmup
 
     start_time = time.perf_counter()
@@ -165,14 +275,15 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
     rank, world = _init_distributed(device)
     out = Path(cfg.output) if cfg.output else None
     main = rank == 0 and out is not None
+    if examples is None and cfg.data is None:
+        raise ConfigError("finetune: set cfg.data (a JSONL path) or pass examples=")
+    records = read_jsonl(cfg.data) if examples is None else None   # bad data fails before loading
     if model is None:
         model, tokenizer = load_model_and_tokenizer(cfg.model)
     if tokenizer is None:
         raise ConfigError("finetune: pass the tokenizer together with the model")
     if examples is None:
-        if cfg.data is None:
-            raise ConfigError("finetune: set cfg.data (a JSONL path) or pass examples=")
-        examples = tokenize_sft(read_jsonl(cfg.data), tokenizer, cfg.max_length, report=rank == 0)
+        examples = tokenize_sft(records, tokenizer, cfg.max_length, report=rank == 0)
     model.to(device)
     if cfg.gradient_checkpointing:       # transformers >= 5.2x renames it activation checkpointing
         enable = getattr(model, "activation_checkpointing_enable", None)
@@ -183,10 +294,7 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
     ckpt = out / "checkpoint.pt" if out is not None else None
     state = None
     if ckpt is not None and cfg.resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["config"] != store.config_to_dict(cfg):
-            raise ConfigError(f"{ckpt} belongs to a run with another config; pass --no-resume or "
-                              "choose another --output")
+        state = _load_checkpoint(ckpt, device, cfg)
     if main:
         store.atomic_write_json(out / "config.json", store.config_to_dict(cfg))
     obj = probsft.objective(state["objective"] if state else cfg.objective)
@@ -272,8 +380,9 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
                "wall_s": time.perf_counter() - start_time}
     if main:
         if cfg.save_model:
-            model.save_pretrained(out / "model")
-            tokenizer.save_pretrained(out / "model")
+            with atomic_dir(out / "model") as tmp:
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
         store.atomic_write_json(out / "metrics.json", metrics)
         store.atomic_write_csv(out / "metrics.csv", store.read_jsonl_records(out / "metrics.jsonl"))
         if ckpt.exists():
@@ -286,6 +395,8 @@ def config_from_args(args) -> FinetuneConfig:
     base = store.config_to_dict(store.load_config(FinetuneConfig, args.config)) if args.config else {}
     flags = {k: v for k, v in vars(args).items()
              if k in {f.name for f in dataclasses.fields(FinetuneConfig)} and v is not None}
+    if "data" in flags:                 # --data names another file: drop the hash of the old one
+        base.pop("data_sha256", None)
     merged = {**base, **flags}
     missing = [k for k in ("model", "data") if k not in merged]
     if missing:

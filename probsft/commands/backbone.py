@@ -12,7 +12,7 @@ def add_parser(sub):
     bsub = p.add_subparsers(dest="action", metavar="ACTION")
     bsub.required = True
     b = bsub.add_parser("build", help="pretrain the backbone on the mixed task corpus")
-    b.add_argument("--out", default=None, help="output folder (default: the shipped validate/backbone)")
+    b.add_argument("--out", default=None, help="output folder (default: the shipped models/backbone)")
     b.add_argument("--steps", type=positive_int, default=None, help="pretraining steps (default 700)")
     b.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     b.add_argument("--threads", type=positive_int, default=None, help="torch threads (default 1)")
@@ -25,12 +25,14 @@ def add_parser(sub):
 def run(args) -> int:
     import dataclasses
 
+    from probsft.files import locked_output
     from probsft.validate.backbone import SHIPPED, BackboneConfig, build
 
     over = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads))
             if v is not None}
     over["eos"] = args.eos
     cfg = dataclasses.replace(BackboneConfig(), **over)
-    record = build(cfg, args.out or SHIPPED)
+    with locked_output(args.out or SHIPPED, "--out") as out:
+        record = build(cfg, out)
     print(json.dumps(record, indent=1))
     return 0

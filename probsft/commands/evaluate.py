@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from probsft.commands import positive_int
+from probsft.commands import positive_int, probability, temperature
 
 
 def add_parser(sub):
@@ -20,8 +20,10 @@ def add_parser(sub):
     p.add_argument("--extract", default="raw",
                    help="answer extraction: raw (first line), boxed, last_number, letter")
     p.add_argument("--samples", type=positive_int, default=1, help="k of avg@k (1 with temperature 0: greedy)")
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--temperature", type=temperature, default=None,
+                   help="sampling temperature >= 0 (default: 0, greedy, for one sample; 1.0, the "
+                        "paper's avg@k protocol, for --samples > 1)")
+    p.add_argument("--top-p", type=probability, default=1.0, help="nucleus mass in (0, 1]")
     p.add_argument("--max-new-tokens", type=positive_int, default=16)
     p.add_argument("--max-length", type=positive_int, default=1024)
     p.add_argument("--batch-size", type=positive_int, default=16)
@@ -32,21 +34,38 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    from probsft.errors import UserError
+    from probsft.files import locked_output
+    from probsft.validate.data import read_jsonl
+
+    temp = args.temperature if args.temperature is not None else (1.0 if args.samples > 1 else 0.0)
+    if args.samples > 1 and temp == 0:
+        raise UserError(f"--samples {args.samples} with --temperature 0 would repeat one greedy "
+                        "answer; give --temperature > 0 (the paper's avg@k uses 1.0)")
+    records = read_jsonl(args.data)
+    train = read_jsonl(args.train_data) if args.train_data else None
+    if not args.out:
+        return _run(args, temp, records, train)
+    with locked_output(args.out, "--out"):
+        return _run(args, temp, records, train)
+
+
+def _run(args, temp, records, train_records) -> int:
     import torch
 
-    from probsft.validate.data import read_jsonl, tokenize_sft
+    from probsft.validate.data import tokenize_sft
     from probsft.validate.evaluate import evaluate
+    from probsft.validate.loading import load_model_and_tokenizer
     from probsft.validate.store import atomic_write_csv, atomic_write_json
-    from probsft.validate.train import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(args.model)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     model.to("cuda" if cuda else "cpu")
     train = None
-    if args.train_data:
-        train = tokenize_sft(read_jsonl(args.train_data), tokenizer, args.max_length)
-    summary, rows = evaluate(model, tokenizer, read_jsonl(args.data), extract=args.extract,
-                             samples=args.samples, temperature=args.temperature, top_p=args.top_p,
+    if train_records is not None:
+        train = tokenize_sft(train_records, tokenizer, args.max_length)
+    summary, rows = evaluate(model, tokenizer, records, extract=args.extract,
+                             samples=args.samples, temperature=temp, top_p=args.top_p,
                              max_new_tokens=args.max_new_tokens, seed=args.seed,
                              train_examples=train, batch_size=args.batch_size)
     summary = {"model": args.model, "data": args.data, **summary}

@@ -34,7 +34,10 @@ def add_parser(sub):
     p.add_argument("--no-save-model", dest="save_model", action="store_const", const=False)
     p.add_argument("--log-every", dest="log_every", type=int)
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
-    p.add_argument("--no-resume", dest="resume", action="store_const", const=False)
+    p.add_argument("--no-resume", dest="resume", action="store_const", const=False,
+                   help="start over instead of continuing from <output>/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_const", const=True,
+                   help="replace a run of another config already in --output (else refused)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=run)

@@ -27,14 +27,19 @@ def add_parser(sub):
 def run(args) -> int:
     import torch
 
+    from probsft.files import output_file
+    from probsft.validate.data import read_jsonl
+    from probsft.validate.loading import load_model_and_tokenizer
     from probsft.validate.probe import format_table, probe
     from probsft.validate.store import atomic_write_json
-    from probsft.validate.train import load_model_and_tokenizer
 
+    if args.json and args.json != "-":
+        output_file(args.json, "--json")             # before the work, not after it
+    records = read_jsonl(args.data)                  # a bad line fails before the model loads
     model, tokenizer = load_model_and_tokenizer(args.model)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     model.to("cuda" if cuda else "cpu")
-    stats = probe(model, tokenizer, args.data, batch_size=args.batch_size, max_length=args.max_length,
+    stats = probe(model, tokenizer, records, batch_size=args.batch_size, max_length=args.max_length,
                   placement=args.placement)
     stats = {"model": args.model, "data": args.data, **stats}
     if args.json == "-":

@@ -17,7 +17,10 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    from probsft.files import locked_output
     from probsft.reproduce import run_all
 
-    print(f"wrote {run_all(args.out, args.full, args.only)}")
+    with locked_output(args.out, "--out"):
+        report = run_all(args.out, args.full, args.only)
+    print(f"wrote {report}")
     return 0

@@ -47,6 +47,7 @@ def run(args) -> int:
     from probsft.sim import presets
     from probsft.sim.config import SimConfig
     from probsft.sim.escape import EscapeConfig
+    from probsft.files import locked_output
     from probsft.reproduce.sim import run_preset
 
     if args.list:
@@ -69,8 +70,9 @@ def run(args) -> int:
                             "use --config with an EscapeConfig JSON")
         cfg = cfg.replace(**changes)
     out = Path(args.out) if args.out else Path("runs") / "sim" / name
-    for line in run_preset(name, cfg, out, figure_dir=None if args.no_figure else out):
-        print(line)
+    with locked_output(out, "--out"):
+        for line in run_preset(name, cfg, out, figure_dir=None if args.no_figure else out):
+            print(line)
     return 0
 
 

@@ -24,6 +24,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    from probsft.files import locked_output
     from probsft.reproduce.validate import run as run_grid, verdict_lines
     from probsft.validate import experiment as ex
 
@@ -37,6 +38,11 @@ def run(args) -> int:
         over["lr"] = args.lr
     cfg = dataclasses.replace(cfg, **over)
     out = Path(args.out) if args.out else Path("runs") / ex.folder(args.full)
-    table, verdicts, _ = run_grid(cfg, out, args.model)
+    if args.model:
+        from probsft.validate.loading import check_model_path
+
+        check_model_path(args.model)                 # before the lock and the work
+    with locked_output(out, "--out"):
+        table, verdicts, _ = run_grid(cfg, out, args.model)
     print("\n".join(table + [""] + verdict_lines(verdicts)))
     return 0

@@ -182,7 +182,8 @@ def run_preset(name: str, cfg, out: Path, figure_dir: Path | None, progress: boo
         module, stem = FIGURES.get(name, FIGURES["custom"])
         draw = importlib.import_module(f"probsft.figures.{module}").draw
         paths = draw(out, figure_dir, stem)
-        lines += [f"![{name}]({Path(figure_dir).name}/{paths[0].name})", ""]
+        # relative to the folder above figure_dir (the report's); resolve() names `--out .` too
+        lines += [f"![{name}]({Path(figure_dir).resolve().name}/{paths[0].name})", ""]
     if isinstance(cfg, EscapeConfig):
         return lines + _escape_lines(read_escape(out / "escape.csv"))
     rows = read_rows(out / "results.csv")

@@ -60,7 +60,20 @@ def test_cli_runs_a_config_file_with_flag_overrides(tmp_path, capsys):
     assert rc == 0
     rows = read_rows(tmp_path / "o" / "results.csv")
     assert {r["seed"] for r in rows} == {5} and {r["objective"] for r in rows} == {"nll", "p"}
-    assert (tmp_path / "sim_custom.png").exists() and (tmp_path / "sim_custom.svg").exists()
+    out = tmp_path / "o"        # the figure goes into --out, beside its results, not into its parent
+    assert (out / "sim_custom.png").exists() and (out / "sim_custom.svg").exists()
+    assert not (tmp_path / "sim_custom.png").exists()
+
+
+def test_cli_out_dot_links_its_figure_by_a_relative_path(tmp_path, capsys, monkeypatch):
+    (tmp_path / "c.json").write_text(json.dumps(CFG.to_dict()))
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert main(["simulate", "--config", str(tmp_path / "c.json"), "--out", ".", "--seeds", "5",
+                 "--objectives", "nll", "p"]) == 0
+    out = capsys.readouterr().out
+    assert "(here/sim_custom.png)" in out and "(/sim_custom.png)" not in out
+    assert (tmp_path / "here" / "sim_custom.png").exists()
 
 
 def test_cli_user_mistakes_exit_2_with_one_line(tmp_path, capsys):

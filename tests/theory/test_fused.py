@@ -175,3 +175,12 @@ def test_compiled_chunk_matches_eager():
     except Exception as err:  # no C++ toolchain for inductor on this machine
         pytest.skip(f"torch.compile unavailable: {err}")
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [0, -3, float("nan"), torch.tensor(0)])
+def test_a_non_positive_token_count_is_an_error_not_a_nan(n):
+    h, W, b, y = _inputs(4, 3, 5)
+    with pytest.raises(probsft.UserError, match="num_items_in_batch must be a token count > 0"):
+        probsft.fused_linear_loss(h, W, y, "nll", reduction="sum", num_items_in_batch=n)
+    assert torch.isfinite(probsft.fused_linear_loss(h, W, y, "nll", reduction="sum",
+                                                    num_items_in_batch=torch.tensor(7)))

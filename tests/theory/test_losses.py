@@ -196,3 +196,29 @@ def test_objective_overflow_is_a_clear_error_not_a_nan():
     with pytest.raises(probsft.UserError, match="non-finite f"):
         obj.loss(torch.tensor([[-100.0, 0.0]]), torch.tensor([0]))
     assert torch.isfinite(obj.loss(torch.tensor([[-1.0, 0.0]]), torch.tensor([0])))
+
+
+@pytest.mark.parametrize("n", [0, -3, float("inf"), torch.tensor(0.0)])
+def test_a_non_positive_token_count_is_an_error_not_a_nan(n):
+    obj = probsft.objective("nll")
+    logits, labels = torch.randn(3, 5, dtype=torch.float64), torch.tensor([0, 1, 2])
+    for loss in (obj.loss, obj.loss_numpy):
+        with pytest.raises(probsft.UserError, match="num_items_in_batch must be a token count > 0"):
+            loss(logits.numpy() if loss == obj.loss_numpy else logits, labels.numpy()
+                 if loss == obj.loss_numpy else labels, reduction="sum", num_items_in_batch=n)
+    got = obj.loss(logits, labels, reduction="sum", num_items_in_batch=torch.tensor(6))
+    assert float(got) == pytest.approx(float(obj.loss(logits, labels, reduction="sum")) / 6)
+
+
+def test_a_target_of_probability_zero_says_so_not_rewrite_f():
+    logits = torch.tensor([[-math.inf, 0.0, 1.0], [0.0, 1.0, 2.0]], requires_grad=True)
+    labels = torch.tensor([0, 2])
+    with pytest.raises(probsft.UserError, match="target token has probability 0") as info:
+        probsft.objective("nll").loss(logits, labels)
+    assert "rewrite" not in str(info.value)
+    # where f(0) is finite (-p) the token simply gives no gradient
+    loss = probsft.objective("p").loss(logits, labels)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.all(logits.grad[0] == 0)
+    # masked, it is fine under NLL too
+    assert torch.isfinite(probsft.objective("nll").loss(logits, torch.tensor([-100, 2])))

@@ -85,3 +85,29 @@ def test_answer_noise_changes_exactly_the_fraction(records):
         add_label_noise(records, 1.5)
     with pytest.raises(ConfigError):
         add_label_noise(records, 0.1, unit="word")
+
+
+def test_invalid_utf8_names_the_file_and_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"prompt": "a", "response": "b"}\n{"prompt": "\xff", "response": "b"}\n')
+    with pytest.raises(UserError, match=rf"{path}:2: not valid UTF-8 \(byte 0xff at column 13\)"):
+        read_jsonl(path)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"prompt": "a", "response": "b"}\n{"prompt": "c", "response": "d"}\n')
+    assert read_jsonl(path) == [{"prompt": "a", "response": "b"}, {"prompt": "c", "response": "d"}]
+
+
+def test_unknown_characters_are_warned_about_with_a_count(tok):
+    recs = [{"prompt": "ab>", "response": "ba"}, {"prompt": "aX>", "response": "Yé"},
+            {"prompt": "Z>", "response": "a"}]
+    with pytest.warns(UserWarning, match=r"4 token\(s\) in 2 example\(s\) .*<unk>"):
+        out = tokenize_sft(recs, tok, 64)
+    assert out.n_unknown == 4
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # known characters: no warning
+        assert tokenize_sft(recs[:1], tok, 64).n_unknown == 0

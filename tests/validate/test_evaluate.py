@@ -59,3 +59,25 @@ def test_avg_at_k_is_the_mean_over_all_samples(tok, records):
     assert summary["eval/jaro_winkler"] == pytest.approx(sum(r["jaro_winkler"] for r in rows) / 12)
     again, _ = evaluate(model, tok, records[:4], samples=3, temperature=1.0, max_new_tokens=3)
     assert again == summary                                       # seeded
+
+
+@pytest.mark.parametrize("kw, word", [(dict(samples=3, temperature=0.0), "temperature > 0"),
+                                      (dict(temperature=-1.0), "temperature"),
+                                      (dict(temperature=float("nan")), "temperature"),
+                                      (dict(top_p=2.0), "top_p"), (dict(samples=0), "samples")])
+def test_bad_sampling_settings_are_config_errors(tok, records, kw, word):
+    from probsft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=word):
+        evaluate(make_model(tok), tok, records[:2], max_new_tokens=2, **kw)
+
+
+def test_cli_samples_without_temperature_samples_at_one(tmp_path, saved_model, jsonl, capsys):
+    import json
+
+    from probsft.cli import main
+
+    assert main(["evaluate", "--model", str(saved_model), "--data", str(jsonl), "--samples", "3",
+                 "--max-new-tokens", "2", "--out", str(tmp_path / "e")]) == 0
+    res = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert res["eval/samples"] == 3 and res["eval/temperature"] == 1.0

@@ -89,3 +89,19 @@ def test_grid_runs_and_resumes(tmp_path):
 def test_reduced_and_full_grids_keep_separate_folders():
     assert ex.folder(False) == "validate" and ex.folder(True) == "validate_full"
     assert ex.FULL != ex.REDUCED      # one folder each, so neither run sets the other's results aside
+
+
+def test_a_changed_config_never_overwrites_earlier_stale_results(tmp_path):
+    import dataclasses
+    import json
+
+    cfg = ex.ExperimentConfig(tasks=("letter_jumble",), objectives=("nll", "p"), seeds=(0,),
+                              noise=(0.0,), steps=1, batch_size=4, n_train=8, n_heldout=4)
+    for steps in (1, 2, 3):     # deadline 0: set aside, probe, then stop before the first cell
+        (tmp_path / "results.csv").write_text(f"results of steps={steps}\n")
+        ex.run_grid(dataclasses.replace(cfg, steps=steps), tmp_path, progress=False, deadline_s=0)
+    assert (tmp_path / "results.csv.stale").read_text() == "results of steps=2\n"
+    assert (tmp_path / "results.csv.stale2").read_text() == "results of steps=3\n"
+    assert json.loads((tmp_path / "config.json.stale").read_text())["steps"] == 1
+    assert json.loads((tmp_path / "config.json.stale2").read_text())["steps"] == 2
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 3

@@ -28,3 +28,21 @@ def test_truncate_jsonl_drops_later_steps_and_a_torn_line(tmp_path):
     assert store.read_jsonl_records(path) == [{"step": 1}, {"step": 2}]
     store.atomic_write_csv(tmp_path / "m.csv", [{"step": 1, "x": 0.5}, {"step": 2, "y": 1}])
     assert (tmp_path / "m.csv").read_text().splitlines() == ["step,x,y", "1,0.5,", "2,,1"]
+
+
+def test_a_checkpoint_on_a_full_disk_leaves_no_tmp_file(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "checkpoint.pt"
+    store.atomic_torch_save(path, {"step": 1})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        store.atomic_torch_save(path, {"step": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    import torch
+
+    assert torch.load(path)["step"] == 1

@@ -9,6 +9,7 @@ import torch
 
 from probsft.cli import main
 from probsft.errors import ConfigError, UserError
+from probsft.files import locked_output, sha256_file
 from probsft.validate.store import load_config
 from probsft.validate.train import FinetuneConfig, finetune
 from tests.validate.conftest import make_model
@@ -80,7 +81,8 @@ def test_config_is_strict_and_round_trips(tmp_path, tok, jsonl):
         with pytest.raises(UserError):
             dataclasses.replace(cfg, **bad)
     finetune(cfg, make_model(tok), tok, progress=False)
-    assert load_config(FinetuneConfig, tmp_path / "o" / "config.json") == cfg
+    saved = load_config(FinetuneConfig, tmp_path / "o" / "config.json")
+    assert saved == dataclasses.replace(cfg, data_sha256=sha256_file(jsonl))
     (tmp_path / "x.json").write_text(json.dumps({"model": "m", "data": "d", "learning_rate": 1}))
     with pytest.raises(ConfigError, match="learning_rate"):
         load_config(FinetuneConfig, tmp_path / "x.json")
@@ -118,3 +120,69 @@ def test_gradient_checkpointing_gives_the_same_step(tok, jsonl):
     assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-6)
     for x, y in zip(m1.parameters(), m2.parameters()):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-7)
+
+
+def _crash_at(n):
+    def crash(step, record):
+        if step == n:
+            raise KeyboardInterrupt
+    return crash
+
+
+def test_a_run_of_another_objective_is_refused_unless_overwrite(tmp_path, tok, jsonl):
+    out = tmp_path / "o"
+    finetune(_cfg(jsonl, out, max_steps=2), make_model(tok), tok, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ConfigError, match=r"another config: objective \('p' then, 'nll' now\).*--overwrite"):
+        finetune(_cfg(jsonl, out, max_steps=2, objective="nll"), make_model(tok), tok, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before      # nothing lost
+    finetune(_cfg(jsonl, out, max_steps=2, objective="nll", overwrite=True), make_model(tok), tok,
+             progress=False)
+    assert json.loads((out / "config.json").read_text())["objective"] == "nll"
+    assert json.loads((out / "metrics.json").read_text())["objective"] == "nll"
+
+
+def test_resuming_after_the_data_file_changed_is_refused(tmp_path, tok, jsonl):
+    cfg = _cfg(jsonl, tmp_path / "o", checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(cfg, make_model(tok), tok, progress=False, callback=_crash_at(3))
+    saved = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert saved["data_sha256"] == sha256_file(jsonl)
+    with open(jsonl, "a") as fh:
+        fh.write(json.dumps({"prompt": "ab>", "response": "ba"}) + "\n")
+    with pytest.raises(ConfigError, match="data file's content"):
+        finetune(cfg, make_model(tok), tok, progress=False)
+    assert (tmp_path / "o" / "checkpoint.pt").exists()
+    with pytest.raises(ConfigError, match="has changed"):   # a config that pins the hash
+        finetune(dataclasses.replace(cfg, data_sha256=saved["data_sha256"]), make_model(tok), tok,
+                 progress=False)
+
+
+def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, tok, jsonl):
+    cfg = _cfg(jsonl, tmp_path / "o", checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(cfg, make_model(tok), tok, progress=False, callback=_crash_at(3))
+    ckpt = tmp_path / "o" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with pytest.raises(UserError, match=r"checkpoint .* is damaged .*--no-resume"):
+        finetune(cfg, make_model(tok), tok, progress=False)
+
+
+def test_a_second_run_into_a_busy_output_fails_at_once(tmp_path, tok, jsonl):
+    with locked_output(tmp_path / "o", "--output"):
+        with pytest.raises(UserError, match="in use by another probsft run"):
+            finetune(_cfg(jsonl, tmp_path / "o"), make_model(tok), tok, progress=False)
+    assert not (tmp_path / "o" / "config.json").exists()
+
+
+def test_a_data_flag_drops_the_hash_a_config_recorded_for_another_file(tmp_path, jsonl):
+    from probsft.cli import build_parser
+    from probsft.validate.train import config_from_args
+
+    (tmp_path / "c.json").write_text(json.dumps({"model": "m", "data": "old.jsonl",
+                                                 "data_sha256": "0" * 64}))
+    args = build_parser().parse_args(["finetune", "--config", str(tmp_path / "c.json"), "--data",
+                                      str(jsonl)])
+    assert config_from_args(args).data_sha256 is None
+    args = build_parser().parse_args(["finetune", "--config", str(tmp_path / "c.json")])
+    assert config_from_args(args).data_sha256 == "0" * 64
