@@ -53,9 +53,9 @@ class SimConfig:
             ``model`` (its distribution without the true token: plausible mistakes).
         prior_margin: true-token logit margin at prior_strength 1, in units of log V.
         prior_spread: relative spread of that margin across contexts (lognormal sigma).
-        easy_frac: mixed difficulty: this fraction of the V tokens is known to the base model at
-            full strength whatever the dial (their contexts are the *easy* group; the dial sets the
-            strength of the rest, the *hard* group). 0 = one population.
+        easy_frac: mixed difficulty: this fraction of the contexts is *easy* (known to the base
+            model at full strength); the dial sets how much the base model knows of the rest, the
+            *hard* group (see probsft.sim.continuum). 0 = one population.
         lr: step size (theory: Euler step dt of the gradient flow).
         steps: number of steps; the horizon is lr * steps.
         snapshots: further step counts (< steps) at which the results are also recorded (one row

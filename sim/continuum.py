@@ -13,11 +13,14 @@ construction is used in both modes:
   vectors, the "teacher"), and the base model is the softmax regression W0 = s (kappa M + G), rows
   mu_v and G_v ~ N(0, I_d), so  W0 x  has the same margin-plus-noise structure as z0.
 
-Mixed difficulty (``easy_frac`` > 0): the first round(easy_frac * V) tokens are *easy*: the base model
-knows them at full strength (theory: a context whose true token is easy has s = 1; learning: those
-rows of W0 have s = 1) whatever the dial, which sets the strength of every other, *hard*, token. So
-one batch mixes easy and hard contexts in a set ratio, as real answers mix easy and hard tokens, and
-metrics are also reported per group.
+Mixed difficulty (``easy_frac`` > 0): a fraction easy_frac of the contexts (train and held-out) is
+*easy*, the rest *hard*, in one batch, as real answers mix easy and hard tokens. Theory mode: an easy
+context has prior strength 1, a hard one the dial's s. Learning mode: the base model is W0 = kappa M
++ G at full strength; an easy context is x = c_x mu_{y*} + g (the mapping the base model knows), a
+hard one x = c_x nu_{y*} + g with fresh class means nu_v mixed in by the dial, normalise(s mu + (1-s)
+nu), so at s = 0 the prior knows nothing about it. Both groups are fitted by the *same* weights W,
+so an optimizer that normalises per parameter (Adam) still sees their gradients side by side.
+Metrics are also reported per group.
 
 Labels: with probability E the training label differs from y* (``uniform`` over the others, or drawn
 from the base ``model`` without y*); a fraction ``uninformative_frac`` of positions are filler whose
@@ -51,7 +54,8 @@ class Batch:
     X: torch.Tensor | None = None         # learning: [B, C, d] training features
     X_eval: torch.Tensor | None = None    # learning: [B, M, d]
     y_eval: torch.Tensor | None = None    # learning: [B, M]
-    n_easy: int = 0                        # tokens 0..n_easy-1 are easy (mixed difficulty)
+    easy: torch.Tensor | None = None       # [B, C] bool, mixed difficulty only (else None)
+    easy_eval: torch.Tensor | None = None  # [B, M] bool (theory mode: None, eval = train)
 
     def train_logits(self, W=None) -> torch.Tensor:
         """Logits of the training contexts, [B, C, V] (theory: z0; learning: X W^T)."""
@@ -98,6 +102,12 @@ def _draws(cfg: SimConfig, seed: int, dtype) -> dict:
         out["y_eval"] = torch.randint(V, (M,), generator=g)
         out["c_eval"] = difficulty(M)
         out["g_eval"] = torch.randn(M, d, generator=g, dtype=dtype) / math.sqrt(d)
+    if cfg.easy_frac > 0:                          # drawn last: the streams above stay the same
+        out["easy"] = torch.rand(C, generator=g, dtype=dtype) < cfg.easy_frac
+        if cfg.mode == "learning":
+            nu = torch.randn(V, d, generator=g, dtype=dtype)
+            out["nu"] = nu / nu.norm(dim=1, keepdim=True)                 # [V, d] unknown means
+            out["easy_eval"] = torch.rand(M, generator=g, dtype=dtype) < cfg.easy_frac
     return out
 
 
@@ -126,7 +136,7 @@ def build(cfg: SimConfig, cells: list[tuple[float, float, int]]) -> Batch:
     """Stack the configurations ``cells`` = [(prior_strength, noise_rate, seed), ...]."""
     dtype = getattr(torch, cfg.dtype)
     kappa = cfg.prior_margin * math.log(cfg.vocab_size)
-    n_easy = easy_tokens(cfg)
+    mixed = cfg.easy_frac > 0
     cache: dict[int, dict] = {}
     parts = []
     for s, E, seed in cells:
@@ -136,31 +146,39 @@ def build(cfg: SimConfig, cells: list[tuple[float, float, int]]) -> Batch:
         y = r["y_star"]
         if cfg.mode == "theory":
             one_hot = torch.nn.functional.one_hot(y, cfg.vocab_size).to(dtype)
-            s_x = torch.where(y < n_easy, 1.0, s).to(dtype)[:, None]     # [C, 1]
+            s_x = torch.where(r["easy"], 1.0, s).to(dtype)[:, None] if mixed else s   # [C, 1]
             z0 = s_x * (kappa * r["c_x"][:, None] * one_hot + r["eps"])  # [C, V]
             X = W0 = None
         else:
-            X = r["c_x"][:, None] * r["mu"][y] + r["g"]                   # [C, d]
-            s_v = torch.where(torch.arange(cfg.vocab_size) < n_easy, 1.0, s).to(dtype)
-            W0 = s_v[:, None] * (kappa * r["mu"] + r["G"])                # [V, d]
+            X = _features(r, y, r["c_x"], r["g"], r.get("easy"), s)       # [C, d]
+            W0 = (1.0 if mixed else s) * (kappa * r["mu"] + r["G"])       # [V, d]
             z0 = X @ W0.T
         wrong = _wrong_labels(z0, y, r["u_wrong"], cfg.noise_kind)
         labels = torch.where(r["u_noise"] < E, wrong, y)
         informative = r["u_fill"] >= cfg.uninformative_frac
         labels = torch.where(informative, labels, r["fill_label"])
         part = {"labels": labels, "y_star": y, "informative": informative}
+        if mixed:
+            part["easy"] = r["easy"]
         if cfg.mode == "theory":
             part["z0"] = z0
         else:
-            part.update(W0=W0, X=X, y_eval=r["y_eval"],
-                        X_eval=r["c_eval"][:, None] * r["mu"][r["y_eval"]] + r["g_eval"])
+            part.update(W0=W0, X=X, y_eval=r["y_eval"], X_eval=_features(
+                r, r["y_eval"], r["c_eval"], r["g_eval"], r.get("easy_eval"), s))
+            if mixed:
+                part["easy_eval"] = r["easy_eval"]
         parts.append(part)
-    return Batch(**{k: torch.stack([p[k] for p in parts]) for k in parts[0]}, n_easy=n_easy)
+    return Batch(**{k: torch.stack([p[k] for p in parts]) for k in parts[0]})
 
 
-def easy_tokens(cfg: SimConfig) -> int:
-    """Number of easy tokens (known at full strength whatever the dial): round(easy_frac * V)."""
-    return int(round(cfg.easy_frac * cfg.vocab_size))
+def _features(r: dict, y, c, g, easy, s: float) -> torch.Tensor:
+    """Context features [N, d]: c mu_y + g; with mixed difficulty, hard contexts use the class
+    direction normalise(s mu_y + (1 - s) nu_y) instead of mu_y."""
+    if easy is None:
+        return c[:, None] * r["mu"][y] + g
+    hard_dir = s * r["mu"][y] + (1 - s) * r["nu"][y]
+    hard_dir = hard_dir / hard_dir.norm(dim=1, keepdim=True)
+    return c[:, None] * torch.where(easy[:, None], r["mu"][y], hard_dir) + g
 
 
 def target_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -194,15 +212,16 @@ def evaluate(batch: Batch, z_eval: torch.Tensor) -> dict[str, torch.Tensor]:
     z_eval: [B, M, V] logits of the held-out contexts (theory mode: of the training contexts).
     """
     if batch.X is None:
-        y, keep = batch.y_star, batch.informative
+        y, keep, easy = batch.y_star, batch.informative, batch.easy
     else:
         y, keep = batch.y_eval, torch.ones_like(batch.y_eval, dtype=torch.bool)
+        easy = batch.easy_eval
     hit = (z_eval.argmax(-1) == y).to(z_eval.dtype)
     q_true = target_probs(z_eval, y)
-    easy = y < batch.n_easy
     out = {}
-    groups = (("", keep), ("_easy", keep & easy), ("_hard", keep & ~easy))
-    for suffix, mask in groups if batch.n_easy else groups[:1]:
+    groups = (("", keep),) if easy is None else (
+        ("", keep), ("_easy", keep & easy), ("_hard", keep & ~easy))
+    for suffix, mask in groups:
         m = mask.to(z_eval.dtype)
         n = m.sum(-1)
         out[f"eval/acc{suffix}"] = (hit * m).sum(-1) / n
