@@ -58,14 +58,24 @@ def weights(obj, logp: torch.Tensor, bnds) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _logit_grad(z: torch.Tensor, labels: torch.Tensor, obj, bnds, normalise: bool):
-    """Gradient of the loss on the logits z [B, C, V]: w (q - e_ỹ) [/ #counted]."""
-    logq = torch.log_softmax(z, -1)
-    logp = logq.gather(-1, labels[..., None]).squeeze(-1)                    # [B, C]
+    """Gradient of the loss on the logits z [B, C, V]: w (q - e_ỹ) [/ #counted].
+
+    One fused softmax pass, then q is scaled in place: two passes over [B, C, V] besides the
+    matmuls. log p is read off q; where q_ỹ underflows it is recomputed exactly, z_ỹ - logsumexp z.
+    """
+    lab = labels[..., None]
+    q = torch.softmax(z, -1)                                                 # [B, C, V]
+    p = q.gather(-1, lab).squeeze(-1)                                        # [B, C]
+    logp = torch.log(p)
+    tiny = p < 1e-30
+    if bool(tiny.any()):
+        exact = z.gather(-1, lab).squeeze(-1) - torch.logsumexp(z, -1)
+        logp = torch.where(tiny, exact, logp)
     w, counted = weights(obj, logp, bnds)
     if normalise:                                                            # authors' mean
         w = w / counted.sum(-1, keepdim=True).clamp(min=1).to(w.dtype)
-    grad = logq.exp_().mul_(w[..., None])               # w q in place of log q   [B, C, V]
-    grad.scatter_add_(-1, labels[..., None], -w[..., None])                  # - w e_ỹ
+    grad = q.mul_(w[..., None])                         # w q, in place           [B, C, V]
+    grad.scatter_add_(-1, lab, -w[..., None])                                # - w e_ỹ
     return grad
 
 

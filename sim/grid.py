@@ -45,7 +45,7 @@ ALPHA_OF = {"nll": 0.0, "alpha(0.5)": 0.5, "p": 1.0, "alpha(2)": 2.0}
 @dataclasses.dataclass(frozen=True)
 class GridConfig:
     vocab_sizes: tuple = (32, 128, 512)
-    contexts: tuple = (128, 1024)
+    contexts: tuple = (128, 512)
     steps: tuple = (30, 300)
     optimizers: tuple = ("sgd", "adam")
     lrs: tuple = (2.0, 0.01)                 # one per optimizer
