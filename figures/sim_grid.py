@@ -45,7 +45,7 @@ def draw(results_dir, out_dir, stem: str = "sim_grid") -> list[Path]:
             for i, (V, C) in enumerate(VC):
                 for j, t in enumerate(steps):
                     r = cell[(V, C, t)]
-                    ax.text(j, i, f"{r['winner']}\n{r['estimate']:+.3f}\nprior {r['prior_contribution']:.2f}",
+                    ax.text(j, i, f"{r['winner']}\n{r['estimate']:+.3f}\nprior {r['prior_contribution']:.3f}",
                             ha="center", va="center", fontsize=6)
             ax.set_xticks(range(len(steps)), [str(t) for t in steps])
             ax.set_yticks(range(len(VC)), [f"V={V}, C={C}" for V, C in VC])

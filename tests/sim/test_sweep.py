@@ -60,7 +60,9 @@ def test_cli_runs_a_config_file_with_flag_overrides(tmp_path, capsys):
     assert rc == 0
     rows = read_rows(tmp_path / "o" / "results.csv")
     assert {r["seed"] for r in rows} == {5} and {r["objective"] for r in rows} == {"nll", "p"}
-    assert (tmp_path / "sim_custom.png").exists() and (tmp_path / "sim_custom.svg").exists()
+    # the figure goes into --out itself, never beside it
+    assert (tmp_path / "o" / "sim_custom.png").exists() and (tmp_path / "o" / "sim_custom.svg").exists()
+    assert not (tmp_path / "sim_custom.png").exists()
 
 
 def test_cli_user_mistakes_exit_2_with_one_line(tmp_path, capsys):
