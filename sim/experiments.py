@@ -12,7 +12,7 @@ variant, both decided), the figure modules that draw it (``probsft.figures.<name
 Scales: ``quick`` (tests; the whole registry in about two minutes), ``default`` (``probsft
 reproduce``), ``full`` (more seeds and finer grids).
 
-Verdict presets sit where the prior can matter (issue 11): V >= 128 (one at V = 1024), fewer
+Verdict presets sit where the prior can matter: V >= 128 (one at V = 1024), fewer
 training contexts than parameters (256 contexts for V·d = 4096 weights), and each verdict carries the
 prior's contribution (``probsft.sim.verdicts``). The settings were fixed from those scales before any
 run, not tuned to make a claim come out; the sensitivity grid (``grid``) shows where each claim holds.
@@ -205,9 +205,9 @@ def threshold_verdicts(folder) -> list[Verdict]:
 
 
 def mixed_verdicts(folder) -> list[Verdict]:
-    """Issue 11 item 4: in a batch that mixes easy (prior 1) and hard (prior 0) contexts, −p spends
-    its step on the easy ones, so on the hard group NLL beats −p — also under Adam, which
-    normalises the gradient's absolute size away."""
+    """The weak-end stall under Adam, through relative weighting: in a batch that mixes easy
+    (prior 1) and hard (prior 0) contexts, −p spends its step on the easy ones, so on the hard
+    group NLL beats −p — also under Adam, which normalises the gradient's absolute size away."""
     out = []
     for name, path, cfg in variants(folder):
         rows = at_step(read_rows(path / "results.csv"))
