@@ -1,15 +1,15 @@
-"""Benchmark: the vectorised simulator sweep vs the same configurations run one at a time.
+"""Benchmark: seconds per simulator step against V and contexts, and the step's distance from the
+floor of its two matmuls.
 
-    python benchmarks/bench_sim.py                         # crossover (learning) + phase (theory)
-    python benchmarks/bench_sim.py --presets crossover --steps 100
+    python benchmarks/bench_sim.py                     # V = 32 ... 32768, contexts 256 and 1024
+    python benchmarks/bench_sim.py --vocab 32 1024 --contexts 256 --steps 5
 
-Both paths run the identical code (probsft.sim.sweep.run_objective) on identical configurations; the
-vectorised path batches configurations as the sweep does (chunks of ~2^18 logits), the baseline
-calls it with a batch of one configuration per (prior, noise, seed) cell, as a Python loop per run
-would. Prints wall times, the speed-up ratio, and checks that the results agree.
-The ratio depends on the size of one run: the presets' runs (1024 contexts x V=32 in learning mode)
-are already tensor programs big enough to be compute-bound on 2 cores, so batching them gains
-little; many small runs (``small``) are overhead-bound, where batching gains most.
+One learning-mode configuration (d = 32, float32, one thread, as the sweep runs): a step is the
+logits z = X W^T [C, V], the objective's logit gradient (Lemma 3.1) and the weight gradient
+g_z^T X [V, d], then the optimizer update (``probsft.sim.dynamics.learn``). The floor is the two
+matmuls alone on the same shapes; the script prints the ratio step / matmuls (target <= 2) for
+every size, and the theory-mode step (Euler step on [C, V] logits) for comparison.
+Times are the best of ``--repeats`` (the machine is shared).
 """
 
 from __future__ import annotations
@@ -19,64 +19,61 @@ import time
 
 import torch
 
+import probsft
+from probsft.sim import dynamics
 from probsft.sim.config import SimConfig
 from probsft.sim.continuum import build
-from probsft.sim.presets import preset
-from probsft.sim.sweep import chunk_size, grid, run_objective
 
 
-# Many small runs (16 contexts, V=16), where a Python loop per run is dominated by per-op overhead.
-SMALL = SimConfig(mode="theory", objectives=("nll", "p"), vocab_size=16, contexts=16, lr=0.1,
-                  prior_strengths=tuple(k / 10 for k in range(11)),
-                  noise_rates=tuple(k / 20 for k in range(11)), seeds=(0, 1, 2, 3, 4))
-
-
-@torch.no_grad()
-def vectorised(cfg):
-    cells, n = grid(cfg), chunk_size(cfg)
-    batches = [build(cfg, cells[i:i + n]) for i in range(0, len(cells), n)]
-    return {spec: torch.cat([run_objective(cfg, spec, b)["eval/expected_acc"] for b in batches])
-            for spec in cfg.objectives}
-
-
-@torch.no_grad()
-def one_at_a_time(cfg):
-    out = {}
-    for spec in cfg.objectives:
-        out[spec] = torch.cat([run_objective(cfg, spec, build(cfg, [cell]))["eval/expected_acc"]
-                               for cell in grid(cfg)])
-    return out
-
-
-def best_of(fn, cfg, repeats):
-    """(minimum wall time over ``repeats`` calls, last result): the machine is shared and noisy."""
+def best_of(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = fn(cfg)
+        fn()
         times.append(time.perf_counter() - t0)
-    return min(times), out
+    return min(times)
+
+
+@torch.no_grad()
+def measure(V: int, C: int, steps: int, repeats: int, optimizer: str = "sgd") -> dict:
+    cfg = SimConfig(mode="learning", vocab_size=V, contexts=C, eval_contexts=8, feature_dim=32,
+                    dtype="float32", steps=steps, optimizer=optimizer)
+    batch = build(cfg, [(0.5, 0.2, 0)])
+    obj = probsft.objective("p")
+    learn = best_of(lambda: dynamics.learn(obj, batch, 0.5, steps, optimizer, None), repeats)
+    W, X = batch.W0.clone(), batch.X
+
+    def matmuls():
+        for _ in range(steps):
+            z = torch.einsum("bcd,bvd->bcv", X, W)
+            torch.einsum("bcv,bcd->bvd", z, X)
+
+    floor = best_of(matmuls, repeats)
+    theory = build(cfg.replace(mode="theory"), [(0.5, 0.2, 0)])
+    flow = best_of(lambda: dynamics.theory_flow(obj, theory, 0.1, steps, None), repeats)
+    return {"V": V, "C": C, "learn": learn / steps, "matmuls": floor / steps,
+            "theory": flow / steps}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--presets", nargs="+", default=["crossover", "phase", "small"],
-                    help="preset names; 'small' = a theory-mode sweep of many small runs")
-    ap.add_argument("--steps", type=int, default=100, help="steps per run (same for both paths)")
-    ap.add_argument("--repeats", type=int, default=3, help="best-of-N wall time for each path")
+    ap.add_argument("--vocab", type=int, nargs="+", default=[32, 128, 512, 2048, 8192, 32768])
+    ap.add_argument("--contexts", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)        # as the sweep runs (probsft.sim.sweep.single_thread)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread (both paths)")
-    print(f"{'preset':<12} {'runs':>6} {'vectorised s':>13} {'one-at-a-time s':>16} {'speed-up':>9}"
-          f" {'max |diff|':>11}")
-    for name in args.presets:
-        cfg = (SMALL if name == "small" else preset(name)).replace(steps=args.steps)
-        runs = len(grid(cfg)) * len(cfg.objectives)
-        t_fast, fast = best_of(vectorised, cfg, args.repeats)
-        t_slow, slow = best_of(one_at_a_time, cfg, args.repeats)
-        diff = max(float((fast[k] - slow[k]).abs().max()) for k in fast)
-        print(f"{name:<12} {runs:>6} {t_fast:>13.2f} {t_slow:>16.2f} "
-              f"{t_slow / t_fast:>8.1f}x {diff:>11.2e}")
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, 1 thread, d = 32, float32, {args.optimizer}, "
+          f"best of {args.repeats} x {args.steps} steps")
+    print(f"| V | contexts | learning step (ms) | two matmuls (ms) | step / matmuls | "
+          f"theory step (ms) |")
+    print("|---|---|---|---|---|---|")
+    for C in args.contexts:
+        for V in args.vocab:
+            r = measure(V, C, args.steps, args.repeats, args.optimizer)
+            print(f"| {V} | {C} | {1e3 * r['learn']:.3f} | {1e3 * r['matmuls']:.3f} | "
+                  f"{r['learn'] / r['matmuls']:.2f}x | {1e3 * r['theory']:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

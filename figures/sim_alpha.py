@@ -15,15 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from probsft.figures.sim_common import plt, save
+from probsft.figures.sim_common import plt, save, title
 from probsft.sim.analysis import alpha_of, best_alpha, primary_metric, seed_mean
-from probsft.sim.sweep import read_rows
+from probsft.sim.sweep import at_step, read_rows
 
 NLL_X = 0.05
 
 
 def draw(results_dir, out_dir, stem: str = "sim_alpha") -> list[Path]:
-    rows = read_rows(Path(results_dir) / "results.csv")
+    rows = at_step(read_rows(Path(results_dir) / "results.csv"))
+    E = max(r["noise_rate"] for r in rows)                  # the noisy-label runs
+    rows = [r for r in rows if r["noise_rate"] == E]
     metric = primary_metric(rows)
     means = seed_mean(rows, metric)
     priors = sorted({r["prior_strength"] for r in rows})
@@ -51,7 +53,7 @@ def draw(results_dir, out_dir, stem: str = "sim_alpha") -> list[Path]:
     axes[1].set_ylabel("best α")
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{Path(results_dir).name}: α sweep of (1 − p^α)/α across the continuum")
+    fig.suptitle(f"{title(results_dir)}: α sweep of (1 − p^α)/α (E={E:g})")
     return save(fig, out_dir, stem)
 
 

@@ -36,3 +36,18 @@ def add_base_p_ticks(ax, rows):
 
 def save(fig, out_dir, stem: str) -> list[Path]:
     return save_figure(fig, Path(out_dir) / stem)
+
+
+def title(results_dir) -> str:
+    """``experiment/variant — V, contexts, steps, optimizer`` from the saved config.json."""
+    import json
+
+    results_dir = Path(results_dir)
+    cfg = json.loads((results_dir / "config.json").read_text())
+    name = (f"{results_dir.parent.name}/{results_dir.name}"
+            if results_dir.name in ("sgd", "adam") or "-" in results_dir.name and
+            results_dir.name.split("-")[0] in ("sgd", "adam") else results_dir.name)
+    if "vocab_size" not in cfg or "mode" not in cfg:
+        return name
+    opt = f", {cfg['optimizer']} lr {cfg['lr']:g}" if cfg["mode"] == "learning" else ""
+    return f"{name} (V={cfg['vocab_size']}, {cfg['contexts']} contexts, {cfg['steps']} steps{opt})"

@@ -11,13 +11,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from probsft.figures.sim_common import COLORS, add_base_p_ticks, plt, save
+from probsft.figures.sim_common import COLORS, add_base_p_ticks, plt, save, title
 from probsft.sim.analysis import curve
-from probsft.sim.sweep import read_rows
+from probsft.sim.sweep import at_step, read_rows
 
 
 def draw(results_dir, out_dir, stem: str = "sim_fit") -> list[Path]:
-    rows = read_rows(Path(results_dir) / "results.csv")
+    rows = at_step(read_rows(Path(results_dir) / "results.csv"))
+    E = max(r["noise_rate"] for r in rows)                  # the noisy-label runs
+    rows = [r for r in rows if r["noise_rate"] == E]
     objectives = list(dict.fromkeys(r["objective"] for r in rows))
     labels = {r["objective"]: r["label"] for r in rows}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
@@ -35,7 +37,7 @@ def draw(results_dir, out_dir, stem: str = "sim_fit") -> list[Path]:
         add_base_p_ticks(ax, rows)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Training fit vs generalisation across the continuum")
+    fig.suptitle(f"{title(results_dir)}: training fit vs held-out accuracy (E={E:g})")
     return save(fig, out_dir, stem)
 
 

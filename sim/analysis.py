@@ -100,3 +100,21 @@ def pairwise_agreement(rows, a: str = "nll", b: str = "p", metric: str = "eval/e
     hits = [c["sim_winner"] == c["pred_winner"] for c in cells]
     agree = float(np.mean(hits)) if hits else math.nan
     return agree, cells
+
+
+def winners_at(rows, metric: str, objectives, prior_strength, noise_rate) -> tuple[str, float]:
+    """(best objective among ``objectives`` by seed-mean ``metric`` in one cell, its mean)."""
+    means = seed_mean([r for r in rows if r["objective"] in objectives
+                       and r["prior_strength"] == prior_strength and r["noise_rate"] == noise_rate],
+                      metric)
+    (obj, _, _), (m, _, _) = max(means.items(), key=lambda kv: kv[1][0])
+    return obj, m
+
+
+def agreement_by_horizon(rows, lr: float, a: str = "nll", b: str = "p"):
+    """[(horizon T = lr·steps, first-order agreement, cells)] for every recorded step count."""
+    out = []
+    for t in sorted({r["steps"] for r in rows}):
+        agree, cells = pairwise_agreement([r for r in rows if r["steps"] == t], a, b)
+        out.append((lr * t, agree, len(cells)))
+    return out

@@ -53,8 +53,13 @@ class SimConfig:
             ``model`` (its distribution without the true token: plausible mistakes).
         prior_margin: true-token logit margin at prior_strength 1, in units of log V.
         prior_spread: relative spread of that margin across contexts (lognormal sigma).
+        easy_frac: mixed difficulty: this fraction of the contexts is *easy* (known to the base
+            model at full strength); the dial sets how much the base model knows of the rest, the
+            *hard* group (see probsft.sim.continuum). 0 = one population.
         lr: step size (theory: Euler step dt of the gradient flow).
         steps: number of steps; the horizon is lr * steps.
+        snapshots: further step counts (< steps) at which the results are also recorded (one row
+            per snapshot, column ``steps``): several horizons for the cost of the longest.
         optimizer: ``sgd`` or ``adam`` (learning mode; theory mode is always plain gradient flow).
         dtype: torch dtype of the batched programs.
     """
@@ -72,8 +77,10 @@ class SimConfig:
     noise_kind: str = "uniform"
     prior_margin: float = 3.0
     prior_spread: float = 0.5
+    easy_frac: float = 0.0
     lr: float = 0.5
     steps: int = 200
+    snapshots: tuple = ()
     optimizer: str = "sgd"
     dtype: str = "float64"
 
@@ -107,6 +114,15 @@ class SimConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < lo:
                 raise ConfigError(f"{name} must be an integer >= {lo}, got {value!r}")
         _number("uninformative_frac", self.uninformative_frac, 0.0, 1.0, hi_open=True)
+        _number("easy_frac", self.easy_frac, 0.0, 1.0, hi_open=True)
+        if isinstance(self.snapshots, (str, bytes)) or not isinstance(self.snapshots, (list, tuple)):
+            raise ConfigError(f"snapshots must be a list, got {self.snapshots!r}")
+        object.__setattr__(self, "snapshots", tuple(self.snapshots))
+        for k in self.snapshots:
+            if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k < self.steps:
+                raise ConfigError(f"snapshots must be integers in [1, steps), got {k!r}")
+        if len(set(self.snapshots)) != len(self.snapshots):
+            raise ConfigError(f"snapshots must be distinct, got {list(self.snapshots)}")
         _number("prior_margin", self.prior_margin, 0.0, 100.0)
         _number("prior_spread", self.prior_spread, 0.0, 10.0)
         _number("lr", self.lr, 0.0, 1e6, lo_open=True)

@@ -15,14 +15,16 @@ B configurations of one objective together.
   mean over *counted* tokens (threshold survivors), optimised by SGD or Adam (betas 0.9/0.95 as in
   the paper's App. B.2; elementwise, so configurations stay independent inside the batch).
 
-Both return the final state; :func:`metrics` turns it into per-configuration results.
+Both return ``{step: state}`` for every step in ``record`` (the final step always included), so one
+run measures several horizons at the cost of the longest; :func:`metrics` turns a state into
+per-configuration results.
 """
 
 from __future__ import annotations
 
 import torch
 
-from probsft.sim.continuum import Batch, target_probs
+from probsft.sim.continuum import Batch, evaluate, target_probs
 
 ADAM_BETAS = (0.9, 0.95)
 ADAM_EPS = 1e-8
@@ -56,27 +58,43 @@ def weights(obj, logp: torch.Tensor, bnds) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _logit_grad(z: torch.Tensor, labels: torch.Tensor, obj, bnds, normalise: bool):
-    """Gradient of the loss on the logits z [B, C, V]: w (q - e_ỹ) [/ #counted]."""
-    logq = torch.log_softmax(z, -1)
-    logp = logq.gather(-1, labels[..., None]).squeeze(-1)                    # [B, C]
+    """Gradient of the loss on the logits z [B, C, V]: w (q - e_ỹ) [/ #counted].
+
+    One fused softmax pass, then q is scaled in place: two passes over [B, C, V] besides the
+    matmuls. log p is read off q; where q_ỹ underflows it is recomputed exactly, z_ỹ - logsumexp z.
+    """
+    lab = labels[..., None]
+    q = torch.softmax(z, -1)                                                 # [B, C, V]
+    p = q.gather(-1, lab).squeeze(-1)                                        # [B, C]
+    logp = torch.log(p)
+    tiny = p < 1e-30
+    if bool(tiny.any()):
+        exact = z.gather(-1, lab).squeeze(-1) - torch.logsumexp(z, -1)
+        logp = torch.where(tiny, exact, logp)
     w, counted = weights(obj, logp, bnds)
     if normalise:                                                            # authors' mean
         w = w / counted.sum(-1, keepdim=True).clamp(min=1).to(w.dtype)
-    grad = logq.exp_().mul_(w[..., None])               # w q in place of log q   [B, C, V]
-    grad.scatter_add_(-1, labels[..., None], -w[..., None])                  # - w e_ỹ
+    grad = q.mul_(w[..., None])                         # w q, in place           [B, C, V]
+    grad.scatter_add_(-1, lab, -w[..., None])                                # - w e_ỹ
     return grad
 
 
-def theory_flow(obj, batch: Batch, lr: float, steps: int, bnds) -> torch.Tensor:
-    """Euler-integrate dz/dt = -grad_z f(q_ỹ) for every context; returns z_T [B, C, V]."""
+def theory_flow(obj, batch: Batch, lr: float, steps: int, bnds, record=()) -> dict:
+    """Euler-integrate dz/dt = -grad_z f(q_ỹ) for every context; {step: z_step [B, C, V]}."""
     z = batch.z0.clone()
-    for _ in range(steps):
+    keep = set(record) | {steps}
+    out = {}
+    for t in range(1, steps + 1):
         z -= lr * _logit_grad(z, batch.labels, obj, bnds, normalise=False)
-    return z
+        if t in keep:
+            out[t] = z.clone()
+    return out
 
 
-def learn(obj, batch: Batch, lr: float, steps: int, optimizer: str, bnds) -> torch.Tensor:
-    """Train W [B, V, d] from W0 on the noisy labels; returns the final W."""
+def learn(obj, batch: Batch, lr: float, steps: int, optimizer: str, bnds, record=()) -> dict:
+    """Train W [B, V, d] from W0 on the noisy labels; {step: W_step}."""
+    keep = set(record) | {steps}
+    out = {}
     W = batch.W0.clone()
     m = torch.zeros_like(W)
     v = torch.zeros_like(W)
@@ -91,7 +109,9 @@ def learn(obj, batch: Batch, lr: float, steps: int, optimizer: str, bnds) -> tor
             W -= lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + ADAM_EPS)
         else:
             W -= lr * g
-    return W
+        if t in keep:
+            out[t] = W.clone()
+    return out
 
 
 def metrics(batch: Batch, state: torch.Tensor, mode: str) -> dict[str, torch.Tensor]:
@@ -101,23 +121,14 @@ def metrics(batch: Batch, state: torch.Tensor, mode: str) -> dict[str, torch.Ten
     ``eval/acc``       argmax accuracy against the true token (theory: the training contexts'
                        true tokens, filler excluded; learning: held-out contexts)
     ``eval/expected_acc``  mean q(y*) = r^T q; the population risk is its negative
+    ``eval/*_easy``, ``eval/*_hard``  the same per difficulty group (continuum.evaluate)
     ``diverged``       1 where the state became non-finite (metrics are then NaN, never silently)
     """
-    if mode == "theory":
-        z_train = z_eval = state
-        y_eval, keep = batch.y_star, batch.informative
-    else:
-        z_train = torch.einsum("bcd,bvd->bcv", batch.X, state)
-        z_eval = torch.einsum("bmd,bvd->bmv", batch.X_eval, state)
-        y_eval, keep = batch.y_eval, torch.ones_like(batch.y_eval, dtype=torch.bool)
+    z_train = state if mode == "theory" else batch.train_logits(state)
     diverged = ~torch.isfinite(state).flatten(1).all(-1)
-    keep_f = keep.to(z_eval.dtype)
-    n_eval = keep_f.sum(-1).clamp(min=1)
-    acc = ((z_eval.argmax(-1) == y_eval).to(z_eval.dtype) * keep_f).sum(-1) / n_eval
-    exp_acc = (target_probs(z_eval, y_eval) * keep_f).sum(-1) / n_eval
     out = {"train/mean_p": target_probs(z_train, batch.labels).mean(-1),
-           "eval/acc": acc, "eval/expected_acc": exp_acc}
-    nan = torch.full_like(acc, float("nan"))
+           **evaluate(batch, batch.eval_logits(state))}
+    nan = torch.full_like(out["train/mean_p"], float("nan"))
     out = {k: torch.where(diverged, nan, v) for k, v in out.items()}
-    out["diverged"] = diverged.to(acc.dtype)
+    out["diverged"] = diverged.to(nan.dtype)
     return out

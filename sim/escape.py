@@ -108,12 +108,17 @@ def escape_times(obj, cfg: EscapeConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_escape(cfg: EscapeConfig, out_dir, progress: bool = True) -> list[dict]:
-    """Measure escape times for every objective; save escape.csv + config.json first."""
+    """Measure escape times for every objective; save escape.csv + config.json first. A finished
+    run in ``out_dir`` with the same config is read back, not recomputed."""
     out_dir = Path(out_dir)
-    cfg_path = out_dir / "config.json"
+    cfg_path, csv_path = out_dir / "config.json", out_dir / "escape.csv"
     if cfg_path.exists() and json.loads(cfg_path.read_text()) != cfg.to_dict():
         raise ConfigError(f"{out_dir} holds results of a different config; pass another --out")
     write_atomic(cfg_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    if csv_path.exists():
+        rows = read_escape(csv_path)
+        if [r["objective"] for r in rows[::len(cfg.p0s)]] == list(cfg.objectives):
+            return rows
     rows = []
     for spec in tqdm(cfg.objectives, desc="sim escape", disable=not progress):
         obj = probsft.objective(spec)
@@ -125,7 +130,7 @@ def run_escape(cfg: EscapeConfig, out_dir, progress: bool = True) -> list[dict]:
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(out_dir / "escape.csv", buf.getvalue())
+    write_atomic(csv_path, buf.getvalue())
     return rows
 
 

@@ -8,9 +8,12 @@ program (:mod:`probsft.sim.dynamics`); objectives are different functions, so th
 other. ``results.csv`` is rewritten atomically after each objective, so an interrupted sweep resumes
 by skipping the objectives already saved (the saved config must equal the requested one).
 
-Columns: objective, label, prior_strength, noise_rate, seed, the base model's capability statistics
-(``base/mean_p`` Eq. 5, ``base/frac_p055`` Table 6, ``base/expected_acc``), the trained results
-(``train/mean_p``, ``eval/acc``, ``eval/expected_acc``, ``eval/risk`` = -r^T q, ``diverged``) and,
+Columns: objective, label, prior_strength, noise_rate, seed, steps (the step count measured; one row
+per ``cfg.snapshots`` entry and the final step), the base model's statistics (``base/mean_p`` Eq. 5,
+``base/frac_p055`` Table 6, ``base/expected_acc``; ``base/eval_acc`` and ``base/eval_expected_acc``
+are the same metrics as the trained ``eval/*``), the trained results (``train/mean_p``,
+``eval/acc``, ``eval/expected_acc``, ``eval/risk`` = -r^T q, per difficulty group ``eval/*_easy``
+and ``eval/*_hard``, ``diverged``) and,
 in theory mode, ``first_order/rate``: the exact initial risk-reduction rate E_x[Ṙ_f] of the
 objective on these contexts and labels (paper §2.4, probsft.theory.risk); empty in learning mode.
 """
@@ -34,9 +37,11 @@ from probsft.files import atomic_write as write_atomic
 from probsft.sim.config import SimConfig
 from probsft.sim.continuum import Batch, build, capability, target_probs
 
-KEYS = ("objective", "label", "prior_strength", "noise_rate", "seed")
-METRICS = ("base/mean_p", "base/frac_p055", "base/expected_acc", "train/mean_p", "eval/acc",
-           "eval/expected_acc", "eval/risk", "diverged", "first_order/rate")
+KEYS = ("objective", "label", "prior_strength", "noise_rate", "seed", "steps")
+METRICS = ("base/mean_p", "base/frac_p055", "base/expected_acc", "base/eval_acc",
+           "base/eval_expected_acc", "train/mean_p", "eval/acc", "eval/expected_acc", "eval/risk",
+           "eval/acc_easy", "eval/acc_hard", "eval/expected_acc_easy", "eval/expected_acc_hard",
+           "diverged", "first_order/rate")
 COLUMNS = KEYS + METRICS
 
 
@@ -68,19 +73,23 @@ def first_order_rate(obj, batch: Batch, bnds) -> torch.Tensor:
     return (rate * keep).sum(-1) / keep.sum(-1).clamp(min=1)
 
 
-def run_objective(cfg: SimConfig, spec: str, batch: Batch) -> dict[str, torch.Tensor]:
-    """Train/flow one objective on every configuration of ``batch``; metrics, each [B]."""
+def run_objective(cfg: SimConfig, spec: str, batch: Batch) -> dict[int, dict[str, torch.Tensor]]:
+    """Train/flow one objective on every configuration of ``batch``: {steps: metrics, each [B]}
+    for the final step and every snapshot."""
     obj = probsft.objective(spec)
     base_p = target_probs(batch.train_logits(), batch.labels)                # [B, C]
     bnds = dynamics.bounds(obj, base_p)
     if cfg.mode == "theory":
-        state = dynamics.theory_flow(obj, batch, cfg.lr, cfg.steps, bnds)
+        states = dynamics.theory_flow(obj, batch, cfg.lr, cfg.steps, bnds, cfg.snapshots)
     else:
-        state = dynamics.learn(obj, batch, cfg.lr, cfg.steps, cfg.optimizer, bnds)
-    out = {**capability(batch), **dynamics.metrics(batch, state, cfg.mode)}
-    out["eval/risk"] = -out["eval/expected_acc"]
+        states = dynamics.learn(obj, batch, cfg.lr, cfg.steps, cfg.optimizer, bnds, cfg.snapshots)
+    shared = capability(batch)
     if cfg.mode == "theory":
-        out["first_order/rate"] = first_order_rate(obj, batch, bnds)
+        shared["first_order/rate"] = first_order_rate(obj, batch, bnds)
+    out = {}
+    for t in sorted(states):
+        out[t] = {**shared, **dynamics.metrics(batch, states[t], cfg.mode)}
+        out[t]["eval/risk"] = -out[t]["eval/expected_acc"]
     return out
 
 
@@ -120,8 +129,9 @@ def _run_sweep(cfg: SimConfig, out_dir: Path, progress: bool, chunk: int) -> lis
     cfg.save(cfg_path)
     rows = read_rows(csv_path) if csv_path.exists() else []
     cells = grid(cfg)
+    per_objective = len(cells) * (len(cfg.snapshots) + 1)
     done = {spec for spec in cfg.objectives
-            if sum(r["objective"] == spec for r in rows) == len(cells)}
+            if sum(r["objective"] == spec for r in rows) == per_objective}
     rows = [r for r in rows if r["objective"] in done]
     todo = [spec for spec in cfg.objectives if spec not in done]
     bar = tqdm(total=len(todo) * len(cells), desc=f"sim {out_dir.name}", unit="run",
@@ -131,17 +141,23 @@ def _run_sweep(cfg: SimConfig, out_dir: Path, progress: bool, chunk: int) -> lis
         obj = probsft.objective(spec)
         new = []
         for start, batch in zip(range(0, len(cells), chunk), batches):
-            res = run_objective(cfg, spec, batch)
-            for j, (s, E, seed) in enumerate(cells[start:start + chunk]):
-                row = {"objective": spec, "label": obj.label, "prior_strength": s,
-                       "noise_rate": E, "seed": seed}
-                row.update({k: float(res[k][j]) if k in res else None for k in METRICS})
-                new.append(row)
+            for t, res in run_objective(cfg, spec, batch).items():
+                for j, (s, E, seed) in enumerate(cells[start:start + chunk]):
+                    row = {"objective": spec, "label": obj.label, "prior_strength": s,
+                           "noise_rate": E, "seed": seed, "steps": t}
+                    row.update({k: float(res[k][j]) if k in res else None for k in METRICS})
+                    new.append(row)
             bar.update(len(batch.labels))
         rows += new
         write_rows(csv_path, rows)
     bar.close()
     return rows
+
+
+def at_step(rows, steps=None) -> list[dict]:
+    """The rows measured at ``steps`` (default: the final step, the largest in ``rows``)."""
+    steps = max(r["steps"] for r in rows) if steps is None and rows else steps
+    return [r for r in rows if r["steps"] == steps]
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
@@ -159,5 +175,5 @@ def read_rows(path) -> list[dict]:
         rows = list(csv.DictReader(fh))
     for r in rows:
         for k in COLUMNS[2:]:
-            r[k] = None if r[k] == "" else int(r[k]) if k == "seed" else float(r[k])
+            r[k] = None if r[k] == "" else int(r[k]) if k in ("seed", "steps") else float(r[k])
     return rows

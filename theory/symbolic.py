@@ -2,8 +2,18 @@
 
 Paper (Li et al. 2025) Lemma 3.1: s_f(p) = -f'(p) p (or DFT's stop-gradient override) and
 W_f(p) = s_f(p)(1 - p), the logit-gradient weight on the target. Proposition 3.2: a concave f has
-every maximiser of W_f in [1/2, 1], a convex f in [0, 1/2]. Definition 3.3: f is prior-leaning when
-most of the mass of W_f on (0, 1) lies above a threshold tau, prior-averse when most lies below.
+every maximiser of W_f in [1/2, 1], a convex f in [0, 1/2]. Definition 3.3, as the paper uses it
+(it calls −p and NLL·1{p ≥ 0.2} prior-leaning): f is *prior-leaning* when its W_f puts more of its
+mass towards p -> 1 than NLL's W = 1 - p does, *prior-averse* when less. The statistic is the
+W-weighted mean of p,
+
+    m_f(mu) = int p W_f(p) dmu(p) / int W_f(p) dmu(p)      (NLL: m = 1/3 for mu uniform on (0, 1))
+
+under the uniform mu by default, or under a given distribution of target p (e.g. a probe's
+histogram): leaning iff m_f(mu) > m_NLL(mu). A second, documented statistic is kept: the share of
+the W_f mass above tau (``mass_above_tau``, ``class_tau``), which calls −p "neither" at tau = 1/2.
+Integrals are taken piecewise between the interval's endpoints and tau, so the jump of a
+threshold is exact (NLL·1{p >= 0.2}: mass above 1/2 = 0.125/0.32 = 0.390625).
 
 ``derive(obj)`` returns a frozen :class:`Derivation`. Sympy is asked for a closed-form argmax and the
 sign of f'' (f' = -s_f/p, so DFT's effective f is that of 1 - p) in a forked process with a time
@@ -50,9 +60,12 @@ class Derivation:
     peak_W: float               # W_f at the peak (inf when W_f is unbounded there)
     convexity: str              # convex / concave / linear / neither (of the effective f on I)
     convexity_by: str           # "sympy" or "numeric"
-    klass: str                  # prior-leaning / prior-averse / neither (Def. 3.3)
+    klass: str                  # prior-leaning / prior-averse / neither: relative to NLL (Def. 3.3)
+    w_mean_p: float             # m_f: W_f-weighted mean of p (uniform measure)
+    nll_w_mean_p: float         # m_NLL = 1/3 under the same measure
     tau: float
-    mass_above_tau: float       # share of the W_f mass on (tau, 1]
+    mass_above_tau: float       # share of the W_f mass on (tau, 1] (second statistic)
+    class_tau: str              # the class by mass_above_tau > 1/2 (second statistic)
     prop32_consistent: bool | None  # Prop. 3.2 holds (None when f is neither convex nor concave)
 
     def to_dict(self) -> dict:
@@ -137,32 +150,91 @@ def _W_numeric(obj: Objective, x):
         return obj.W(x)
 
 
-def _mass_above(obj: Objective, tau: float) -> float:
-    """int_tau^1 W / int_0^1 W; +-inf parts (non-integrable W) decide the answer outright."""
-    def part(a, b, eps):
-        # integrate in u = log(p - a) near a and log(b - p) near b; midpoint by linear grid
-        mid = (a + b) / 2
-        u = np.logspace(np.log10(eps), np.log10(mid - a), 600)
-        left = np.trapezoid(_W_numeric(obj, a + u) * u, np.log(u))
-        right = np.trapezoid(_W_numeric(obj, b - u) * u, np.log(u))
-        return left, right
+def _breaks(obj: Objective, *extra) -> list[float]:
+    """0, 1, the threshold interval's finite endpoints and ``extra``, sorted: integration pieces."""
+    lo, hi = _interval_bounds(obj)
+    return sorted({0.0, 1.0, lo, hi, *(float(x) for x in extra)})
 
-    fine = [part(0.0, tau, 1e-14), part(tau, 1.0, 1e-14)]
-    # int W diverges at an end iff u·W does not vanish there (W ~ u^k is integrable iff k > -1)
+
+_T = np.arange(-4.5, 4.5 + 1e-12, 1 / 64)          # tanh-sinh nodes in t, [577]
+
+
+def _integral(g, a: float, b: float) -> float:
+    """int_a^b g on one piece where g is smooth inside: tanh-sinh (double-exponential) quadrature,
+    one vectorised call of g; exact to ~1e-12 even with integrable end singularities.
+
+    x = a + (b - a) u(t),  u = 1/(1 + exp(-pi sinh t)),  dx = (b - a) u (1 - u) pi cosh t dt;
+    points near b are written as b - (b - a)(1 - u) so that they do not round onto b.
+    """
+    if b <= a:
+        return 0.0
+    e = np.pi * np.sinh(_T)
+    u = np.where(e < 0, np.exp(np.minimum(e, 0)) / (1 + np.exp(np.minimum(e, 0))),
+                 1 / (1 + np.exp(-np.maximum(e, 0))))                 # u(t), overflow-safe
+    v = np.where(e > 0, np.exp(-np.maximum(e, 0)) / (1 + np.exp(-np.maximum(e, 0))),
+                 1 / (1 + np.exp(np.minimum(e, 0))))                  # 1 - u(t)
+    x = np.where(e <= 0, a + (b - a) * u, b - (b - a) * v)
+    w = (b - a) * u * v * np.pi * np.cosh(_T) / 64
+    ok = (x > a) & (x < b) & (w > 0)
+    with np.errstate(all="ignore"):
+        vals = np.asarray(g(x[ok]), dtype=float) * np.ones(int(ok.sum()))
+    return float(np.sum(np.nan_to_num(vals, posinf=0.0, neginf=0.0) * w[ok]))
+
+
+def _divergence(obj: Objective) -> tuple[bool, bool]:
+    """Whether int W_f diverges at p -> 0 and at p -> 1 (W ~ u^k is integrable iff k > -1, i.e.
+    iff u·W vanishes as the distance u to the end goes to 0)."""
     u = np.array([1e-6, 1e-14])
     with np.errstate(all="ignore"):
         at0, at1 = u * _W_numeric(obj, u), u * _W_numeric(obj, 1 - u)
-    diverge_0 = bool(at0[1] > 1e-30 and (not np.isfinite(at0[1]) or at0[1] >= 0.5 * at0[0]))
-    diverge_1 = bool(at1[1] > 1e-30 and (not np.isfinite(at1[1]) or at1[1] >= 0.5 * at1[0]))
-    if diverge_0 and diverge_1:
+    d0 = bool(at0[1] > 1e-30 and (not np.isfinite(at0[1]) or at0[1] >= 0.5 * at0[0]))
+    d1 = bool(at1[1] > 1e-30 and (not np.isfinite(at1[1]) or at1[1] >= 0.5 * at1[0]))
+    return d0, d1
+
+
+def _mass_above(obj: Objective, tau: float) -> float:
+    """int_tau^1 W / int_0^1 W, integrated piecewise; a non-integrable end decides outright."""
+    d0, d1 = _divergence(obj)
+    if d0 and d1:
         return float("nan")
-    if diverge_0:
-        return 0.0
-    if diverge_1:
-        return 1.0
-    below, above = sum(fine[0]), sum(fine[1])
-    total = below + above
+    if d0 or d1:
+        return 0.0 if d0 else 1.0
+    pts = _breaks(obj, tau)
+    pieces = [(a, b, _integral(lambda x: _W_numeric(obj, x), a, b)) for a, b in zip(pts, pts[1:])]
+    total = sum(v for _, _, v in pieces)
+    above = sum(v for a, _, v in pieces if a >= tau)
     return float(above / total) if total > 0 else float("nan")
+
+
+def w_mean_p(obj, target_p=None) -> float:
+    """m_f(mu) = int p W_f dmu / int W_f dmu (Def. 3.3 statistic): mu uniform on (0, 1), or the
+    empirical distribution of ``target_p`` (an array of target probabilities); NaN when W_f has
+    no mass under mu. A non-integrable end puts all the mass there (0 or 1)."""
+    obj = parse(obj)
+    if target_p is not None:
+        x = np.asarray(target_p, dtype=float).ravel()
+        x = x[(x > 0) & (x < 1)]
+        with np.errstate(all="ignore"):
+            w = np.nan_to_num(_W_numeric(obj, x), posinf=0.0)
+        return float(np.sum(x * w) / np.sum(w)) if np.sum(w) > 0 else float("nan")
+    d0, d1 = _divergence(obj)
+    if d0 and d1:
+        return float("nan")
+    if d0 or d1:
+        return 0.0 if d0 else 1.0
+    pts = _breaks(obj)
+    num = sum(_integral(lambda x: x * _W_numeric(obj, x), a, b) for a, b in zip(pts, pts[1:]))
+    den = sum(_integral(lambda x: _W_numeric(obj, x), a, b) for a, b in zip(pts, pts[1:]))
+    return float(num / den) if den > 0 else float("nan")
+
+
+def prior_class(obj, target_p=None) -> tuple[str, float, float]:
+    """Def. 3.3 relative to NLL: (class, m_f, m_NLL) under mu (uniform, or ``target_p``'s
+    empirical distribution). prior-leaning iff m_f > m_NLL, prior-averse iff m_f < m_NLL."""
+    m, ref = w_mean_p(obj, target_p), w_mean_p("nll", target_p)
+    if not (np.isfinite(m) and np.isfinite(ref)) or abs(m - ref) <= 1e-9 * max(1.0, abs(ref)):
+        return "neither", m, ref
+    return ("prior-leaning" if m > ref else "prior-averse"), m, ref
 
 
 def _numeric_convexity(obj: Objective, lo: float, hi: float) -> str:
@@ -222,8 +294,9 @@ def derive(obj, tau: float = 0.5, time_limit: float = TIME_LIMIT_S) -> Derivatio
     convexity, by = (sign, "sympy") if sign and obj.interval is None else (
         _numeric_convexity(obj, lo, hi), "numeric")
     mass = _mass_above(obj, tau)
-    klass = ("neither" if not np.isfinite(mass) or abs(mass - 0.5) < 1e-6
-             else "prior-leaning" if mass > 0.5 else "prior-averse")
+    class_tau = ("neither" if not np.isfinite(mass) or abs(mass - 0.5) < 1e-9
+                 else "prior-leaning" if mass > 0.5 else "prior-averse")
+    klass, m, m_nll = prior_class(obj)
     consistent = {"convex": peak <= 0.5 + 1e-6, "concave": peak >= 0.5 - 1e-6,   # numeric peaks: 1e-6
                   "linear": abs(peak - 0.5) < 1e-6}.get(convexity)   # both: peak at 1/2
     return Derivation(
@@ -231,8 +304,8 @@ def derive(obj, tau: float = 0.5, time_limit: float = TIME_LIMIT_S) -> Derivatio
         W_f=sympy.sstr(W), f_latex=sympy.latex(obj.f_expr), s_latex=sympy.latex(s),
         W_latex=sympy.latex(W), interval=None if obj.interval is None else str(obj.interval),
         peak=peak, peak_exact=exact, peak_kind=kind, peak_W=peak_w, convexity=convexity,
-        convexity_by=by, klass=klass, tau=float(tau), mass_above_tau=mass,
-        prop32_consistent=consistent)
+        convexity_by=by, klass=klass, w_mean_p=m, nll_w_mean_p=m_nll, tau=float(tau),
+        mass_above_tau=mass, class_tau=class_tau, prop32_consistent=consistent)
 
 
 def alpha_family() -> dict[str, sympy.Expr]:
@@ -258,11 +331,13 @@ def peak_text(d: Derivation) -> str:
 
 
 def markdown_table(derivations) -> list[str]:
-    """Markdown lines: objective, f, s_f, W_f, peak, convexity, class."""
-    lines = ["| objective | f(p) | s_f(p) | W_f(p) | argmax W_f | convexity | class (τ, mass above) |",
-             "|---|---|---|---|---|---|---|"]
+    """Markdown lines: objective, f, s_f, W_f, peak, convexity, class (Def. 3.3 vs NLL; τ-mass)."""
+    lines = ["| objective | f(p) | s_f(p) | W_f(p) | argmax W_f | convexity | "
+             "class vs NLL (W-mean p; NLL 1/3) | τ-mass class (τ, mass above) |",
+             "|---|---|---|---|---|---|---|---|"]
     for d in derivations:
-        cls = f"{d.klass} ({fmt_number(sympy.Rational(repr(d.tau)))}, {d.mass_above_tau:.3f})"
+        cls = (f"{d.klass} ({d.w_mean_p:.3f}) | {d.class_tau} "
+               f"({fmt_number(sympy.Rational(repr(d.tau)))}, {d.mass_above_tau:.4f})")
         cond = f" on {d.interval}" if d.interval else ""
         lines.append(f"| `{d.spec}` | `{d.f}`{cond} | `{d.s_f}` | `{d.W_f}` | {peak_text(d)} | "
                      f"{d.convexity} | {cls} |")

@@ -26,7 +26,7 @@ FIG3 = ["nll", "alpha(0.5)", "alpha(0.8)", "p", "alpha(5)", "alpha(10)", "log(1-
 """The paper's Fig. 3 objectives, in its order."""
 
 TABLE_COLUMNS = ["spec", "label", "f", "s_f", "W_f", "peak", "peak_exact", "peak_kind", "convexity",
-                 "class", "tau", "mass_above_tau"]
+                 "class", "w_mean_p", "class_tau", "tau", "mass_above_tau"]
 GRID = np.linspace(0.0, 1.0, 1001)[1:-1]   # p in (0, 1), [999]
 
 

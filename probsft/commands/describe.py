@@ -1,7 +1,8 @@
 """`probsft describe SPEC [--json] [--tau T] [--vocab V]`: the symbolic derivation of one objective.
 
 Prints f, s_f = -f'p, W_f = s_f(1 - p) (Lemma 3.1), the argmax of W_f, the convexity of f, the
-Def. 3.3 class with its threshold tau and the share of W_f mass above tau, Prop. 3.2's check, and
+Def. 3.3 class relative to NLL (W_f-weighted mean p against NLL's 1/3), the second statistic (share
+of W_f mass above tau, and its class), Prop. 3.2's check, and
 the uniform-prior label-noise threshold against NLL (paper notes §2.4): with q = 1/V, NLL reduces
 risk faster iff E < (V - 1)/V when s_f(1/V) < 1 (and the objective does when s_f(1/V) > 1).
 """
@@ -64,8 +65,10 @@ def run(args) -> int:
             ("W_f(p) = s_f(p)(1-p)", d.W_f),
             ("argmax W_f", f"{peak_text(d)}  ({d.peak_kind}, W_f = {d.peak_W:.4g})"),
             ("convexity of f", f"{d.convexity}  (by {d.convexity_by})"),
-            ("class (Def. 3.3)", (f"{d.klass}: {d.mass_above_tau:.3f} of the W_f mass lies above "
-                                  f"tau = {d.tau:g}")),
+            ("class (Def. 3.3)", (f"{d.klass} relative to NLL: W_f-weighted mean p = "
+                                  f"{d.w_mean_p:.4f} vs NLL's {d.nll_w_mean_p:.4f}")),
+            ("tau-mass (2nd stat.)", (f"{d.class_tau}: {d.mass_above_tau:.4f} of the W_f mass lies "
+                                      f"above tau = {d.tau:g}")),
             ("Prop. 3.2", {True: "consistent (peak on the side its convexity predicts)",
                            False: "VIOLATED", None: "does not apply (neither convex nor concave)"}
              [d.prop32_consistent]),

@@ -11,16 +11,19 @@ def add_parser(sub):
     p.add_argument("--out", default=str(RESULTS),
                    help="output folder (default: this checkout's results/); finished work resumes")
     p.add_argument("--full", action="store_true", help="larger grids (more seeds/steps); slower")
+    p.add_argument("--quick", action="store_true",
+                   help="simulator only (with --only sim): small grids, about two minutes")
     p.add_argument("--only", nargs="+", metavar="AREA", choices=list(STEPS),
                    help=f"run only these areas ({', '.join(STEPS)})")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from probsft.files import locked_output
     from probsft.reproduce import run_all
 
+    from probsft.files import locked_output
+
     with locked_output(args.out, "--out"):
-        report = run_all(args.out, args.full, args.only)
+        report = run_all(args.out, args.full, args.only, quick=args.quick)
     print(f"wrote {report}")
     return 0

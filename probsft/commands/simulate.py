@@ -1,12 +1,13 @@
-"""`probsft simulate`: run one simulator experiment (a named preset or a config file), save, draw.
+"""`probsft simulate`: run one simulator experiment (a registered key or a config file), save, draw.
 
-    probsft simulate --preset crossover                        # -> runs/sim/crossover/
-    probsft simulate --preset phase --seeds 0 1 --out /tmp/ph  # flags override preset fields
+    probsft simulate --preset crossover                        # -> runs/sim/crossover/{sgd,adam}/
+    probsft simulate --preset phase --scale quick --out /tmp/ph
     probsft simulate --config my.json --out runs/mine          # any SimConfig (strict JSON)
-    probsft simulate --list                                    # the presets
+    probsft simulate --config my.json --seeds 0 1 --steps 50   # flags override config fields
+    probsft simulate --list                                    # the experiments
 
-Results (results.csv / escape.csv and config.json) are written before the figure; rerunning the
-same command resumes an interrupted sweep.
+Results (results.csv / escape.csv / winners.csv and config.json) are written before the figures,
+which go into the --out folder itself; rerunning the same command resumes.
 """
 
 from __future__ import annotations
@@ -16,64 +17,82 @@ from pathlib import Path
 
 from probsft.errors import UserError
 
-# flag -> (config field, type); each overrides the preset's value
+# flag -> (config field, type); each overrides a --config file's value
 OVERRIDES = {
     "mode": ("mode", str), "objectives": ("objectives", str), "seeds": ("seeds", int),
     "prior_strengths": ("prior_strengths", float), "noise_rates": ("noise_rates", float),
     "vocab_size": ("vocab_size", int), "contexts": ("contexts", int), "steps": ("steps", int),
-    "lr": ("lr", float), "optimizer": ("optimizer", str),
+    "lr": ("lr", float), "optimizer": ("optimizer", str), "easy_frac": ("easy_frac", float),
     "uninformative_frac": ("uninformative_frac", float), "noise_kind": ("noise_kind", str),
 }
 LISTS = {"objectives", "seeds", "prior_strengths", "noise_rates"}
 
 
 def add_parser(sub):
-    from probsft.sim.presets import PRESETS
+    from probsft.sim.experiments import EXPERIMENTS, SCALES
 
-    p = sub.add_parser("simulate", help="synthetic capability-continuum simulator (issue 3)")
-    p.add_argument("--preset", choices=PRESETS, help="named experiment (one per figure)")
-    p.add_argument("--config", help="JSON config file (SimConfig; EscapeConfig for escape)")
-    p.add_argument("--out", help="results folder; the figure is drawn into it too (default runs/sim/<preset>)")
-    p.add_argument("--full", action="store_true", help="preset's larger grid / more seeds")
+    p = sub.add_parser("simulate", help="synthetic capability-continuum simulator")
+    p.add_argument("--preset", choices=list(EXPERIMENTS), help="a registered experiment")
+    p.add_argument("--config", help="JSON config file (a SimConfig sweep)")
+    p.add_argument("--out", help="results and figures folder (default runs/sim/<preset>)")
+    p.add_argument("--scale", choices=SCALES, default="default", help="experiment size")
     p.add_argument("--no-figure", action="store_true", help="save results only")
-    p.add_argument("--list", action="store_true", help="list the presets and exit")
+    p.add_argument("--list", action="store_true", help="list the experiments and exit")
     for flag, (_, typ) in OVERRIDES.items():
         p.add_argument("--" + flag.replace("_", "-"), type=typ,
-                       nargs="+" if flag in LISTS else None, help=f"override config field {flag}")
+                       nargs="+" if flag in LISTS else None,
+                       help=f"override config field {flag} (with --config)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from probsft.sim import presets
+    from probsft.reproduce.sim import run_experiment
     from probsft.sim.config import SimConfig
-    from probsft.sim.escape import EscapeConfig
     from probsft.files import locked_output
-    from probsft.reproduce.sim import run_preset
+    from probsft.sim.experiments import EXPERIMENTS, run_config
 
     if args.list:
-        print(presets.__doc__.split("\n\n")[1])
+        for key, exp in EXPERIMENTS.items():
+            print(f"{key:<18} {exp.claim}")
         return 0
-    if args.preset is None and args.config is None:
-        raise UserError("give --preset NAME or --config FILE (see --list)")
-    name = args.preset or "custom"
-    if args.config:
-        data = _load_json(args.config)
-        is_escape = name == "escape"
-        cfg = EscapeConfig.from_dict(data) if is_escape else SimConfig.from_dict(data)
-    else:
-        cfg = presets.preset(name, args.full)
+    if (args.preset is None) == (args.config is None):
+        raise UserError("give exactly one of --preset NAME or --config FILE (see --list)")
     changes = {field: getattr(args, flag) for flag, (field, _) in OVERRIDES.items()
                if getattr(args, flag) is not None}
-    if changes:
-        if isinstance(cfg, EscapeConfig):
-            raise UserError(f"the escape preset takes no sweep flags ({sorted(changes)}); "
-                            "use --config with an EscapeConfig JSON")
-        cfg = cfg.replace(**changes)
-    out = Path(args.out) if args.out else Path("runs") / "sim" / name
+    out = Path(args.out) if args.out else Path("runs") / "sim" / (args.preset or "custom")
+    figures = None if args.no_figure else out
+    if args.preset and changes:
+        raise UserError(f"flags {sorted(changes)} override a --config file; to change a "
+                        "preset, save its config.json and pass it with --config")
+    cfg = None if args.preset else SimConfig.from_dict(_load_json(args.config))
     with locked_output(out, "--out"):
-        for line in run_preset(name, cfg, out, figure_dir=None if args.no_figure else out):
-            print(line)
+        if args.preset:
+            lines = run_experiment(EXPERIMENTS[args.preset], args.scale, out, figures)
+        else:
+            cfg = cfg.replace(**changes) if changes else cfg
+            run_config(cfg, out)
+            lines = run_experiment_custom(cfg, out, figures)
+    for line in lines:
+        print(line)
     return 0
+
+
+def run_experiment_custom(cfg, out: Path, figures) -> list[str]:
+    """A config file's sweep: the crossover figure and the crossover verdicts."""
+    from probsft.reproduce.sim import seed_mean_table, verdict_table
+    from probsft.sim.experiments import crossover_verdicts
+    from probsft.sim.sweep import at_step, read_rows
+
+    lines = []
+    if figures is not None:
+        from probsft.figures.sim_crossover import draw
+
+        lines += [f"figure: {p}" for p in draw(out, figures, "sim_custom")]
+    rows = at_step(read_rows(out / "results.csv"))
+    metric = "eval/acc" if cfg.mode == "learning" else "eval/expected_acc"
+    for E in cfg.noise_rates:
+        lines += [f"E={E:g}, seed-mean {metric}:", *seed_mean_table(rows, metric, E), ""]
+    return lines + verdict_table(crossover_verdicts(out))
 
 
 def _load_json(path):

@@ -1,217 +1,115 @@
-"""The simulator's step of the main job: run every preset, draw every figure, summarise honestly.
+"""The simulator's step of the main job: run every registered experiment, draw, report the verdicts.
 
-    probsft reproduce --only sim     # -> results/sim/<preset>/{config.json,*.csv}, results/sim/*.png
+    probsft reproduce --only sim            # -> results/sim/<experiment>/..., results/sim/*.png
+    probsft reproduce --only sim --quick    # smaller grids (about two minutes) -> <out>/sim_quick
     from probsft.reproduce.sim import reproduce; reproduce(Path("results"), full=False)
 
-:func:`run_preset` runs one experiment (results saved first), draws its figure from the saved files
-and returns markdown lines with the measured numbers and a verdict against the paper's prediction
-(stated as "reproduced" or "NOT reproduced"; the simulator is never tuned to agree).
+For each entry of ``probsft.sim.experiments.EXPERIMENTS``: run or resume it (results saved first),
+draw its figures from the saved files (``probsft.figures.<module>.draw``) and format its verdicts
+(computed by the library from the saved files) as markdown. Nothing here decides a verdict; nothing
+written here carries a time, so a rerun on finished results reproduces the files byte for byte.
 """
 
 from __future__ import annotations
 
 import importlib
-import time
+import math
 from pathlib import Path
 
 import numpy as np
 
 from probsft.sim import analysis
-from probsft.sim.escape import EscapeConfig, fit_slopes, read_escape, run_escape
-from probsft.sim.phase import save_boundary
-from probsft.sim.presets import PRESETS, preset
-from probsft.sim.sweep import chunk_size, grid, read_rows, run_sweep
+from probsft.sim.experiments import EXPERIMENTS, Experiment, run, variants
+from probsft.sim.sweep import at_step, read_rows
 
-FIGURES = {  # preset -> (figure module, file stem)
-    "crossover": ("sim_crossover", "sim_crossover"),
-    "crossover-theory": ("sim_crossover", "sim_crossover_theory"),
-    "custom": ("sim_crossover", "sim_custom"),
-    "phase": ("sim_phase", "sim_phase"), "phase-early": ("sim_phase", "sim_phase_early"),
-    "alpha": ("sim_alpha", "sim_alpha"), "alpha-theory": ("sim_alpha", "sim_alpha_theory"),
-    "threshold": ("sim_threshold", "sim_threshold"), "fit": ("sim_fit", "sim_fit"),
-    "escape": ("sim_escape", "sim_escape"),
-}
-
-
-def _verdict(ok: bool) -> str:
-    return "reproduced" if ok else "**NOT reproduced**"
+INTRO = [
+    "Synthetic capability continuum. Each experiment is one entry of "
+    "`probsft.sim.experiments.EXPERIMENTS` (configs, figures, verdicts); results: "
+    "`sim/<experiment>/[<variant>/]{config.json, results.csv}`; figures are pure functions of "
+    "those files (`figures/sim_*.py`).", "",
+    "How to read: *theory mode* is the paper's linearised setting (identity Gram, gradient flow on "
+    "each context's logits; metric rᵀq); *learning mode* trains one softmax regression shared by "
+    "all contexts and evaluates on held-out contexts (metric: accuracy against the true token), "
+    "with SGD and with Adam. Every verdict is a paired comparison over seeds (same contexts, "
+    "teacher and noise for both objectives) with its 95% interval: confirmed / refuted / "
+    "equivalent (inside ±0.01) / inconclusive. **prior** = the preset's prior contribution, "
+    "clean-label NLL accuracy at prior strength 1 minus at 0; below 0.1 the verdict reads "
+    "\"prior does not matter here\".", ""]
 
 
-def _table(rows, metric, objectives, E=None) -> list[str]:
-    """Markdown table: prior strength, base mean p, then seed-mean ``metric`` per objective."""
-    E = sorted({r["noise_rate"] for r in rows})[0] if E is None else E
+def _cell(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def verdict_table(verdicts) -> list[str]:
+    lines = ["| claim | run | setting | measured | prior | verdict |", "|---|---|---|---|---|---|"]
+    for v in verdicts:
+        outcome = v.outcome if v.outcome in ("inconclusive", "equivalent") else f"**{v.outcome}**"
+        lines.append(f"| {v.claim} | `{v.where}` | {v.setting or '–'} | {v.measured} | "
+                     f"{_cell(v.prior_contribution)} | {outcome} |")
+    return lines
+
+
+def seed_mean_table(rows, metric: str, E: float) -> list[str]:
+    """Prior strength, base mean p (Eq. 5), p > 0.55 (Table 6), base model, then each objective."""
     rows = [r for r in rows if r["noise_rate"] == E]
-    means = analysis.seed_mean(rows, metric)
-    base = analysis.seed_mean(rows, "base/mean_p", by=("prior_strength",))
-    frac = analysis.seed_mean(rows, "base/frac_p055", by=("prior_strength",))
+    objectives = list(dict.fromkeys(r["objective"] for r in rows))
     labels = {r["objective"]: r["label"] for r in rows}
-    out = ["| prior s | base p (Eq. 5) | p>0.55 (Tab. 6) | "
+    means = analysis.seed_mean(rows, metric)
+    stat = {k: analysis.seed_mean(rows, k, by=("prior_strength",))
+            for k in ("base/mean_p", "base/frac_p055", metric.replace("eval/", "base/eval_"))}
+    out = [f"| prior s | base p (Eq. 5) | p>0.55 (Tab. 6) | base model | "
            + " | ".join(labels[o] for o in objectives) + " |",
-           "|---" * (len(objectives) + 3) + "|"]
+           "|---" * (len(objectives) + 4) + "|"]
     for s in sorted({r["prior_strength"] for r in rows}):
         vals = [means[(o, s, E)][0] for o in objectives]
         best = int(np.nanargmax(vals))
         cells = [f"**{v:.3f}**" if i == best else f"{v:.3f}" for i, v in enumerate(vals)]
-        out.append(f"| {s:g} | {base[(s,)][0]:.2f} | {frac[(s,)][0]:.2f} | "
+        base = [stat[k][(s,)][0] for k in stat]
+        out.append(f"| {s:g} | {base[0]:.2f} | {base[1]:.2f} | {base[2]:.3f} | "
                    + " | ".join(cells) + " |")
     return out
 
 
-def _crossover_lines(rows, metric="eval/acc") -> list[str]:
-    """Per noise rate: the table and verdicts (a winner must beat the runner-up by > 0.005)."""
-    objectives = list(dict.fromkeys(r["objective"] for r in rows))
-    averse, leaning = {"nll", "alpha(0.1)", "alpha(0.5)"}, {"p", "alpha(10)", "nll@p>=0.2"}
-    means = analysis.seed_mean(rows, metric)
+def draw_all(exp: Experiment, folder: Path, figure_dir: Path) -> list[str]:
+    """Draw every figure of ``exp`` for every variant; markdown image lines."""
     lines = []
-    for E in sorted({r["noise_rate"] for r in rows}):
-        lo, hi = min(r["prior_strength"] for r in rows), max(r["prior_strength"] for r in rows)
-        ends = {}
-        for s in (lo, hi):
-            ranked = sorted(((means[(o, s, E)][0], o) for o in objectives), reverse=True)
-            ends[s] = [o for v, o in ranked if ranked[0][0] - v <= 0.005]   # ties within 0.005
-        show = {s: ("tie: " if len(b) > 1 else "") + ", ".join(b) for s, b in ends.items()}
-        lines += [f"Noise E={E:g}, seed-mean `{metric}` (best in bold):", "",
-                  *_table(rows, metric, objectives, E), "",
-                  f"- weak end (s={lo:g}): best `{show[lo]}`; strong end (s={hi:g}): best "
-                  f"`{show[hi]}`."]
-        if E == 0:
-            lines.append(f"- Clean labels: theory (§6.4) says NLL is at least as good at every "
-                         f"prior strength — strong end {_verdict('nll' in ends[hi])}.")
-        else:
-            lines += [f"- Paper: NLL best at the weak end — {_verdict('nll' in ends[lo])}"
-                      + ("" if "nll" in ends[lo] else
-                         f" (winner `{show[lo]}`, prior-averse: "
-                         f"{all(o in averse for o in ends[lo])})") + ".",
-                      f"- Paper: a prior-leaning objective best at the strong end under noise — "
-                      f"{_verdict(any(o in leaning for o in ends[hi]))}."]
-        lines.append("")
-    return lines
-
-
-def _phase_lines(rows, bnd) -> list[str]:
-    agree, cells = analysis.pairwise_agreement(rows, "nll", "p")
-    clean = [c for c in cells if c["noise_rate"] == 0.0]
-    clean_nll = np.mean([c["sim_winner"] == "nll" for c in clean]) if clean else float("nan")
-    weak = [c for c in cells if c["prior_strength"] == 0.0]
-    weak_nll = np.mean([c["sim_winner"] == "nll" for c in weak]) if weak else float("nan")
-    lines = [f"- First-order prediction (sign of E_x[Ṙ_−p − Ṙ_NLL] at t=0) agrees with the "
-             f"simulated winner (final rᵀq) in **{100 * agree:.1f}%** of {len(cells)} cells.",
-             f"- Clean labels (E=0): NLL wins {100 * clean_nll:.0f}% of prior strengths "
-             f"(paper §6.4: NLL at least as fast when clean — {_verdict(clean_nll == 1.0)}).",
-             f"- Uniform prior (s=0): NLL wins {100 * weak_nll:.0f}% of noise rates "
-             f"(paper §6.5 — {_verdict(weak_nll == 1.0)}).",
-             "", "| prior s | base q(y*) | E* (theory) |", "|---|---|---|"]
-    lines += [f"| {b['prior_strength']:g} | {b['base/mean_p_true']:.2f} | {b['e_star']:.3f} |"
-              for b in bnd]
-    return lines
-
-
-def _alpha_lines(rows) -> list[str]:
-    best = analysis.best_alpha(rows, analysis.primary_metric(rows))
-    alphas = [b[2] for b in best]
-    rising = np.corrcoef([b[1] for b in best], alphas)[0, 1] if len(set(alphas)) > 1 else 0.0
-    return ["| prior s | base p | best α (NLL = 0) |", "|---|---|---|",
-            *[f"| {s:g} | {p:.2f} | {a:g} |" for s, p, a in best], "",
-            f"- Best α rises with prior strength (corr(base p, best α) = {rising:.2f}) — "
-            f"{_verdict(rising > 0.5 and alphas[-1] > alphas[0])}; weak-end best α = {alphas[0]:g} "
-            f"(paper: smallest α best at MW — {_verdict(alphas[0] <= 0.1)}); strong-end best α = "
-            f"{alphas[-1]:g} (paper: ≈1 then plateau — {_verdict(alphas[-1] >= 1)})."]
-
-
-def _threshold_lines(rows) -> list[str]:
-    objectives = list(dict.fromkeys(r["objective"] for r in rows))
-    m = analysis.seed_mean(rows, "eval/acc")
-    s1 = max(r["prior_strength"] for r in rows)
-    E = sorted({r["noise_rate"] for r in rows})[0]
-    nll, p, thr = (m[(o, s1, E)][0] for o in ("nll", "p", "nll@p>=0.2"))
-    gain = p - nll
-    rec = (thr - nll) / gain if gain > 0 else float("nan")
-    bottom = min(m[(o, s1, E)][0] for o in objectives if "<=" in o)
-    top = m.get(("nll@p>=Q90", s1, E), (float("nan"),))[0]
-    return [*_table(rows, "eval/acc", objectives), "",
-            f"- Strong end (s={s1:g}): −p − NLL = {gain:+.3f}; NLL·1{{p≥0.2}} recovers "
-            f"{100 * rec:.0f}% of it (paper: most or all — {_verdict(gain > 0 and rec >= 0.5)}).",
-            f"- Top-10% only (NLL·1{{p≥Q90}}) − NLL = {top - nll:+.3f} (paper: beats full NLL — "
-            f"{_verdict(top > nll)}).",
-            f"- Bottom-quantile only, worst: {bottom - nll:+.3f} vs NLL (paper: harmful — "
-            f"{_verdict(bottom < nll)})."]
-
-
-def _fit_lines(rows) -> list[str]:
-    acc = analysis.winners(rows, "eval/acc")
-    fitw = analysis.winners(rows, "train/mean_p")
-    same = np.mean([acc[k][0] == fitw[k][0] for k in acc])
-    lines = [*_table(rows, "train/mean_p", ["nll", "p"]), "",
-             f"- The objective with the higher training-target p after training is also the "
-             f"accuracy winner at {100 * same:.0f}% of prior strengths (paper Fig. 6 right: fit "
-             f"follows the winner — {_verdict(same >= 0.8)})."]
-    return lines
-
-
-def _escape_lines(rows) -> list[str]:
-    sl = fit_slopes(rows)
-    out = ["| objective | d log t / d log(1/p0) | d t / d log(1/p0) |", "|---|---|---|"]
-    out += [f"| `{k}` | {v['loglog']:.3f} | {v['linlog']:.3g} |" for k, v in sl.items()]
-    if "p" in sl and "nll" in sl:
-        out += ["", f"- −p: t ∝ (1/p0)^{sl['p']['loglog']:.2f} (prediction 1/p0 — "
-                f"{_verdict(abs(sl['p']['loglog'] - 1) < 0.15)}); NLL: t ≈ "
-                f"{sl['nll']['linlog']:.2f}·log(1/p0) + c (prediction log(1/p0) — "
-                f"{_verdict(abs(sl['nll']['linlog'] - 1) < 0.25)})."]
-    return out
-
-
-def run_preset(name: str, cfg, out: Path, figure_dir: Path | None, progress: bool = True):
-    """Run one experiment into ``out``, draw its figure into ``figure_dir``; markdown lines."""
-    out = Path(out)
-    start = time.perf_counter()
-    if isinstance(cfg, EscapeConfig):
-        run_escape(cfg, out, progress)
-        size = f"{len(cfg.objectives)} objectives × {len(cfg.p0s)} p0, V={cfg.vocab_size}"
-    else:
-        run_sweep(cfg, out, progress)
-        if name.startswith("phase"):
-            save_boundary(cfg, out)
-        state = (f"[{cfg.contexts}, {cfg.vocab_size}]" if cfg.mode == "theory"
-                 else f"W [{cfg.vocab_size}, {cfg.feature_dim}], {cfg.contexts} train contexts")
-        size = (f"{cfg.mode} mode, {len(cfg.objectives)} objectives × {len(grid(cfg))} configs "
-                f"(priors × noise × seeds), batched {min(chunk_size(cfg), len(grid(cfg)))} "
-                f"configs per tensor program, state {state} each, {cfg.steps} steps")
-    lines = [f"### `{name}`", "", f"`probsft simulate --preset {name}` — {size}; "
-             f"{time.perf_counter() - start:.1f} s.", ""]
-    if figure_dir is not None:
-        module, stem = FIGURES.get(name, FIGURES["custom"])
+    runs = [(name, path) for name, path, _ in variants(folder)] or [("", folder)]
+    if exp.key == "grid":
+        runs = [("", folder)]
+    for module in exp.figures:
         draw = importlib.import_module(f"probsft.figures.{module}").draw
-        paths = draw(out, figure_dir, stem)
-        # relative to the folder above figure_dir (the report's); resolve() names `--out .` too
-        lines += [f"![{name}]({Path(figure_dir).resolve().name}/{paths[0].name})", ""]
-    if isinstance(cfg, EscapeConfig):
-        return lines + _escape_lines(read_escape(out / "escape.csv"))
-    rows = read_rows(out / "results.csv")
-    if name.startswith("phase"):
-        from probsft.sim.phase import read_boundary
-        return lines + _phase_lines(rows, read_boundary(out / "boundary.csv"))
-    extra = {"alpha": _alpha_lines, "alpha-theory": _alpha_lines,
-             "threshold": _threshold_lines, "fit": _fit_lines}
-    if name in extra:
-        return lines + extra[name](rows)
-    metrics = ("eval/expected_acc",) if cfg.mode == "theory" else ("eval/acc", "eval/expected_acc")
-    for metric in metrics:
-        lines += _crossover_lines(rows, metric)
+        for name, path in runs:
+            stem = f"{module}_{exp.key}" + (f"_{name}" if name else "")
+            for png in [p for p in draw(path, figure_dir, stem) if p.suffix == ".png"]:
+                lines.append(f"![{exp.key} {name}]({Path(figure_dir).resolve().name}/{png.name})")
     return lines
 
 
-def reproduce(out_dir: Path, full: bool) -> list[str]:
-    """Main-job step: every preset into ``out_dir/sim``; markdown lines for REPORT.md."""
-    sim_dir = Path(out_dir) / "sim"
-    lines = ["Synthetic capability continuum (issue 3). Results: `sim/<preset>/results.csv` + "
-             "`config.json`; figures are pure functions of those files (`figures/sim_*.py`).", "",
-             "How to read: *theory mode* is the paper's linearised setting (identity Gram, "
-             "gradient flow on each context's logits); *learning mode* trains one softmax "
-             "regression shared by all contexts and evaluates on held-out contexts. Verdicts "
-             "below are computed from the saved numbers, not written by hand. Argmax accuracy is "
-             "scale-invariant, so near the uniform prior (s = 0) an objective that barely moves "
-             "(−p, −p^10) can still score well on it; rᵀq (expected accuracy) shows the stall.",
-             ""]
-    for name in PRESETS:
-        lines += run_preset(name, preset(name, full), sim_dir / name, sim_dir) + [""]
+def run_experiment(exp: Experiment, scale: str, folder: Path, figure_dir: Path | None,
+                   progress: bool = True) -> list[str]:
+    """Run or resume ``exp`` into ``folder``, draw into ``figure_dir``; markdown lines."""
+    run(exp, scale, folder, progress)
+    lines = [f"### `{exp.key}` — {exp.claim}", "",
+             f"`probsft simulate --preset {exp.key}`" + ("" if scale == "default" else
+                                                          f" (scale {scale})"), ""]
+    if figure_dir is not None:
+        lines += [*draw_all(exp, folder, figure_dir), ""]
+    for name, path, cfg in variants(folder):
+        if exp.key.startswith("crossover") or exp.key == "threshold":
+            rows = at_step(read_rows(path / "results.csv"))
+            metric = "eval/acc" if cfg.mode == "learning" else "eval/expected_acc"
+            E = max(cfg.noise_rates)
+            lines += [f"`{exp.key}{'/' + name if name else ''}`, E={E:g}, seed-mean `{metric}` "
+                      "(best in bold):", "", *seed_mean_table(rows, metric, E), ""]
+    return lines + verdict_table(exp.verdicts(folder)) + [""]
+
+
+def reproduce(out_dir: Path, full: bool, quick: bool = False) -> list[str]:
+    """Main-job step: every experiment into ``out_dir/sim`` (``sim_full`` / ``sim_quick``)."""
+    scale = "full" if full else "quick" if quick else "default"
+    sim_dir = Path(out_dir) / ("sim" if scale == "default" else f"sim_{scale}")
+    lines = list(INTRO)
+    for key, exp in EXPERIMENTS.items():
+        lines += run_experiment(exp, scale, sim_dir / key, sim_dir)
     return lines

@@ -15,6 +15,8 @@ from probsft.sim.escape import EscapeConfig
     {"noise_rates": (-0.1,)}, {"seeds": (-1,)}, {"seeds": (0.5,)}, {"vocab_size": 1},
     {"contexts": 0}, {"steps": 0}, {"lr": 0.0}, {"lr": float("nan")}, {"uninformative_frac": 1.0},
     {"objectives": "nll"}, {"objectives": ("nll", "nll")}, {"prior_strengths": (True,)},
+    {"easy_frac": 1.0}, {"easy_frac": -0.1}, {"snapshots": (0,)}, {"snapshots": (200,)},
+    {"snapshots": (5, 5)}, {"snapshots": 5},
 ])
 def test_bad_values_are_rejected(changes):
     with pytest.raises(ConfigError):
@@ -50,3 +52,12 @@ def test_escape_config_validation():
     with pytest.raises(ConfigError):
         EscapeConfig.from_dict({"h": 0.1, "extra": 1})
     assert EscapeConfig.from_dict(EscapeConfig().to_dict()) == EscapeConfig()
+
+
+def test_escape_resumes_instead_of_recomputing(tmp_path, monkeypatch):
+    from probsft.sim import escape
+
+    cfg = EscapeConfig(p0s=(1e-2, 0.1), vocab_size=200, max_steps=500)
+    first = escape.run_escape(cfg, tmp_path, progress=False)
+    monkeypatch.setattr(escape, "escape_times", lambda *a: (_ for _ in ()).throw(AssertionError))
+    assert escape.run_escape(cfg, tmp_path, progress=False) == first

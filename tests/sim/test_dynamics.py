@@ -68,9 +68,9 @@ def test_a_configuration_is_the_same_alone_or_in_a_batch():
     cfg = SimConfig(mode="learning", vocab_size=8, contexts=64, feature_dim=6, steps=20)
     cells = [(0.0, 0.1, 0), (0.7, 0.3, 1), (1.0, 0.2, 0)]
     obj = probsft.objective("alpha(0.5)")
-    together = dynamics.learn(obj, build(cfg, cells), cfg.lr, cfg.steps, "adam", None)
+    together = dynamics.learn(obj, build(cfg, cells), cfg.lr, cfg.steps, "adam", None)[cfg.steps]
     for j, cell in enumerate(cells):
-        alone = dynamics.learn(obj, build(cfg, [cell]), cfg.lr, cfg.steps, "adam", None)
+        alone = dynamics.learn(obj, build(cfg, [cell]), cfg.lr, cfg.steps, "adam", None)[cfg.steps]
         torch.testing.assert_close(alone[0], together[j], rtol=1e-9, atol=1e-12)
 
 
@@ -81,3 +81,50 @@ def test_divergence_is_flagged_not_silent():
     state[0, 0, 0] = math.inf
     m = dynamics.metrics(batch, state, "theory")
     assert m["diverged"].item() == 1 and math.isnan(m["eval/acc"].item())
+
+
+def test_snapshots_equal_shorter_runs():
+    cfg = SimConfig(mode="learning", vocab_size=8, contexts=32, feature_dim=6, steps=12)
+    obj = probsft.objective("p")
+    batch = build(cfg, [(0.5, 0.2, 0)])
+    states = dynamics.learn(obj, batch, cfg.lr, 12, "sgd", None, record=(5,))
+    torch.testing.assert_close(states[5], dynamics.learn(obj, batch, cfg.lr, 5, "sgd", None)[5])
+    assert sorted(states) == [5, 12]
+
+
+@pytest.mark.parametrize("kind", ["uniform", "model"])
+def test_wrong_label_sampler_never_returns_the_true_token(kind):
+    from probsft.sim.continuum import _wrong_labels
+
+    V = 6
+    y_star = torch.arange(V).repeat(4)                                 # every token is y* somewhere
+    z0 = torch.zeros(len(y_star), V, dtype=torch.float32)
+    z0[torch.arange(len(y_star)), y_star] = 200.0          # q0 puts all of its float mass on y*
+    z0[:V, :] += torch.linspace(-3, 3, V)                  # and some rows with unequal others
+    for u in (0.0, 0.3, 0.999999, 1.0 - 2 ** -24, float(torch.nextafter(torch.tensor(1.0),
+                                                                         torch.tensor(0.0)))):
+        lab = _wrong_labels(z0, y_star, torch.full((len(y_star),), u), kind)
+        assert (lab != y_star).all() and ((lab >= 0) & (lab < V)).all()
+    # every other token is reachable
+    u = torch.linspace(0, 0.9999, 200)
+    lab = _wrong_labels(torch.zeros(200, V), torch.full((200,), V - 1), u, kind)
+    assert set(lab.tolist()) == set(range(V - 1))
+
+
+def test_frac_p055_counts_p_above_0_55_only():
+    """Table 6's statistic: p = 0.5 is not counted (it would be at a 0.45 cut), p = 0.6 is."""
+    from probsft.sim.continuum import Batch, capability
+
+    def logits_with_p(p, V=4):         # target 0 has probability p, the rest share 1 - p
+        z = torch.full((V,), math.log((1 - p) / (V - 1)), dtype=torch.float64)
+        z[0] = math.log(p)
+        return z
+
+    z0 = torch.stack([logits_with_p(0.5), logits_with_p(0.6), logits_with_p(0.5),
+                      logits_with_p(0.2)])[None]                                  # [1, 4, V]
+    zeros = torch.zeros(1, 4, dtype=torch.long)
+    batch = Batch(labels=zeros, y_star=zeros, informative=torch.ones(1, 4, dtype=torch.bool),
+                  z0=z0)
+    cap = capability(batch)
+    assert cap["base/frac_p055"].item() == pytest.approx(0.25)
+    assert cap["base/mean_p"].item() == pytest.approx((0.5 + 0.6 + 0.5 + 0.2) / 4)

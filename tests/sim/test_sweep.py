@@ -60,9 +60,17 @@ def test_cli_runs_a_config_file_with_flag_overrides(tmp_path, capsys):
     assert rc == 0
     rows = read_rows(tmp_path / "o" / "results.csv")
     assert {r["seed"] for r in rows} == {5} and {r["objective"] for r in rows} == {"nll", "p"}
-    out = tmp_path / "o"        # the figure goes into --out, beside its results, not into its parent
-    assert (out / "sim_custom.png").exists() and (out / "sim_custom.svg").exists()
+    # the figure goes into --out itself, never beside it
+    assert (tmp_path / "o" / "sim_custom.png").exists() and (tmp_path / "o" / "sim_custom.svg").exists()
     assert not (tmp_path / "sim_custom.png").exists()
+
+
+def test_cli_user_mistakes_exit_2_with_one_line(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text(json.dumps({"mode": "theory", "bogus": 1}))
+    assert main(["simulate", "--config", str(tmp_path / "bad.json")]) == 2
+    assert main(["simulate", "--preset", "phase", "--lr", "-1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "bogus" in err[0] and "lr" in err[1]
 
 
 def test_cli_out_dot_links_its_figure_by_a_relative_path(tmp_path, capsys, monkeypatch):
@@ -74,11 +82,3 @@ def test_cli_out_dot_links_its_figure_by_a_relative_path(tmp_path, capsys, monke
     out = capsys.readouterr().out
     assert "(here/sim_custom.png)" in out and "(/sim_custom.png)" not in out
     assert (tmp_path / "here" / "sim_custom.png").exists()
-
-
-def test_cli_user_mistakes_exit_2_with_one_line(tmp_path, capsys):
-    (tmp_path / "bad.json").write_text(json.dumps({"mode": "theory", "bogus": 1}))
-    assert main(["simulate", "--config", str(tmp_path / "bad.json")]) == 2
-    assert main(["simulate", "--preset", "phase", "--lr", "-1", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "bogus" in err[0] and "lr" in err[1]

@@ -19,9 +19,16 @@ def test_describe_json(capsys):
     for key in ("f", "s_f", "W_f", "peak", "class", "convexity", "tau", "mass_above_tau",
                 "uniform_prior_vs_nll"):
         assert key in out
-    assert out["peak_exact"] == "1/3" and out["class"] == "prior-averse"
+    assert out["peak_exact"] == "1/3" and out["class"] == "prior-leaning"
+    assert out["class_tau"] == "prior-averse"
     assert out["uniform_prior_vs_nll"]["winner_below"] == "nll"
     assert out["uniform_prior_vs_nll"]["e_star"] == pytest.approx(0.999)
+
+
+@pytest.mark.parametrize("spec", ["p", "nll@p>=0.2"])
+def test_describe_json_calls_the_paper_s_prior_leaning_objectives_prior_leaning(spec, capsys):
+    assert main(["describe", spec, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["class"] == "prior-leaning"
 
 
 def test_describe_text_and_tau(capsys):

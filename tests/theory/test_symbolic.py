@@ -53,7 +53,9 @@ def test_alpha_peak_closed_form(a):
     A = sympy.Rational(a)
     assert d.peak_exact is not None and sympy.Rational(d.peak_exact) == A / (1 + A)
     assert d.convexity == ("convex" if A < 1 else "concave")
-    assert d.klass == ("prior-averse" if A < 1 else "prior-leaning")
+    assert d.class_tau == ("prior-averse" if A < 1 else "prior-leaning")
+    assert d.klass == "prior-leaning"                # any α > 0 leans further than NLL (α -> 0)
+    assert d.w_mean_p == pytest.approx(float((A + 1) / (A + 3)), abs=1e-9)   # closed form
 
 
 def test_alpha_family_symbolic():
@@ -79,12 +81,14 @@ def test_analytic_special_cases(derivations):
         assert W("nll@p>=0.2", x) == pytest.approx((1 - x) * (x >= 0.2))
     assert derivations["alpha(0.5)"].peak == pytest.approx(1 / 3)
     assert derivations["alpha(0.5)"].peak_exact == "1/3"
-    assert derivations["nll"].peak_kind == "p->0" and derivations["nll"].klass == "prior-averse"
-    assert derivations["nll"].mass_above_tau == pytest.approx(0.25, abs=1e-3)
+    assert derivations["nll"].peak_kind == "p->0" and derivations["nll"].klass == "neither"
+    assert derivations["nll"].class_tau == "prior-averse"
+    assert derivations["nll"].mass_above_tau == pytest.approx(0.25, abs=1e-9)
+    assert derivations["nll"].w_mean_p == pytest.approx(1 / 3, abs=1e-12)
     assert derivations["log(1-p)"].peak_kind == "p->1"
     assert derivations["log(1-p)"].klass == "prior-leaning"
-    assert derivations["log(1-p)"].mass_above_tau == pytest.approx(0.75, abs=1e-3)
-    assert derivations["p"].klass == "neither" and derivations["p"].convexity == "linear"
+    assert derivations["log(1-p)"].mass_above_tau == pytest.approx(0.75, abs=1e-9)
+    assert derivations["p"].class_tau == "neither" and derivations["p"].convexity == "linear"
     assert derivations["focal(2)"].klass == "prior-averse"
     assert derivations["nll@p>=0.2"].peak == pytest.approx(0.2)
 
@@ -94,8 +98,31 @@ def test_non_integrable_weights_and_tau():
     assert d.peak_kind == "p->0" and d.klass == "prior-averse" and d.mass_above_tau == 0.0
     d = derive("expr:-1/(1-p)")             # s = p/(1-p)², W = p/(1-p), not integrable at 1
     assert d.peak_kind == "p->1" and d.klass == "prior-leaning" and d.mass_above_tau == 1.0
-    assert derive("p", tau=0.3).klass == "prior-leaning"
-    assert derive("p", tau=0.7).klass == "prior-averse"
+    assert derive("p", tau=0.3).class_tau == "prior-leaning"
+    assert derive("p", tau=0.7).class_tau == "prior-averse"
+
+
+def test_def33_relative_to_nll_as_the_paper_uses_it():
+    """The paper calls −p and NLL·1{p≥0.2} prior-leaning: more W mass towards p -> 1 than NLL."""
+    assert derive("p").klass == "prior-leaning" and derive("p").w_mean_p == pytest.approx(0.5)
+    d = derive("nll@p>=0.2")
+    assert d.klass == "prior-leaning"
+    # exact piecewise integrals at the threshold's jump: int_.2^1 p(1-p) / int_.2^1 (1-p)
+    assert d.w_mean_p == pytest.approx((1 / 6 - (0.02 - 0.008 / 3)) / 0.32, abs=1e-12)
+    assert d.mass_above_tau == pytest.approx(0.125 / 0.32, abs=1e-12)        # 0.390625
+    assert derive("nll@p<=0.5").klass == "prior-averse"
+
+
+def test_def33_under_a_distribution_of_target_p():
+    from probsft.theory.symbolic import prior_class
+
+    target = np.array([0.01, 0.02, 0.05, 0.9])
+    cls, m, ref = prior_class("p", target)
+    w_nll = 1 - target
+    assert ref == pytest.approx(np.sum(target * w_nll) / np.sum(w_nll))
+    assert m == pytest.approx(np.sum(target * target * (1 - target)) / np.sum(target * (1 - target)))
+    assert cls == "prior-leaning"
+    assert prior_class("nll@p<=0.5", target)[0] == "prior-averse"
 
 
 def test_time_limit_on_a_hard_expression():
