@@ -80,5 +80,5 @@ def test_cli_out_dot_links_its_figure_by_a_relative_path(tmp_path, capsys, monke
     assert main(["simulate", "--config", str(tmp_path / "c.json"), "--out", ".", "--seeds", "5",
                  "--objectives", "nll", "p"]) == 0
     out = capsys.readouterr().out
-    assert "(here/sim_custom.png)" in out and "(/sim_custom.png)" not in out
+    assert "figure: sim_custom.png" in out and "/sim_custom.png" not in out
     assert (tmp_path / "here" / "sim_custom.png").exists()
