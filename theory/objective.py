@@ -23,7 +23,7 @@ import numpy as np
 import sympy
 
 from probsft.errors import SpecError
-from probsft.theory.expr import compile_in_logp, p
+from probsft.theory.expr import compile_in_logp, p, simplified
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,15 +148,16 @@ class Objective:
     # ----- symbolic ------------------------------------------------------------------------
     @property
     def s_expr(self) -> sympy.Expr:
-        """s_f(p) = -f'(p) p of the *unthresholded* objective (Lemma 3.1)."""
+        """s_f(p) = -f'(p) p of the *unthresholded* objective (Lemma 3.1), simplified when sympy
+        can do so within its bounds (probsft.theory.expr.simplified)."""
         if self.s_override is not None:
             return self.s_override
-        return sympy.simplify(-sympy.diff(self.f_expr, p) * p)
+        return simplified(-sympy.diff(self.f_expr, p) * p)
 
     @property
     def W_expr(self) -> sympy.Expr:
         """W_f(p) = s_f(p) (1 - p) of the unthresholded objective (Lemma 3.1)."""
-        return sympy.simplify(self.s_expr * (1 - p))
+        return simplified(self.s_expr * (1 - p))
 
     @property
     def base(self) -> "Objective":
