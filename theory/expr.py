@@ -43,9 +43,11 @@ MAX_DIGITS = 100
 """A number in a spec has at most this many digits (1e308 and 1e-300 are refused)."""
 MAX_EXPONENT = 10_000
 """|exponent| of a power, and |alpha| of the alpha family, is at most this."""
+MAX_DEPTH = 40
+"""A user-written f(p) nests calls, powers and brackets at most this deep."""
 MAX_NODES = 120
 """simplify / factor / solve run only on expressions with at most this many tree nodes ..."""
-MAX_DEGREE = 256
+MAX_DEGREE = 64
 """... and at most this polynomial degree (see :func:`degree`)."""
 TIME_LIMIT_S = 5.0
 """Seconds a forked symbolic step (:func:`bounded`) may run before its fallback answers."""
@@ -125,10 +127,25 @@ def parse_f(text: str) -> sympy.Expr:
         raise SpecError(f"cannot read expression {shown(text)}: {err.msg}") from None
     except (RecursionError, MemoryError, ValueError):
         raise SpecError(f"expression {shown(text)} is nested too deeply or too long") from None
+    if _depth(tree.body) > MAX_DEPTH:
+        raise SpecError(f"expression {shown(text)} is nested too deeply (at most {MAX_DEPTH} levels)")
     try:
         return sympy.sympify(_walk(tree.body))
     except RecursionError:
         raise SpecError(f"expression {shown(text)} is nested too deeply") from None
+
+
+def _depth(tree) -> int:
+    """Nesting depth of a syntax tree, without recursion (a chain a+b+c+... counts as one level)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        for child in ast.iter_child_nodes(node):
+            same_chain = isinstance(node, ast.BinOp) and isinstance(child, ast.BinOp) \
+                and type(child.op) is type(node.op) and child is node.left
+            stack.append((child, depth if same_chain else depth + 1))
+    return deepest
 
 
 def _walk(node):
@@ -181,8 +198,6 @@ def _lcm_of_denominators(expr) -> int:
     for node in sympy.preorder_traversal(expr):
         if node.is_Pow and node.exp.is_Rational:
             lcm = math.lcm(lcm, int(node.exp.q))
-            if lcm > MAX_DEGREE:
-                break
     return lcm
 
 

@@ -48,8 +48,8 @@ import functools
 import torch
 
 from probsft.errors import SpecError, UserError
-from probsft.theory.losses import (REDUCTIONS, finite_flags, flat_labels, raise_if_not_finite,
-                                   token_terms)
+from probsft.theory.losses import (IGNORE_INDEX, REDUCTIONS, finite_flags, flat_labels, raise_if_not_finite,
+                                   reduce_tokens, token_terms)
 from probsft.theory.spec import parse
 
 IMPLS = ("eager", "compile")
@@ -58,7 +58,7 @@ _AUTO_ELEMENTS = 1 << 25          # C·V for chunk_size=None: a 128 MiB float32 
 _VOCAB_SLICE = 16384              # rows of dW per bf16 product on CPU (bounds the temporary)
 
 
-def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, ignore_index=-100,
+def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, ignore_index=IGNORE_INDEX,
                       reduction="mean", num_items_in_batch=None, chunk_size=None, impl="eager",
                       schedule="auto", vocab_chunk_size=None):
     """Loss of ``objective`` on logits ``hidden @ lm_head_weight.T + bias`` without materialising them.
@@ -118,11 +118,7 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
                                                schedule)
     if per_token:
         return out.reshape(labels.shape)
-    if num_items_in_batch is not None:
-        return out / num_items_in_batch
-    if reduction == "sum":
-        return out
-    return out / max(int(counted.sum()), 1)
+    return reduce_tokens(out, counted, reduction, num_items_in_batch)   # out: the sum already
 
 
 class _FusedLinearObjective(torch.autograd.Function):

@@ -89,14 +89,14 @@ def _dft() -> Objective:
 
 def _focal(gamma) -> Objective:
     if not 0 <= gamma <= MAX_EXPONENT:
-        raise SpecError(f"focal needs γ in [0, {MAX_EXPONENT}], got {clip(fmt_number(gamma), 20)}")
+        raise SpecError(f"focal: γ must lie in [0, {MAX_EXPONENT}], got {clip(fmt_number(gamma), 20)}")
     return Objective(f"focal({fmt_number(gamma)})", f"focal γ={_label_number(gamma)}",
                      -(1 - p) ** gamma * sympy.log(p), family="focal")
 
 
 def _huber(delta) -> Objective:
     if not 0 < delta <= 1:
-        raise SpecError(f"huber needs δ in (0, 1], got {clip(fmt_number(delta), 20)}")
+        raise SpecError(f"huber: δ must lie in (0, 1], got {clip(fmt_number(delta), 20)}")
     e = 1 - p
     f = sympy.Piecewise((e ** 2 / 2, e <= delta), (delta * (e - delta / 2), True))
     return Objective(f"huber({fmt_number(delta)})", f"Huber δ={_label_number(delta)}", f,
@@ -149,7 +149,10 @@ def parse(spec) -> Objective:
     try:
         if len(spec) > MAX_SPEC_CHARS:
             raise SpecError(f"too long ({len(spec)} characters; at most {MAX_SPEC_CHARS})")
-        return _parse_cached(spec)
+        try:
+            return _parse_cached(spec)
+        except RecursionError:
+            raise SpecError("nested too deeply") from None
     except SpecError as err:
         raise SpecError(f"bad objective spec {shown(spec)}: {err}\n{GRAMMAR}") from None
 
@@ -171,9 +174,7 @@ def _parse_cached(spec: str) -> Objective:
     base = _parse_base(base_text)
     if not cond_text:
         return base
-    interval = parse_condition(cond_text)
-    return dataclasses.replace(base, spec=f"{base.spec}@{interval}",
-                               label=f"{base.label}·1{{{interval.pretty()}}}", interval=interval)
+    return base.thresholded(parse_condition(cond_text))
 
 
 def _parse_base(text: str) -> Objective:

@@ -21,9 +21,12 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from probsft.reproduce.theory import render
+    from probsft.theory.spec import parse
     from probsft.theory.tables import FIG3
 
-    for path in render(args.specs or FIG3, args.out, normalise=args.normalise, tau=args.tau):
+    specs = [parse(s).spec for s in args.specs or FIG3]   # a bad spec fails before any import
+    from probsft.reproduce.theory import render
+
+    for path in render(specs, args.out, normalise=args.normalise, tau=args.tau):
         print(f"wrote {path}")
     return 0
