@@ -1,4 +1,4 @@
-"""Claim 1, the crossover: final accuracy vs prior strength for each objective (issue 3).
+"""Claim 1, the crossover: final accuracy vs prior strength for each objective.
 
     python -m probsft.figures.sim_crossover results/sim/crossover results/sim
 

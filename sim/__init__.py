@@ -1,4 +1,4 @@
-"""probsft.sim: the synthetic capability continuum (paper §2 and §6 predictions, issue 3).
+"""probsft.sim: the synthetic capability continuum (paper §2 and §6 predictions).
 
     probsft simulate --preset crossover            # one named experiment -> CSV + config + figure
     probsft reproduce --only sim                   # every preset + the report section

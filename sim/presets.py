@@ -1,4 +1,4 @@
-"""Named simulator experiments, one per figure of issue 3 (``probsft simulate --preset NAME``).
+"""Named simulator experiments, one per report figure (``probsft simulate --preset NAME``).
 
     crossover         learning mode: final accuracy vs prior strength, 6 objectives      (claim 1)
     crossover-theory  the same in theory mode (identity Gram, gradient flow on logits)   (claim 1)

@@ -13,7 +13,7 @@ counted token = label != ignore_index and p in I (threshold on the current p, no
 Gradient (Lemma 3.1): for one token, dL/dz = s_f(p) (q - e_y), q = softmax(z), so with the chunk's
 logit gradient G [C, V] = coef * (q - e_y):  dL/dhidden = G W,  dL/dW = G^T hidden,  dL/db = sum_rows G.
 
-Design (the choice the brief asks for):
+Design:
   * reduction "mean"/"sum" (the training case): gradients are computed *in the forward pass* for the
     unnormalised sum (coef = s_f(p)·1{counted}); the Function returns the sum and the normalisation is
     ordinary autograd outside it, so backward only scales the stored gradients by the incoming scalar.

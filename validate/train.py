@@ -46,6 +46,9 @@ from probsft.validate.accumulate import accumulate_gradients
 from probsft.validate.data import collate, read_jsonl, tokenize_sft
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
 def _field(default, help: str, **metadata):
     """A config field with its command-line help (probsft.config.add_config_flags)."""
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
@@ -82,7 +85,7 @@ class FinetuneConfig:
     log_every: int = _field(10, "steps between metric lines")
     checkpoint_every: int = _field(0, "steps between checkpoints (0: none)")
     resume: bool = _field(True, "continue from <output>/checkpoint.pt when present")
-    device: str = _field("auto", "where to train", choices=("auto", "cpu", "cuda"))
+    device: str = _field("auto", "where to train", choices=DEVICES)
 
     def __post_init__(self):
         probsft.objective(self.objective)                    # SpecError on a bad spec
@@ -100,12 +103,15 @@ class FinetuneConfig:
             raise ConfigError("weight_decay must be >= 0 and betas two numbers in [0, 1)")
         if self.checkpoint_every < 0:
             raise ConfigError("checkpoint_every must be >= 0")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 
 
-def _device(cfg) -> torch.device:
-    if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda`` (this rank's GPU, from LOCAL_RANK)."""
+    if name not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise ConfigError("device=cuda but no CUDA GPU is available")
@@ -171,7 +177,7 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
     from transformers import get_cosine_schedule_with_warmup
 
     start_time = time.perf_counter()
-    device = _device(cfg)
+    device = pick_device(cfg.device)
     rank, world = _init_distributed(device)
     out = Path(cfg.output) if cfg.output else None
     main = rank == 0 and out is not None

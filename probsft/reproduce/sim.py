@@ -202,7 +202,7 @@ def run_preset(name: str, cfg, out: Path, figure_dir: Path | None, progress: boo
 def reproduce(out_dir: Path, full: bool) -> list[str]:
     """Main-job step: every preset into ``out_dir/sim``; markdown lines for REPORT.md."""
     sim_dir = Path(out_dir) / "sim"
-    lines = ["Synthetic capability continuum (issue 3). Results: `sim/<preset>/results.csv` + "
+    lines = ["Synthetic capability continuum. Results: `sim/<preset>/results.csv` + "
              "`config.json`; figures are pure functions of those files (`figures/sim_*.py`).", "",
              "How to read: *theory mode* is the paper's linearised setting (identity Gram, "
              "gradient flow on each context's logits); *learning mode* trains one softmax "

@@ -1,4 +1,4 @@
-"""Issue 3's qualitative claims on pinned seeds, at the presets' settings (ends of the dial only).
+"""The simulator's qualitative claims on pinned seeds, at the presets' settings (ends of the dial only).
 
 Each test asserts what the simulator robustly shows; where that differs from the paper the test says
 so (and the report prints the same verdict). Runs in well under a minute on 2 cores.
