@@ -90,13 +90,24 @@ def _run_cli(argv):
     return code, out.getvalue(), err.getvalue()
 
 
+def _describe_and_compile(spec):
+    """`probsft describe SPEC --json`, and whether f's log-space form kept its expm1 rewrite."""
+    from sympy.codegen.cfunctions import expm1
+
+    from probsft.theory.expr import compile_in_logp
+
+    code, out, _ = _run_cli(["describe", spec, "--json"])
+    return code, out, compile_in_logp(probsft.objective(spec).f_expr).expr.has(expm1)
+
+
 @pytest.mark.parametrize("spec", ["alpha(10000)", "alpha(-10000)", "(1-p**9999)/9999",
-                                  "focal(1000)", "expr:-(p**100)**100", "alpha(1000.5)"])
+                                  "focal(1000)", "alpha(1000.5)"])
 def test_large_exponents_are_described_numerically(spec):
-    result = _within_guard(_run_cli, ["describe", spec, "--json"])
+    result = _within_guard(_describe_and_compile, spec)
     assert result != DID_NOT_FINISH
-    code, out, _ = result
+    code, out, stable = result
     assert code == 0 and json.loads(out)["peak_exact"] is None   # numeric: no closed form tried
+    assert stable     # 1 - p^a as -expm1(a log p), rewritten without sympy's factor()
 
 
 def _confident_batch():
@@ -125,3 +136,40 @@ def test_large_alpha_loss_matches_float64_reference(a):
     assert 0 < a * -logp.max().item() and ref.item() < 0.99 / a     # p^a is far from 0 and 1
     assert loss == pytest.approx(ref.item(), rel=1e-12)
     np.testing.assert_allclose(grad, logits.grad.numpy(), rtol=1e-10, atol=1e-16)
+
+
+@pytest.mark.parametrize("command", [["weights", "nll", "alpha(1e308)", "--out", "OUT"],
+                                     ["describe", "GeneralFamily-1e9"],
+                                     ["finetune", "--model", "OUT", "--data", "OUT/d.jsonl",
+                                      "--objective=alpha(1e9)", "--output", "OUT/run"]])
+def test_commands_refuse_huge_alpha_before_any_work(command, tmp_path):
+    result = _within_guard(_run_cli, [a.replace("OUT", str(tmp_path)) for a in command])
+    assert result != DID_NOT_FINISH
+    code, _, err = result
+    assert code == 2 and err.startswith(f"probsft {command[0]}: error:") and "Traceback" not in err
+    first = err.splitlines()[0]
+    assert "α must lie in" in first or "α has more than" in first
+    assert not list(tmp_path.iterdir())
+
+
+def test_tractable_bounds_size_and_degree():
+    assert tractable(probsft.objective("focal(2)").f_expr)
+    assert not tractable(probsft.objective("alpha(10000)").f_expr)          # degree 10000
+    assert not tractable(probsft.objective("-p**(1/7)-p**(1/11)-p**(1/13)").f_expr)  # in p^(1/1001)
+
+
+def _sleep_then_answer(seconds):
+    time.sleep(seconds)
+    return "answered"
+
+
+def _allocate(size):
+    return len(bytearray(size))
+
+
+def test_bounded_returns_its_default_past_the_time_or_memory_limit():
+    assert bounded(_sleep_then_answer, 0, default="late") == "answered"
+    assert bounded(_sleep_then_answer, 60, default="late", limit=0.2) == "late"
+    assert bounded(_allocate, 1 << 20, default="capped") == 1 << 20
+    assert bounded(_allocate, 2 << 30, default="capped") == "capped"   # past the 1 GiB cap
+    assert bounded(math.sqrt, -1, default="failed") == "failed"         # an error in the child
