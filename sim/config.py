@@ -10,7 +10,7 @@ A sweep is the grid  objectives x prior_strengths x noise_rates x seeds, run eit
 Configs reject bad values at construction, load strictly from JSON (an unknown key is a ConfigError)
 and are saved next to every result they produce (``config.json``).
 
-    cfg = SimConfig.from_json(path);  cfg.save(out_dir / "config.json")
+    cfg = probsft.config.load_config(SimConfig, path);  cfg.save(out_dir / "config.json")
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 from probsft.config import config_from_dict, config_to_dict
-from probsft.errors import ConfigError, UserError
+from probsft.errors import ConfigError
 from probsft.files import atomic_write as write_atomic
 
 MODES = ("theory", "learning")
@@ -148,17 +148,6 @@ class SimConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "SimConfig":
         return config_from_dict(cls, data)
-
-    @classmethod
-    def from_json(cls, path) -> "SimConfig":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise UserError(f"config file {path} does not exist") from None
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path} is not valid JSON: {err}") from None
-        return cls.from_dict(data)
 
     def save(self, path) -> None:
         """Write the config as JSON atomically (tmp file, then rename)."""

@@ -8,20 +8,51 @@ Compilation walks the same kind of tree once per call, so one sympy expression s
 and torch tensors alike (``Piecewise`` becomes ``where``). Losses are evaluated as functions of
 ell = log p rather than p, after sympy's C99 rewrites (exp(x) - 1 -> expm1(x), log(1 + x) ->
 log1p(x)), which keeps (1 - p^alpha)/alpha accurate as alpha -> 0 and -log p finite as p -> 0.
+
+Every symbolic step is bounded. Numbers are read with at most ``MAX_DIGITS`` digits and exponents
+are at most ``MAX_EXPONENT`` in size, so no number grows without bound. Steps whose cost grows with
+the expression (``simplify``, factoring inside the C99 rewrites, ``solve``) run only on a
+:func:`tractable` expression: at most ``MAX_NODES`` tree nodes and polynomial degree at most
+``MAX_DEGREE`` (p**10000 would make sympy build a dense polynomial of that degree). ``simplify``
+and ``solve`` also run in a forked child with a time limit and a memory cap (:func:`bounded`);
+otherwise the unsimplified expression, the factor-free rewrite, or the numeric path answers.
 """
 
 from __future__ import annotations
 
 import ast
+import decimal
 import functools
 import math
+import os
+import pickle
+import re
+import select
+import signal
+import time
+from fractions import Fraction
 
 import numpy as np
 import sympy
 from sympy.codegen.cfunctions import expm1, log1p
-from sympy.codegen.rewriting import optimize, optims_c99
+from sympy.codegen.rewriting import FuncMinusOneOptim, ReplaceOptim, optimize, optims_c99
 
 from probsft.errors import SpecError
+
+MAX_DIGITS = 100
+"""A number in a spec has at most this many digits (1e308 and 1e-300 are refused)."""
+MAX_EXPONENT = 10_000
+"""|exponent| of a power, and |alpha| of the alpha family, is at most this."""
+MAX_DEPTH = 40
+"""A user-written f(p) nests calls, powers and brackets at most this deep."""
+MAX_NODES = 120
+"""simplify / factor / solve run only on expressions with at most this many tree nodes ..."""
+MAX_DEGREE = 64
+"""... and at most this polynomial degree (see :func:`degree`)."""
+TIME_LIMIT_S = 5.0
+"""Seconds a forked symbolic step (:func:`bounded`) may run before its fallback answers."""
+MEMORY_LIMIT_BYTES = 1 << 30
+"""Address space a forked symbolic step may add to its parent's."""
 
 p = sympy.Symbol("p", positive=True)
 """The target-token probability; every f(p) is an expression in this symbol."""
@@ -41,13 +72,48 @@ _BINOPS = {
 }
 
 
-def number(text: str) -> sympy.Rational:
-    """Parse a decimal or fraction (``0.2``, ``1/3``, ``1e-3``) into an exact Rational."""
-    try:
-        value = sympy.Rational(text.strip())
-    except (TypeError, ValueError, SyntaxError):
-        raise SpecError(f"{text!r} is not a number") from None
-    return value
+def clip(text, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters (and its length said), for messages."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def shown(text, limit: int = 60) -> str:
+    """``repr(text)`` cut to ``limit`` characters (and its length said), for messages."""
+    text = str(text)
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+_DECIMAL = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _decimal_digits(text: str) -> int:
+    """Digits of the exact numerator plus denominator of a decimal, without building it."""
+    if len(text) > 2 * MAX_DIGITS:
+        return len(text)
+    digits, exponent = decimal.Decimal(text).as_tuple()[1:]
+    return len(digits) + abs(exponent)
+
+
+def number(text: str, name: str | None = None) -> sympy.Rational:
+    """Parse a decimal or fraction (``0.2``, ``1/3``, ``1e-3``) into an exact Rational.
+
+    ``name`` (e.g. ``"α"``) names the parameter in the error; NaN, infinities and numbers of more
+    than ``MAX_DIGITS`` digits are refused before any big integer is built.
+    """
+    text = str(text).strip()
+    parts = text.split("/")
+    if len(parts) > 2 or not all(_DECIMAL.fullmatch(part) for part in parts) \
+            or (len(parts) == 2 and not parts[1].isdigit()):
+        if name:
+            raise SpecError(f"{name} must be a finite number (a decimal or fraction such as 0.5 or "
+                            f"1/3), got {shown(text)}")
+        raise SpecError(f"{shown(text)} is not a finite number")
+    if sum(_decimal_digits(part) for part in parts) > MAX_DIGITS:
+        raise SpecError(f"{name or 'a number'} has more than {MAX_DIGITS} digits: {shown(text)}")
+    if len(parts) == 2 and int(parts[1]) == 0:
+        raise SpecError(f"{name or 'a number'} divides by zero: {shown(text)}")
+    return sympy.Rational(parts[0]) / (int(parts[1]) if len(parts) == 2 else 1)
 
 
 def parse_f(text: str) -> sympy.Expr:
@@ -58,17 +124,34 @@ def parse_f(text: str) -> sympy.Expr:
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as err:
-        raise SpecError(f"cannot read expression {text!r}: {err.msg}") from None
+        raise SpecError(f"cannot read expression {shown(text)}: {err.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise SpecError(f"expression {shown(text)} is nested too deeply or too long") from None
+    if _depth(tree.body) > MAX_DEPTH:
+        raise SpecError(f"expression {shown(text)} is nested too deeply (at most {MAX_DEPTH} levels)")
     try:
         return sympy.sympify(_walk(tree.body))
     except RecursionError:
-        raise SpecError(f"expression {text!r} is nested too deeply") from None
+        raise SpecError(f"expression {shown(text)} is nested too deeply") from None
+
+
+def _depth(tree) -> int:
+    """Nesting depth of a syntax tree, without recursion (a chain a+b+c+... counts as one level)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        for child in ast.iter_child_nodes(node):
+            same_chain = isinstance(node, ast.BinOp) and isinstance(child, ast.BinOp) \
+                and type(child.op) is type(node.op) and child is node.left
+            stack.append((child, depth if same_chain else depth + 1))
+    return deepest
 
 
 def _walk(node):
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
             and not isinstance(node.value, bool):
-        return number(repr(node.value)) if isinstance(node.value, float) else sympy.Integer(node.value)
+        return number(repr(node.value))
     if isinstance(node, ast.Name):
         if node.id == "p":
             return p
@@ -76,22 +159,166 @@ def _walk(node):
             return sympy.E
         if node.id == "pi":
             return sympy.pi
-        raise SpecError(f"unknown name {node.id!r}: an expression may use only the variable p")
+        raise SpecError(f"unknown name {shown(node.id)}: an expression may use only the variable p")
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         inner = _walk(node.operand)
         return -inner if isinstance(node.op, ast.USub) else inner
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         left, right = _walk(node.left), _walk(node.right)
-        if type(node.op) in (ast.Pow, ast.BitXor) and right.is_number and abs(float(right)) > 1e4:
-            raise SpecError("exponent too large (|exponent| must be <= 1e4)")
+        if type(node.op) in (ast.Pow, ast.BitXor):
+            _check_power(left, right)
         return _BINOPS[type(node.op)](left, right)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
         fn = _FUNCTIONS.get(node.func.id)
         if fn is None:
-            raise SpecError(f"unknown function {node.func.id!r}; allowed: {', '.join(sorted(_FUNCTIONS))}")
+            raise SpecError(f"unknown function {shown(node.func.id)}; allowed: {', '.join(sorted(_FUNCTIONS))}")
         return fn(*[_walk(a) for a in node.args])
     raise SpecError(f"unsupported syntax {ast.dump(node)[:60]!r}: use numbers, p, + - * / ** and "
                     f"the functions {', '.join(sorted(_FUNCTIONS))}")
+
+
+def _check_power(base, exponent) -> None:
+    """Refuse a power whose exponent, or whose value as an exact number, would be too large."""
+    if not exponent.is_number:
+        return
+    if not exponent.is_real or abs(float(exponent)) > MAX_EXPONENT:
+        raise SpecError(f"exponent too large (|exponent| must be <= {MAX_EXPONENT})")
+    if base.is_Rational and base not in (0, 1, -1):
+        size = math.log10(abs(int(base.p))) + math.log10(int(base.q))
+        if abs(float(exponent)) * size > MAX_DIGITS:
+            raise SpecError(f"number too large: a power has more than {MAX_DIGITS} digits")
+
+
+# ---------------------------------------------------------------------------------------------
+# bounds on symbolic work
+
+
+def _lcm_of_denominators(expr) -> int:
+    lcm = 1
+    for node in sympy.preorder_traversal(expr):
+        if node.is_Pow and node.exp.is_Rational:
+            lcm = math.lcm(lcm, int(node.exp.q))
+    return lcm
+
+
+def _units(expr) -> Fraction:
+    """Degree of expr in units of its variable: x**(3/2) counts 3/2, a function call its argument."""
+    if expr.is_Symbol:
+        return Fraction(1)
+    if expr.is_number:
+        return Fraction(0)
+    if expr.is_Add or isinstance(expr, (sympy.Piecewise, sympy.Min, sympy.Max)):
+        return max((_units(a) for a in expr.args), default=Fraction(0))
+    if expr.is_Mul:
+        return sum((_units(a) for a in expr.args), Fraction(0))
+    if expr.is_Pow:
+        base, exponent = expr.args
+        if exponent.is_Rational:
+            return _units(base) * abs(Fraction(int(exponent.p), int(exponent.q)))
+        return _units(base) + _units(exponent) + 1
+    return max((_units(a) for a in expr.args), default=Fraction(0)) or Fraction(1)
+
+
+def degree(expr) -> float:
+    """An estimate of the degree of the polynomial sympy builds to factor or solve ``expr``.
+
+    p**a counts |a| times the common denominator of the exponents (p**(1/2) + p**(1/3) is a
+    polynomial of degree 3 in p**(1/6)); sums take the maximum, products the sum.
+    """
+    return float(_units(expr) * _lcm_of_denominators(expr))
+
+
+def tractable(*exprs) -> bool:
+    """True when simplify / factor / solve may be tried on every expression (size and degree)."""
+    for expr in exprs:
+        nodes = 0
+        for _ in sympy.preorder_traversal(expr):
+            nodes += 1
+            if nodes > MAX_NODES:
+                return False
+        if degree(expr) > MAX_DEGREE:
+            return False
+    return True
+
+
+def _cap_memory() -> None:
+    """Cap this (forked) process's address space at its current size + MEMORY_LIMIT_BYTES."""
+    try:
+        import resource
+
+        with open("/proc/self/statm") as fh:
+            current = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        cap = current + MEMORY_LIMIT_BYTES
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (ImportError, OSError, ValueError):
+        pass  # no /proc or no RLIMIT_AS: the time limit still bounds the child
+
+
+def bounded(fn, *args, default=None, limit: float = TIME_LIMIT_S):
+    """``fn(*args)`` in a forked child limited to ``limit`` seconds and MEMORY_LIMIT_BYTES more
+    memory; ``default`` when it fails, runs over, or the platform cannot fork. The result must
+    pickle (sympy expressions do)."""
+    if not hasattr(os, "fork"):
+        return default
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return default
+    if pid == 0:  # the child: compute, send, and leave without running the parent's exit hooks
+        status = 1
+        try:
+            os.close(read_fd)
+            _cap_memory()
+            data = pickle.dumps(fn(*args))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_fd, view):]
+            status = 0
+        except BaseException:  # noqa: BLE001 - any failure means: use the default
+            pass
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    chunks, done = [], False
+    deadline = time.monotonic() + limit
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_fd], [], [], left)[0]:
+                break
+            chunk = os.read(read_fd, 1 << 16)
+            if not chunk:
+                done = True
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        if not done:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _, status = os.waitpid(pid, 0)
+    if not done or status != 0:
+        return default
+    try:
+        return pickle.loads(b"".join(chunks))
+    except Exception:  # noqa: BLE001
+        return default
+
+
+@functools.lru_cache(maxsize=1024)
+def simplified(expr: sympy.Expr) -> sympy.Expr:
+    """``sympy.simplify(expr)`` when :func:`tractable` and done within TIME_LIMIT_S; else expr."""
+    if not tractable(expr):
+        return expr
+    return bounded(sympy.simplify, expr, default=expr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,13 +436,33 @@ def compile_in_p(expr: sympy.Expr) -> Compiled:
     return Compiled(expr, p)
 
 
+class _FuncMinusOneAsIs(FuncMinusOneOptim):
+    """exp(x) - 1 -> expm1(x) on the expression as written, without sympy's factor() attempt."""
+
+    def __call__(self, expr):
+        return ReplaceOptim.__call__(self, expr)
+
+
+_U = sympy.Wild("u")
+_C99_WITHOUT_FACTOR = (
+    _FuncMinusOneAsIs(sympy.exp, expm1),
+    ReplaceOptim(lambda e: isinstance(e, sympy.log),
+                 lambda e: sympy.expand_log(e, force=True).replace(sympy.log(_U + 1), log1p(_U))),
+)
+
+
 @functools.lru_cache(maxsize=1024)
 def compile_in_logp(expr: sympy.Expr) -> Compiled:
-    """Compile an expression in p as a numerically stable function of ell = log p."""
+    """Compile an expression in p as a numerically stable function of ell = log p.
+
+    The C99 rewrites factor their input first; that step runs only on a :func:`tractable`
+    expression (the choice depends on the expression alone, so a loss is the same on every run).
+    """
+    optims = optims_c99 if tractable(expr) else _C99_WITHOUT_FACTOR
     in_ell = sympy.powsimp(expr.subs(p, sympy.exp(ell)), force=True)
     in_ell = sympy.expand_log(in_ell, force=True)
     try:
-        in_ell = optimize(in_ell, optims_c99)
+        in_ell = optimize(in_ell, optims)
     except Exception:  # noqa: BLE001 - rewriting is an optimisation only
         pass
     return Compiled(in_ell, ell)

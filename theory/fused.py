@@ -13,7 +13,7 @@ counted token = label != ignore_index and p in I (threshold on the current p, no
 Gradient (Lemma 3.1): for one token, dL/dz = s_f(p) (q - e_y), q = softmax(z), so with the chunk's
 logit gradient G [C, V] = coef * (q - e_y):  dL/dhidden = G W,  dL/dW = G^T hidden,  dL/db = sum_rows G.
 
-Design (the choice the brief asks for):
+Design:
   * reduction "mean"/"sum" (the training case): gradients are computed *in the forward pass* for the
     unnormalised sum (coef = s_f(p)·1{counted}); the Function returns the sum and the normalisation is
     ordinary autograd outside it, so backward only scales the stored gradients by the incoming scalar.
@@ -48,8 +48,8 @@ import functools
 import torch
 
 from probsft.errors import SpecError, UserError
-from probsft.theory.losses import (REDUCTIONS, check_num_items, finite_flags, flat_labels,
-                                   raise_if_not_finite, token_terms)
+from probsft.theory.losses import (IGNORE_INDEX, REDUCTIONS, check_num_items, finite_flags,
+                                   flat_labels, raise_if_not_finite, reduce_tokens, token_terms)
 from probsft.theory.spec import parse
 
 IMPLS = ("eager", "compile")
@@ -58,7 +58,7 @@ _AUTO_ELEMENTS = 1 << 25          # C·V for chunk_size=None: a 128 MiB float32 
 _VOCAB_SLICE = 16384              # rows of dW per bf16 product on CPU (bounds the temporary)
 
 
-def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, ignore_index=-100,
+def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, ignore_index=IGNORE_INDEX,
                       reduction="mean", num_items_in_batch=None, chunk_size=None, impl="eager",
                       schedule="auto", vocab_chunk_size=None):
     """Loss of ``objective`` on logits ``hidden @ lm_head_weight.T + bias`` without materialising them.
@@ -120,11 +120,7 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
                                                schedule)
     if per_token:
         return out.reshape(labels.shape)
-    if num_items_in_batch is not None:
-        return out / num_items_in_batch
-    if reduction == "sum":
-        return out
-    return out / max(int(counted.sum()), 1)
+    return reduce_tokens(out, counted, reduction, num_items_in_batch)   # out: the sum already
 
 
 class _FusedLinearObjective(torch.autograd.Function):

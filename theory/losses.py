@@ -27,11 +27,12 @@ import torch
 from scipy.special import logsumexp
 
 from probsft.errors import NonFiniteLogitsError, UserError
+from probsft.theory.objective import IGNORE_INDEX
 
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def shift_for_causal_lm(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100):
+def shift_for_causal_lm(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX):
     """Align causal-LM logits [B, T, V] with next-token labels [B, T]: returns ([B, T-1, V], [B, T-1])."""
     return logits[..., :-1, :], labels[..., 1:]
 
@@ -59,11 +60,15 @@ def check_num_items(num_items_in_batch) -> None:
                         "by zero; a negative count would turn training into gradient ascent)")
 
 
-def _reduce(per_token, counted, reduction, num_items_in_batch):
+def reduce_tokens(values, counted, reduction, num_items_in_batch=None):
+    """The one reduction of per-token losses (module docstring), for torch and numpy alike.
+
+    ``values``: per-token f(p)·1{counted}, or already their sum (a scalar); ``counted``: the mask.
+    """
     check_num_items(num_items_in_batch)
     if reduction == "none":
-        return per_token
-    total = per_token.sum()
+        return values
+    total = values.sum()
     if reduction == "sum" and num_items_in_batch is None:
         return total
     if num_items_in_batch is not None:
@@ -146,7 +151,7 @@ def _indicator(obj, logp):
     return obj.interval.indicator(torch.exp(logp))
 
 
-def flat_labels(labels: torch.Tensor, V: int, ignore_index: int = -100):
+def flat_labels(labels: torch.Tensor, V: int, ignore_index: int = IGNORE_INDEX):
     """(valid [N], safe [N]) of labels flattened: the trained mask, and labels with ignored
     positions set to 0 so they can index. Raises UserError for a label outside [0, V)."""
     flat = labels.reshape(-1)
@@ -156,7 +161,7 @@ def flat_labels(labels: torch.Tensor, V: int, ignore_index: int = -100):
     return valid, torch.where(valid, flat, torch.zeros_like(flat))
 
 
-def token_values(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100):
+def token_values(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX):
     """Per-token f(p)·1{counted} [...] and the counted mask [...], differentiable in logits."""
     _check_args(logits.shape, labels.shape, "none")
     V = logits.shape[-1]
@@ -166,14 +171,14 @@ def token_values(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: 
     return values.reshape(labels.shape), counted.reshape(labels.shape)
 
 
-def objective_loss(obj, logits, labels, ignore_index=-100, reduction="mean", num_items_in_batch=None):
+def objective_loss(obj, logits, labels, ignore_index=IGNORE_INDEX, reduction="mean", num_items_in_batch=None):
     """Loss of objective ``obj`` on torch logits [..., V] and labels [...] (see module docstring)."""
     _check_args(logits.shape, labels.shape, reduction)
     values, counted = token_values(obj, logits, labels, ignore_index)
-    return _reduce(values, counted, reduction, num_items_in_batch)
+    return reduce_tokens(values, counted, reduction, num_items_in_batch)
 
 
-def objective_loss_numpy(obj, logits, labels, ignore_index=-100, reduction="mean",
+def objective_loss_numpy(obj, logits, labels, ignore_index=IGNORE_INDEX, reduction="mean",
                          num_items_in_batch=None):
     """float64 numpy reference of :func:`objective_loss` (value only)."""
     logits = np.asarray(logits, dtype=np.float64)
@@ -188,15 +193,10 @@ def objective_loss_numpy(obj, logits, labels, ignore_index=-100, reduction="mean
     logp = np.minimum(np.where(valid, logp, 0.0), np.log1p(-np.finfo(np.float64).eps))
     counted = valid if obj.interval is None else valid & obj.interval.indicator(np.exp(logp))
     values = np.where(counted, obj.f_of_logp(logp), 0.0)
-    if reduction == "none":
-        return values
-    total = values.sum()
-    if num_items_in_batch is not None:
-        return total / num_items_in_batch
-    return total if reduction == "sum" else total / max(int(counted.sum()), 1)
+    return reduce_tokens(values, counted, reduction, num_items_in_batch)
 
 
-def counted_tokens(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> int:
+def counted_tokens(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> int:
     """How many tokens the objective counts (not ignored, and inside the threshold) — no gradient."""
     with torch.no_grad():
         V = logits.shape[-1]

@@ -23,7 +23,10 @@ import numpy as np
 import sympy
 
 from probsft.errors import SpecError
-from probsft.theory.expr import compile_in_logp, p
+from probsft.theory.expr import compile_in_logp, p, simplified
+
+IGNORE_INDEX = -100
+"""Label of a position no loss trains on (prompt, padding): the Hugging Face convention."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +128,9 @@ def fmt_number(x) -> str:
         return format((decimal.Decimal(int(x.p)) / decimal.Decimal(int(x.q))).normalize(), "f")
 
 
+_THRESHOLD_MARK = "·1{"      # label of f·1{p in I}: "<label of f>·1{<interval>}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Objective:
     """One probability-based objective f(p), possibly thresholded.
@@ -149,32 +155,38 @@ class Objective:
     # ----- symbolic ------------------------------------------------------------------------
     @property
     def s_expr(self) -> sympy.Expr:
-        """s_f(p) = -f'(p) p of the *unthresholded* objective (Lemma 3.1)."""
+        """s_f(p) = -f'(p) p of the *unthresholded* objective (Lemma 3.1), simplified when sympy
+        can do so within its bounds (probsft.theory.expr.simplified)."""
         if self.s_override is not None:
             return self.s_override
-        return sympy.simplify(-sympy.diff(self.f_expr, p) * p)
+        return simplified(-sympy.diff(self.f_expr, p) * p)
 
     @property
     def W_expr(self) -> sympy.Expr:
         """W_f(p) = s_f(p) (1 - p) of the unthresholded objective (Lemma 3.1)."""
-        return sympy.simplify(self.s_expr * (1 - p))
+        return simplified(self.s_expr * (1 - p))
+
+    def thresholded(self, interval: Interval) -> "Objective":
+        """f(p)·1{p in I} (Eq. 4) of this unthresholded objective; spec ``BASE@I``."""
+        if self.interval is not None:
+            raise SpecError(f"{self.spec} already carries a threshold")
+        return dataclasses.replace(self, spec=f"{self.spec}@{interval}",
+                                   label=f"{self.label}{_THRESHOLD_MARK}{interval.pretty()}}}",
+                                   interval=interval)
 
     @property
     def base(self) -> "Objective":
-        """The same objective without its threshold."""
+        """The same objective without its threshold (the inverse of :meth:`thresholded`)."""
         if self.interval is None:
             return self
-        from probsft.theory.spec import parse  # the canonical spec of the base lives in spec.py
-
-        return parse(self.spec.split("@", 1)[0])
+        return dataclasses.replace(self, spec=self.spec.split("@", 1)[0],
+                                   label=self.label.rsplit(_THRESHOLD_MARK, 1)[0], interval=None)
 
     def with_quantiles(self, base_probs) -> "Objective":
         """Resolve Q_pct thresholds against base-model target probabilities (paper §5 ablation)."""
         if self.interval is None or not self.interval.has_quantile:
             return self
-        from probsft.theory.spec import parse
-
-        return parse(f"{self.spec.split('@', 1)[0]}@{self.interval.resolve(base_probs)}")
+        return self.base.thresholded(self.interval.resolve(base_probs))
 
     # ----- numeric, in p (numpy) ------------------------------------------------------------
     def _mask(self, x):
@@ -196,7 +208,7 @@ class Objective:
         return self.s(prob) * (1.0 - prob)
 
     # ----- numeric losses ---------------------------------------------------------------------
-    def loss(self, logits, labels, ignore_index: int = -100, reduction: str = "mean",
+    def loss(self, logits, labels, ignore_index: int = IGNORE_INDEX, reduction: str = "mean",
              num_items_in_batch=None):
         """Torch loss from logits [..., V] and aligned labels [...]; see probsft.theory.losses."""
         from probsft.theory.losses import objective_loss
@@ -204,7 +216,7 @@ class Objective:
         return objective_loss(self, logits, labels, ignore_index=ignore_index, reduction=reduction,
                               num_items_in_batch=num_items_in_batch)
 
-    def loss_numpy(self, logits, labels, ignore_index: int = -100, reduction: str = "mean",
+    def loss_numpy(self, logits, labels, ignore_index: int = IGNORE_INDEX, reduction: str = "mean",
                    num_items_in_batch=None):
         """The same loss on numpy arrays (float64 reference)."""
         from probsft.theory.losses import objective_loss_numpy

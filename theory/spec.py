@@ -30,7 +30,7 @@ import numpy as np
 import sympy
 
 from probsft.errors import SpecError
-from probsft.theory.expr import compile_in_p, number, p, parse_f
+from probsft.theory.expr import MAX_EXPONENT, clip, compile_in_p, number, p, parse_f, shown
 from probsft.theory.objective import Interval, Objective, Quantile, fmt_number
 
 GRAMMAR = """valid objective specs:
@@ -52,7 +52,7 @@ class Family:
     """One registry entry: how a named family builds f(p) from its parameters."""
 
     name: str
-    params: tuple[str, ...]
+    params: tuple[str, ...]        # parameter names as the paper writes them (α, γ, δ)
     build: Callable[..., Objective]
     doc: str
     defaults: tuple = ()
@@ -72,6 +72,8 @@ def _plain_p() -> Objective:
 
 
 def _alpha(a) -> Objective:
+    if abs(a) > MAX_EXPONENT:
+        raise SpecError(f"α must lie in [-{MAX_EXPONENT}, {MAX_EXPONENT}], got {clip(fmt_number(a), 20)}")
     if a == 0:
         return _nll()  # lim_{a->0} (1 - p^a)/a = -log p
     if a == 1:
@@ -86,15 +88,15 @@ def _dft() -> Objective:
 
 
 def _focal(gamma) -> Objective:
-    if gamma < 0:
-        raise SpecError(f"focal(G) needs G >= 0, got {fmt_number(gamma)}")
+    if not 0 <= gamma <= MAX_EXPONENT:
+        raise SpecError(f"focal: γ must lie in [0, {MAX_EXPONENT}], got {clip(fmt_number(gamma), 20)}")
     return Objective(f"focal({fmt_number(gamma)})", f"focal γ={_label_number(gamma)}",
                      -(1 - p) ** gamma * sympy.log(p), family="focal")
 
 
 def _huber(delta) -> Objective:
     if not 0 < delta <= 1:
-        raise SpecError(f"huber(D) needs D in (0, 1], got {fmt_number(delta)}")
+        raise SpecError(f"huber: δ must lie in (0, 1], got {clip(fmt_number(delta), 20)}")
     e = 1 - p
     f = sympy.Piecewise((e ** 2 / 2, e <= delta), (delta * (e - delta / 2), True))
     return Objective(f"huber({fmt_number(delta)})", f"Huber δ={_label_number(delta)}", f,
@@ -109,10 +111,10 @@ FAMILIES: dict[str, Family] = {
     fam.name: fam for fam in [
         Family("nll", (), _nll, "negative log-likelihood, f = -log p (standard SFT)"),
         Family("p", (), _plain_p, "f = 1 - p ('-p'): maximises expected per-token accuracy"),
-        Family("alpha", ("A",), _alpha, "f = (1 - p^A)/A (Eq. 3); convex A<=1, concave A>=1"),
+        Family("alpha", ("α",), _alpha, "f = (1 - p^A)/A (Eq. 3); convex A<=1, concave A>=1"),
         Family("dft", (), _dft, "DFT, f = -sg(p) log p; same logit gradient as 1 - p"),
-        Family("focal", ("G",), _focal, "focal loss -(1-p)^G log p (App. F.2)", (2,)),
-        Family("huber", ("D",), _huber, "Huber loss on e = 1 - p with threshold D (App. F.2)"),
+        Family("focal", ("γ",), _focal, "focal loss -(1-p)^G log p (App. F.2)", (2,)),
+        Family("huber", ("δ",), _huber, "Huber loss on e = 1 - p with threshold D (App. F.2)"),
         Family("log(1-p)", (), _log1mp, "f = log(1 - p): extremely prior-leaning"),
     ]
 }
@@ -128,11 +130,14 @@ AUTHOR_THRESHOLD_KEYS: dict[str, tuple[str, str]] = {
     "onlytoplogp": ("nll", ">="), "onlybottomlogp": ("nll", "<="),
 }
 
+MAX_SPEC_CHARS = 1000
+"""A longer spec is refused before it is parsed."""
+
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?:/\d+)?"
-_CALL = re.compile(rf"^([a-z]+)\(({_NUM}(?:,{_NUM})*)?\)$")
+_CALL = re.compile(r"^([a-z]+)\(([^()]*)\)$")       # a family's arguments are checked by number()
 _POWER = re.compile(rf"^-p(?:\^|\*\*)\(?({_NUM})\)?$")
-_ALPHA_EQ = re.compile(rf"^alpha[=:]({_NUM})$")
-_AUTHOR = re.compile(rf"^(generalfamily|onlytopp|onlybottomp|onlytoplogp|onlybottomlogp)-({_NUM})$")
+_ALPHA_EQ = re.compile(r"^alpha[=:](.+)$")
+_AUTHOR = re.compile(r"^(generalfamily|onlytopp|onlybottomp|onlytoplogp|onlybottomlogp)-(.+)$")
 
 
 def parse(spec) -> Objective:
@@ -142,9 +147,14 @@ def parse(spec) -> Objective:
     if not isinstance(spec, str):
         raise SpecError(f"an objective spec must be a string, got {type(spec).__name__}\n{GRAMMAR}")
     try:
-        return _parse_cached(spec)
+        if len(spec) > MAX_SPEC_CHARS:
+            raise SpecError(f"too long ({len(spec)} characters; at most {MAX_SPEC_CHARS})")
+        try:
+            return _parse_cached(spec)
+        except RecursionError:
+            raise SpecError("nested too deeply") from None
     except SpecError as err:
-        raise SpecError(f"bad objective spec {spec!r}: {err}\n{GRAMMAR}") from None
+        raise SpecError(f"bad objective spec {shown(spec)}: {err}\n{GRAMMAR}") from None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -158,15 +168,13 @@ def _parse_cached(spec: str) -> Objective:
     author = _AUTHOR.match(base_text.lower())
     if author and author.group(1) != "generalfamily":
         if cond_text:
-            raise SpecError(f"{base_text} already carries a threshold")
+            raise SpecError(f"{shown(base_text)} already carries a threshold")
         base_spec, op = AUTHOR_THRESHOLD_KEYS[author.group(1)]
-        base_text, cond_text = base_spec, f"p{op}{author.group(2)}"
+        base_text, cond_text = base_spec, f"p{op}{fmt_number(number(author.group(2), 'q'))}"
     base = _parse_base(base_text)
     if not cond_text:
         return base
-    interval = parse_condition(cond_text)
-    return dataclasses.replace(base, spec=f"{base.spec}@{interval}",
-                               label=f"{base.label}·1{{{interval.pretty()}}}", interval=interval)
+    return base.thresholded(parse_condition(cond_text))
 
 
 def _parse_base(text: str) -> Objective:
@@ -178,14 +186,18 @@ def _parse_base(text: str) -> Objective:
         return FAMILIES[name].build()
     m = _POWER.match(low) or _ALPHA_EQ.match(low)
     if m:
-        return _alpha(number(m.group(1)))
+        return _alpha(number(m.group(1), "α"))
     m = _AUTHOR.match(low)
     if m:  # GeneralFamily-a (the other author keys were handled with their threshold)
-        return _alpha(number(m.group(2)))
+        return _alpha(number(m.group(2), "α"))
     m = _CALL.match(low)
     if m and m.group(1) in FAMILIES:
         fam = FAMILIES[m.group(1)]
-        args = [number(a) for a in m.group(2).split(",")] if m.group(2) else list(fam.defaults)
+        texts = m.group(2).split(",") if m.group(2) else []
+        if texts and len(texts) != len(fam.params):
+            raise SpecError(f"{fam.name} takes {len(fam.params)} parameter(s) "
+                            f"({', '.join(fam.params) or 'none'}), got {len(texts)}")
+        args = [number(t, n) for t, n in zip(texts, fam.params)] if texts else list(fam.defaults)
         if len(args) != len(fam.params):
             raise SpecError(f"{fam.name} takes {len(fam.params)} parameter(s) "
                             f"({', '.join(fam.params) or 'none'}), got {len(args)}")
@@ -203,8 +215,8 @@ _COND_BRACKET = re.compile(r"^([\[(])(.+),(.+)([\])])$")
 
 def _bound(text: str):
     if text[:1] in "qQ":
-        return Quantile(number(text[1:]))
-    return number(text)
+        return Quantile(number(text[1:], "a quantile"))
+    return number(text, "a threshold")
 
 
 def parse_condition(text: str) -> Interval:
@@ -225,7 +237,7 @@ def parse_condition(text: str) -> Interval:
     m = _COND_BRACKET.match(text)
     if m:
         return Interval(_bound(m.group(2)), _bound(m.group(3)), m.group(1) == "[", m.group(4) == "]")
-    raise SpecError(f"cannot read threshold condition {text!r}")
+    raise SpecError(f"cannot read threshold condition {shown(text)}")
 
 
 # A dense grid, denser near both ends, on which user-written f(p) must be finite and non-increasing.
@@ -240,18 +252,19 @@ def expression_objective(text: str) -> Objective:
         raise SpecError("an expression may use only the variable p")
     if p not in f.free_symbols:
         raise SpecError("f(p) is constant: it gives no gradient")
+    f_text = clip(sympy.sstr(f))
     fprime = sympy.diff(f, p)
     with np.errstate(all="ignore"):
         vals = compile_in_p(f)(_CHECK_GRID)
         slope = compile_in_p(fprime)(_CHECK_GRID)
     if np.iscomplexobj(vals) or not np.all(np.isfinite(vals)):
-        raise SpecError(f"f(p) = {f} is not finite and real on all of (0, 1)")
+        raise SpecError(f"f(p) = {f_text} is not finite and real on all of (0, 1)")
     if np.iscomplexobj(slope) or not np.all(np.isfinite(slope)):
-        raise SpecError(f"f(p) = {f} is not differentiable on all of (0, 1)")
+        raise SpecError(f"f(p) = {f_text} is not differentiable on all of (0, 1)")
     scale = max(1.0, float(np.max(np.abs(slope))))
     if np.any(slope > 1e-9 * scale):
         bad = float(_CHECK_GRID[np.argmax(slope)])
-        raise SpecError(f"f(p) = {f} must be non-increasing on (0, 1); f'({bad:.3g}) > 0")
+        raise SpecError(f"f(p) = {f_text} must be non-increasing on (0, 1); f'({bad:.3g}) > 0")
     return Objective(f"expr:{sympy.sstr(f)}", f"f={sympy.sstr(f)}", f, family="expr")
 
 

@@ -16,8 +16,9 @@ Integrals are taken piecewise between the interval's endpoints and tau, so the j
 threshold is exact (NLL·1{p >= 0.2}: mass above 1/2 = 0.125/0.32 = 0.390625).
 
 ``derive(obj)`` returns a frozen :class:`Derivation`. Sympy is asked for a closed-form argmax and the
-sign of f'' (f' = -s_f/p, so DFT's effective f is that of 1 - p) in a forked process with a time
-limit, so a user expression can never hang; a dense numeric grid answers otherwise. Thresholds
+sign of f'' (f' = -s_f/p, so DFT's effective f is that of 1 - p) only for a tractable expression and
+in a forked process with a time and memory limit (probsft.theory.expr.bounded), so a user expression
+can never hang; a dense numeric grid answers otherwise. Thresholds
 f·1{p in I} restrict the peak search and convexity to I. Run
 ``python -m probsft.theory.symbolic SPEC...`` to print a table.
 """
@@ -25,16 +26,13 @@ f·1{p in I} restrict the peak search and convexity to I. Run
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import sys
 
 import numpy as np
 import sympy
-from probsft.theory.expr import compile_in_p, p
+from probsft.theory.expr import TIME_LIMIT_S, bounded, compile_in_p, p, simplified, tractable
 from probsft.theory.objective import Objective, fmt_number
 from probsft.theory.spec import parse
-
-TIME_LIMIT_S = 3.0
 _EDGE = 1e-7          # a numeric peak closer than this to 0 or 1 is reported as p -> 0 / p -> 1
 _GRID = np.unique(np.concatenate([np.logspace(-12, np.log10(0.5), 1500),
                                   1 - np.logspace(-12, np.log10(0.5), 1500),
@@ -77,7 +75,7 @@ class Derivation:
 
 
 # ---------------------------------------------------------------------------------------------
-# sympy with a time limit
+# sympy within bounds
 
 
 def _sympy_facts(W, fpp, lo, hi):
@@ -102,33 +100,10 @@ def _sympy_facts(W, fpp, lo, hi):
     return roots, sign
 
 
-def _worker(conn, args):
-    try:
-        conn.send(_sympy_facts(*args))
-    except Exception:  # noqa: BLE001
-        conn.send((None, None))
-    conn.close()
-
-
 def _timed_facts(W, fpp, lo, hi, limit=TIME_LIMIT_S):
-    if W.has(sympy.Piecewise) or fpp.has(sympy.Piecewise):
+    if W.has(sympy.Piecewise) or fpp.has(sympy.Piecewise) or not tractable(W, fpp):
         return None, None
-    ctx = multiprocessing.get_context("fork") if sys.platform != "win32" else None
-    if ctx is None:
-        return None, None
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(child, (W, fpp, lo, hi)), daemon=True)
-    proc.start()
-    child.close()
-    facts = (None, None)
-    if parent.poll(limit):
-        try:
-            facts = parent.recv()
-        except EOFError:
-            pass
-    proc.terminate()
-    proc.join(1)
-    return facts
+    return bounded(_sympy_facts, W, fpp, lo, hi, default=(None, None), limit=limit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +263,7 @@ def derive(obj, tau: float = 0.5, time_limit: float = TIME_LIMIT_S) -> Derivatio
         raise UserError(f"tau must lie in (0, 1), got {tau}")
     s, W = obj.s_expr, obj.W_expr
     lo, hi = _interval_bounds(obj)
-    fpp = sympy.simplify(sympy.diff(-s / p, p))
+    fpp = simplified(sympy.diff(-s / p, p))
     roots, sign = _timed_facts(W, fpp, lo, hi, time_limit)
     peak, exact, kind, peak_w = _peak(obj, lo, hi, roots)
     convexity, by = (sign, "sympy") if sign and obj.interval is None else (

@@ -32,9 +32,7 @@ import torch
 import torch.distributed as dist
 
 import probsft
-from probsft.theory.losses import shift_for_causal_lm, token_values
-
-IGNORE_INDEX = -100
+from probsft.theory.losses import IGNORE_INDEX, shift_for_causal_lm, token_values
 
 
 @dataclasses.dataclass(frozen=True)

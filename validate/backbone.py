@@ -33,6 +33,7 @@ from probsft.config import config_from_dict
 from probsft.errors import ConfigError
 from probsft.files import atomic_write
 from probsft.paths import MODELS
+from probsft.theory.objective import IGNORE_INDEX
 
 SHIPPED = MODELS / "backbone"
 
@@ -128,7 +129,7 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
         T = max(map(len, seqs))
         ids = torch.tensor([s + [tok.pad_token_id] * (T - len(s)) for s in seqs],
                            device=device)                                  # [B, T]
-        labels = ids.masked_fill(ids == tok.pad_token_id, -100)
+        labels = ids.masked_fill(ids == tok.pad_token_id, IGNORE_INDEX)
         loss = model(input_ids=ids, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

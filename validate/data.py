@@ -36,8 +36,7 @@ from pathlib import Path
 import torch
 
 from probsft.errors import ConfigError, UserError
-
-IGNORE_INDEX = -100
+from probsft.theory.objective import IGNORE_INDEX
 
 
 class SFTExamples(list):

@@ -33,9 +33,7 @@ from __future__ import annotations
 import torch
 
 import probsft
-from probsft.theory.losses import shift_for_causal_lm
-
-IGNORE_INDEX = -100
+from probsft.theory.losses import IGNORE_INDEX, reduce_tokens, shift_for_causal_lm, token_terms
 
 
 def causal_lm_loss(obj, logits, labels, num_items_in_batch=None):
@@ -66,10 +64,7 @@ def logprob_token_values(obj, logp, mask):
     every objective (DFT's stop-gradient weight included). Returns (values, counted), shape of logp.
     """
     with torch.no_grad():
-        counted = mask if obj.interval is None else mask & obj.interval.indicator(logp.exp())
-        safe = torch.where(counted, logp, torch.zeros_like(logp))
-        f = torch.where(counted, obj.f_of_logp(safe), torch.zeros_like(logp))
-        s = torch.where(counted, obj.s_of_logp(safe), torch.zeros_like(logp))
+        counted, f, s = token_terms(obj, logp, mask)          # the loss path's own f, s and mask
     return f - s * (logp - logp.detach()), counted
 
 
@@ -93,8 +88,7 @@ def objective_sft_trainer(spec, fused_lm_head: bool = False):
                 outputs = model(**inputs, labels=labels, use_cache=False, fused_lm_head=True)
                 values, counted = logprob_token_values(self.objective, outputs.log_probs.float(),
                                                        outputs.label_mask.bool())
-                denom = counted.sum() if num_items_in_batch is None else num_items_in_batch
-                loss = values.sum() / torch.as_tensor(denom).clamp(min=1)
+                loss = reduce_tokens(values, counted, "mean", num_items_in_batch)
             else:
                 outputs = model(**inputs, use_cache=False)
                 loss = causal_lm_loss(self.objective, outputs.logits, labels, num_items_in_batch)

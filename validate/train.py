@@ -53,36 +53,50 @@ from probsft.validate.data import collate, read_jsonl, tokenize_sft
 from probsft.validate.loading import load_model_and_tokenizer
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _field(default, help: str, **metadata):
+    """A config field with its command-line help (probsft.config.add_config_flags)."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
     """One fine-tune; rejects bad values at construction, loads strictly with ``store.load_config``."""
 
-    model: str                        # hub name or local path (a label when a model is passed in)
-    data: str | None = None           # SFT JSONL (prompt/response or messages); None: pass examples
-    objective: str = "nll"            # any probsft spec
-    output: str | None = None         # results folder; None writes nothing (in-process use)
-    max_steps: int | None = None      # None: `epochs` passes over the data
-    epochs: int = 1
-    lr: float = 5e-5
-    batch_size: int = 4               # micro-batch per rank
-    grad_accum: int = 1               # micro-batches per rank per optimizer step
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.95)
-    max_grad_norm: float = 1.0        # <= 0 disables clipping (the norm is still logged)
-    seed: int = 0
-    max_length: int = 1024
-    bf16: bool | None = None          # None: autocast bf16 exactly when running on CUDA
-    fused: bool = False               # probsft.fused_linear_loss on the last hidden states
-    gradient_checkpointing: bool = False   # recompute activations in backward (authors: on)
-    save_model: bool = True
-    log_every: int = 10
-    checkpoint_every: int = 0         # 0: no checkpoints
-    resume: bool = True               # continue from <output>/checkpoint.pt when present
-    device: str = "auto"              # auto | cpu | cuda
-    overwrite: bool = False           # replace a run of another config already in `output`
-    data_sha256: str | None = None    # content hash of `data`, recorded in config.json; when set,
-                                      # the data file must still have it
+    model: str = _field(dataclasses.MISSING, "hub name or local path of an AutoModelForCausalLM (a label when a "
+                              "model is passed in)")
+    data: str | None = _field(None, "SFT JSONL (prompt/response or messages); None: pass examples")
+    objective: str = _field("nll", "objective spec, e.g. nll, -p, 'nll@p>=0.2', 'alpha(10)' (write "
+                                   "--objective=-p for a spec starting with '-')")
+    output: str | None = _field(None, "output folder (model, metrics, config, checkpoints); None "
+                                      "writes nothing (in-process use)")
+    max_steps: int | None = _field(None, "optimizer steps (default: `epochs` passes over the data)")
+    epochs: int = _field(1, "passes over the data when max_steps is not set")
+    lr: float = _field(5e-5, "peak learning rate (AdamW, cosine schedule)")
+    batch_size: int = _field(4, "micro-batch per rank")
+    grad_accum: int = _field(1, "micro-batches per rank per optimizer step")
+    warmup_ratio: float = _field(0.1, "share of the steps spent warming up the learning rate")
+    weight_decay: float = _field(0.01, "AdamW weight decay")
+    betas: tuple[float, float] = _field((0.9, 0.95), "AdamW betas")
+    max_grad_norm: float = _field(1.0, "gradient clipping norm; <= 0 disables clipping (the norm "
+                                       "is still logged)")
+    seed: int = _field(0, "seed of data order and initial RNG state")
+    max_length: int = _field(1024, "tokens per example (longer ones are cut)")
+    bf16: bool | None = _field(None, "autocast bf16 (default: exactly when running on CUDA)")
+    fused: bool = _field(False, "chunked linear+f(p) loss: never materialise the logits")
+    gradient_checkpointing: bool = _field(False, "recompute activations in the backward pass "
+                                                 "(saves memory; the authors' setting)")
+    save_model: bool = _field(True, "save the fine-tuned model into <output>/model")
+    log_every: int = _field(10, "steps between metric lines")
+    checkpoint_every: int = _field(0, "steps between checkpoints (0: none)")
+    resume: bool = _field(True, "continue from <output>/checkpoint.pt when present")
+    device: str = _field("auto", "where to train", choices=DEVICES)
+    overwrite: bool = _field(False, "replace a run of another config already in --output (else "
+                                    "refused)")
+    data_sha256: str | None = _field(None, "content hash of `data`, recorded in config.json; when "
+                                           "set, the data file must still have it")
 
     def __post_init__(self):
         probsft.objective(self.objective)                    # SpecError on a bad spec
@@ -100,15 +114,18 @@ class FinetuneConfig:
             raise ConfigError("weight_decay must be >= 0 and betas two numbers in [0, 1)")
         if self.checkpoint_every < 0:
             raise ConfigError("checkpoint_every must be >= 0")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.data_sha256 is not None and (not isinstance(self.data_sha256, str)
                                              or len(self.data_sha256) != 64):
             raise ConfigError(f"data_sha256 must be 64 hex digits or null, got {self.data_sha256!r}")
 
 
-def _device(cfg) -> torch.device:
-    if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda`` (this rank's GPU, from LOCAL_RANK)."""
+    if name not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise ConfigError("device=cuda but no CUDA GPU is available")
@@ -271,7 +288,7 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
     from transformers import get_cosine_schedule_with_warmup
 
     start_time = time.perf_counter()
-    device = _device(cfg)
+    device = pick_device(cfg.device)
     rank, world = _init_distributed(device)
     out = Path(cfg.output) if cfg.output else None
     main = rank == 0 and out is not None
@@ -388,19 +405,3 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
         if ckpt.exists():
             ckpt.unlink()                         # finished: the checkpoint is no longer needed
     return metrics
-
-
-def config_from_args(args) -> FinetuneConfig:
-    """A FinetuneConfig from CLI args: ``--config JSON`` first, explicit flags override it."""
-    base = store.config_to_dict(store.load_config(FinetuneConfig, args.config)) if args.config else {}
-    flags = {k: v for k, v in vars(args).items()
-             if k in {f.name for f in dataclasses.fields(FinetuneConfig)} and v is not None}
-    if "data" in flags:                 # --data names another file: drop the hash of the old one
-        base.pop("data_sha256", None)
-    merged = {**base, **flags}
-    missing = [k for k in ("model", "data") if k not in merged]
-    if missing:
-        raise ConfigError(f"finetune needs --{' and --'.join(missing)} (or a --config that sets them)")
-    return store.config_from_dict(FinetuneConfig, merged)
-
-

@@ -25,25 +25,28 @@ def add_parser(sub):
 
 
 def uniform_prior_vs_nll(obj, V: int) -> dict:
-    """E* = (V-1)/V against NLL under q = 1/V, and who wins below it (paper notes §2.4)."""
+    """The noise-rate crossover against NLL under q = 1/V (probsft.theory.risk.noise_crossing);
+    in closed form E* = (V-1)/V (paper notes §2.4)."""
     import numpy as np
+
+    import probsft
+    from probsft.theory.risk import noise_crossing
 
     if V < 2:
         raise UserError(f"--vocab must be >= 2, got {V}")
-    e_star = (V - 1) / V
-    s = float(obj.s(np.array([1.0 / V]))[0])       # NLL has s = 1
+    with np.errstate(all="ignore"):
+        s = float(obj.s(np.array([1.0 / V]))[0])       # NLL has s = 1
+    out = {"V": V, "e_star": None, "e_star_formula": "(V - 1)/V", "s_f_at_1_over_V": s,
+           "winner_below": None, "winner_above": None}
     if not np.isfinite(s):
-        text = f"s_f(1/V) is not finite numerically for V={V}; no uniform-prior statement"
-        below = above = None
-    elif abs(s - 1.0) < 1e-12:
-        text = f"under a uniform prior (V={V}) {obj.spec} and nll reduce risk equally fast"
-        below = above = None
-    else:
-        below, above = ("nll", obj.spec) if s < 1 else (obj.spec, "nll")
-        text = (f"under a uniform prior over V={V} tokens, {below} reduces risk faster for "
-                f"E < (V-1)/V = {e_star:.6g} and {above} for E > {e_star:.6g} (s_f(1/V) = {s:.4g})")
-    return {"V": V, "e_star": e_star, "e_star_formula": "(V - 1)/V", "s_f_at_1_over_V": s,
-            "winner_below": below, "winner_above": above, "statement": text}
+        return {**out, "statement": f"s_f(1/V) is not finite numerically for V={V}; "
+                                    "no uniform-prior statement"}
+    crossing = noise_crossing(probsft.objective("nll"), obj, np.full((1, V), 1.0 / V), np.array([0]))
+    e_star = crossing.e_star if np.isfinite(crossing.e_star) else None
+    return {**out, "e_star": e_star, "winner_below": crossing.winner_below,
+            "winner_above": crossing.winner_above,
+            "statement": f"under a uniform prior over V={V} tokens, {crossing.statement()} "
+                         f"(s_f(1/V) = {s:.4g})"}
 
 
 def run(args) -> int:

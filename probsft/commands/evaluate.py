@@ -13,6 +13,8 @@ from probsft.commands import positive_int, probability, temperature
 
 
 def add_parser(sub):
+    from probsft.validate.train import DEVICES
+
     p = sub.add_parser("evaluate", help="exact match / Jaro-Winkler / avg@k and training likelihood")
     p.add_argument("--model", required=True, help="hub name or local path")
     p.add_argument("--data", required=True, help="held-out JSONL (prompt/response or messages)")
@@ -28,7 +30,7 @@ def add_parser(sub):
     p.add_argument("--max-length", type=positive_int, default=1024)
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--out", help="folder for results.json and per_sample.csv")
     p.set_defaults(func=run)
 
@@ -51,16 +53,15 @@ def run(args) -> int:
 
 
 def _run(args, temp, records, train_records) -> int:
-    import torch
-
     from probsft.validate.data import tokenize_sft
     from probsft.validate.evaluate import evaluate
     from probsft.validate.loading import load_model_and_tokenizer
     from probsft.validate.store import atomic_write_csv, atomic_write_json
+    from probsft.validate.train import pick_device
 
+    device = pick_device(args.device)                 # a missing GPU fails before the model loads
     model, tokenizer = load_model_and_tokenizer(args.model)
-    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    model.to("cuda" if cuda else "cpu")
+    model.to(device)
     train = None
     if train_records is not None:
         train = tokenize_sft(train_records, tokenizer, args.max_length)

@@ -11,6 +11,8 @@ from probsft.commands import positive_int
 
 
 def add_parser(sub):
+    from probsft.validate.train import DEVICES
+
     p = sub.add_parser("probe", help="where a (model, SFT data) pair sits on the capability continuum")
     p.add_argument("--model", required=True, help="hub name or local path of a causal LM")
     p.add_argument("--data", required=True, help="SFT JSONL (prompt/response or messages)")
@@ -18,27 +20,26 @@ def add_parser(sub):
                    help="print the result as JSON (or write it to PATH, atomically)")
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--max-length", type=positive_int, default=1024)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--placement", default="all", choices=["all", "answer"],
                    help="place by every response token (Eq. 5, default) or by those other than eos")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import torch
-
     from probsft.files import output_file
     from probsft.validate.data import read_jsonl
     from probsft.validate.loading import load_model_and_tokenizer
     from probsft.validate.probe import format_table, probe
     from probsft.validate.store import atomic_write_json
+    from probsft.validate.train import pick_device
 
     if args.json and args.json != "-":
         output_file(args.json, "--json")             # before the work, not after it
     records = read_jsonl(args.data)                  # a bad line fails before the model loads
+    device = pick_device(args.device)                # a missing GPU fails before the model loads
     model, tokenizer = load_model_and_tokenizer(args.model)
-    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    model.to("cuda" if cuda else "cpu")
+    model.to(device)
     stats = probe(model, tokenizer, records, batch_size=args.batch_size, max_length=args.max_length,
                   placement=args.placement)
     stats = {"model": args.model, "data": args.data, **stats}

@@ -12,23 +12,14 @@ which go into the --out folder itself; rerunning the same command resumes.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from probsft.errors import UserError
 
-# flag -> (config field, type); each overrides a --config file's value
-OVERRIDES = {
-    "mode": ("mode", str), "objectives": ("objectives", str), "seeds": ("seeds", int),
-    "prior_strengths": ("prior_strengths", float), "noise_rates": ("noise_rates", float),
-    "vocab_size": ("vocab_size", int), "contexts": ("contexts", int), "steps": ("steps", int),
-    "lr": ("lr", float), "optimizer": ("optimizer", str), "easy_frac": ("easy_frac", float),
-    "uninformative_frac": ("uninformative_frac", float), "noise_kind": ("noise_kind", str),
-}
-LISTS = {"objectives", "seeds", "prior_strengths", "noise_rates"}
-
 
 def add_parser(sub):
+    from probsft.config import add_config_flags
+    from probsft.sim.config import SimConfig
     from probsft.sim.experiments import EXPERIMENTS, SCALES
 
     p = sub.add_parser("simulate", help="synthetic capability-continuum simulator")
@@ -38,17 +29,16 @@ def add_parser(sub):
     p.add_argument("--scale", choices=SCALES, default="default", help="experiment size")
     p.add_argument("--no-figure", action="store_true", help="save results only")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
-    for flag, (_, typ) in OVERRIDES.items():
-        p.add_argument("--" + flag.replace("_", "-"), type=typ,
-                       nargs="+" if flag in LISTS else None,
-                       help=f"override config field {flag} (with --config)")
+    add_config_flags(p.add_argument_group("SimConfig fields (each overrides the --config file's "
+                                          "value)"), SimConfig)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from probsft.config import flag_values, load_config
     from probsft.reproduce.sim import run_experiment
-    from probsft.sim.config import SimConfig
     from probsft.files import locked_output
+    from probsft.sim.config import SimConfig
     from probsft.sim.experiments import EXPERIMENTS, run_config
 
     if args.list:
@@ -57,14 +47,13 @@ def run(args) -> int:
         return 0
     if (args.preset is None) == (args.config is None):
         raise UserError("give exactly one of --preset NAME or --config FILE (see --list)")
-    changes = {field: getattr(args, flag) for flag, (field, _) in OVERRIDES.items()
-               if getattr(args, flag) is not None}
+    changes = flag_values(SimConfig, args)
     out = Path(args.out) if args.out else Path("runs") / "sim" / (args.preset or "custom")
     figures = None if args.no_figure else out
     if args.preset and changes:
         raise UserError(f"flags {sorted(changes)} override a --config file; to change a "
                         "preset, save its config.json and pass it with --config")
-    cfg = None if args.preset else SimConfig.from_dict(_load_json(args.config))
+    cfg = None if args.preset else load_config(SimConfig, args.config)
     with locked_output(out, "--out"):
         if args.preset:
             lines = run_experiment(EXPERIMENTS[args.preset], args.scale, out, figures)
@@ -94,11 +83,3 @@ def run_experiment_custom(cfg, out: Path, figures) -> list[str]:
         lines += [f"E={E:g}, seed-mean {metric}:", *seed_mean_table(rows, metric, E), ""]
     return lines + verdict_table(crossover_verdicts(out))
 
-
-def _load_json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"config file {path} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON: {err}") from None

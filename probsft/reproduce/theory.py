@@ -16,9 +16,9 @@ from probsft.theory.tables import FIG3, save_curves, save_table
 
 def render(specs, out_dir, normalise: bool = True, stem: str = "weights", tau: float = 0.5) -> list[Path]:
     """Save curves + table for ``specs``, then draw the plot from the saved files; returns paths."""
+    specs = [parse(s).spec for s in specs]        # validates every spec before writing anything
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    specs = [parse(s).spec for s in specs]        # validates every spec before writing anything
     derivations = table(specs, tau)
     curves = out_dir / f"{stem}_curves.csv"
     save_curves(specs, curves)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from probsft.config import load_config
 from probsft.errors import ConfigError, SpecError
 from probsft.sim.config import SimConfig
 from probsft.sim.escape import EscapeConfig
@@ -31,15 +32,15 @@ def test_bad_objective_spec_is_a_spec_error():
 def test_json_round_trip_and_strict_keys(tmp_path):
     cfg = SimConfig(mode="theory", objectives=("nll", "-p^10", "nll@p<=Q10"), seeds=(3, 4))
     cfg.save(tmp_path / "c.json")
-    assert SimConfig.from_json(tmp_path / "c.json") == cfg
+    assert load_config(SimConfig, tmp_path / "c.json") == cfg
     data = json.loads((tmp_path / "c.json").read_text())
     data["learning_rate"] = 0.1
     (tmp_path / "bad.json").write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="learning_rate"):
-        SimConfig.from_json(tmp_path / "bad.json")
+        load_config(SimConfig, tmp_path / "bad.json")
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ConfigError):
-        SimConfig.from_json(tmp_path / "broken.json")
+        load_config(SimConfig, tmp_path / "broken.json")
     with pytest.raises(ConfigError):
         cfg.replace(stepz=3)
 

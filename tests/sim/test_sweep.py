@@ -5,6 +5,7 @@ import json
 import pytest
 
 from probsft.cli import main
+from probsft.config import load_config
 from probsft.errors import ConfigError
 from probsft.sim import sweep
 from probsft.sim.config import SimConfig
@@ -18,7 +19,7 @@ CFG = SimConfig(mode="learning", objectives=("nll", "p", "nll@p>=0.2"), prior_st
 def test_sweep_saves_config_and_rows_deterministically(tmp_path):
     rows = run_sweep(CFG, tmp_path / "a", progress=False)
     assert len(rows) == 3 * 2 * 2 * 2
-    assert SimConfig.from_json(tmp_path / "a" / "config.json") == CFG
+    assert load_config(SimConfig, tmp_path / "a" / "config.json") == CFG
     again = run_sweep(CFG, tmp_path / "b", progress=False)
     assert read_rows(tmp_path / "a" / "results.csv") == read_rows(tmp_path / "b" / "results.csv")
     assert rows == again

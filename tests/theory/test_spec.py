@@ -58,3 +58,17 @@ def test_quantile_thresholds_resolve_against_supplied_probabilities():
 def test_bad_specs(bad):
     with pytest.raises(SpecError):
         probsft.objective(bad)
+
+
+def test_objective_module_does_not_import_the_spec_grammar():
+    import ast
+    import inspect
+
+    from probsft.theory import objective
+
+    tree = ast.parse(inspect.getsource(objective))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not any(m and m.endswith("spec") for m in imported)
+    obj = probsft.objective("alpha(5)@p>=Q90")
+    assert obj.base == probsft.objective("alpha(5)")
+    assert obj.with_quantiles(np.linspace(0, 1, 11)) == probsft.objective("alpha(5)@p>=0.9")

@@ -77,3 +77,20 @@ def test_trl_sft_trainer_subclass(tmp_path, tok, spec, fused):
     assert trl_ids == sorted(tuple(e["input_ids"]) for e in ours)
     trainer.train()
     _assert_same(capture.grads, _ours(make_model(tok), tok, ours, spec))
+
+
+def test_fused_head_values_are_the_loss_paths_token_terms():
+    """TRL's fused-head path takes f, s_f and the mask from theory.losses.token_terms, so a target
+    with p rounding to 1 stays finite for log(1-p) exactly as in the logits path."""
+    from probsft.theory.losses import token_terms
+    from probsft.validate.hf import logprob_token_values
+
+    obj = probsft.objective("log(1-p)")
+    logp = torch.tensor([0.0, -1e-12, -0.5, -3.0], requires_grad=True)    # p = 1 rounds exactly
+    mask = torch.tensor([True, True, True, False])
+    values, counted = logprob_token_values(obj, logp, mask)
+    counted_ref, f, s = token_terms(obj, logp.detach(), mask)
+    assert torch.isfinite(values).all() and torch.equal(counted, counted_ref)
+    torch.testing.assert_close(values.detach(), f)
+    values.sum().backward()
+    torch.testing.assert_close(logp.grad, -s)

@@ -177,7 +177,7 @@ def test_a_second_run_into_a_busy_output_fails_at_once(tmp_path, tok, jsonl):
 
 def test_a_data_flag_drops_the_hash_a_config_recorded_for_another_file(tmp_path, jsonl):
     from probsft.cli import build_parser
-    from probsft.validate.train import config_from_args
+    from probsft.commands.finetune import config_of as config_from_args
 
     (tmp_path / "c.json").write_text(json.dumps({"model": "m", "data": "old.jsonl",
                                                  "data_sha256": "0" * 64}))
