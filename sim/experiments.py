@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
+from probsft.config import load_config
 from probsft.errors import UserError
 from probsft.sim import analysis
 from probsft.sim.config import SimConfig
@@ -87,7 +88,7 @@ def variants(folder: Path):
     out = []
     for cfg_path in sorted(Path(folder).glob("**/config.json")):
         if (cfg_path.parent / "results.csv").exists():
-            cfg = SimConfig.from_json(cfg_path)
+            cfg = load_config(SimConfig, cfg_path)
             name = cfg_path.parent.relative_to(folder).as_posix()
             out.append((name if name != "." else "", cfg_path.parent, cfg))
     return out

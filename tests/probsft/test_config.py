@@ -89,9 +89,10 @@ def test_load_config_says_what_is_wrong_with_the_file(tmp_path, text, message):
         load_config(_Cfg, path)
 
 
-@pytest.mark.parametrize("command, cls", [("finetune", "probsft.validate.train:FinetuneConfig"),
-                                          ("simulate", "probsft.sim.config:SimConfig")])
-def test_command_flags_cover_every_config_field(command, cls):
+@pytest.mark.parametrize("command, cls, internal", [
+    ("finetune", "probsft.validate.train:FinetuneConfig", {"data_sha256"}),   # recorded, not given
+    ("simulate", "probsft.sim.config:SimConfig", set())])
+def test_command_flags_cover_every_config_field(command, cls, internal):
     import importlib
 
     from probsft.cli import build_parser
@@ -101,4 +102,5 @@ def test_command_flags_cover_every_config_field(command, cls):
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
     dests = {a.dest: a for a in sub._actions}
     for f in dataclasses.fields(config):
-        assert f.name in dests and dests[f.name].help, f.name
+        if f.name not in internal:
+            assert f.name in dests and dests[f.name].help, f.name
