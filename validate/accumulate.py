@@ -48,6 +48,14 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def _is_fsdp(model) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:                                    # torch < 2.6
+        return False
+    return isinstance(model, FSDPModule)
+
+
 def _unwrap(model):
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
@@ -91,15 +99,19 @@ def accumulate_gradients(model, micro_batches, obj, fused: bool = False,
                          autocast=contextlib.nullcontext) -> StepStats:
     """Backward sum_m S_m over this rank's micro-batches, then scale grads to dL/dtheta (see module).
 
-    ``model`` may be wrapped in DistributedDataParallel (gradients are synchronised on the last
-    micro-batch only); an unwrapped model in an initialised process group has its gradients
-    all-reduced here. Gradients are expected to be zero/None on entry.
+    ``model`` may be wrapped in DistributedDataParallel or sharded with FSDP2's ``fully_shard``
+    (gradients are synchronised on the last micro-batch only, and averaged over ranks by either);
+    an unwrapped model in an initialised process group has its gradients all-reduced here.
+    Gradients are expected to be zero/None on entry.
     """
     is_ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    is_fsdp = _is_fsdp(model)
     total = counted = valid = None
     for i, batch in enumerate(micro_batches):
         last = i == len(micro_batches) - 1
         sync = model.no_sync() if is_ddp and not last else contextlib.nullcontext()
+        if is_fsdp:
+            model.set_requires_gradient_sync(last)
         with sync:
             with autocast():
                 s, c, v = micro_batch_sum(model, batch, obj, fused)
@@ -112,11 +124,11 @@ def accumulate_gradients(model, micro_batches, obj, fused: bool = False,
     if _distributed():
         world = dist.get_world_size()
         dist.all_reduce(stats)
-        if not is_ddp:                                                    # sum grads ourselves
+        if not (is_ddp or is_fsdp):                                       # sum grads ourselves
             for p in params:
                 dist.all_reduce(p.grad)
     n = max(int(stats[1].item()), 1)               # an all-masked batch: loss 0, zero gradient
-    scale = (world if is_ddp else 1) / n           # DDP already divided the summed grads by W
+    scale = (world if is_ddp or is_fsdp else 1) / n   # DDP/FSDP already averaged over W ranks
     for p in params:
         p.grad.mul_(scale)
     return StepStats(loss=float(stats[0]) / n, counted=int(stats[1]), valid=int(stats[2]))

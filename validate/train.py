@@ -17,7 +17,8 @@ optimizer, scheduler and RNG states restored from ``<output>/checkpoint.pt`` it 
 Output folder: ``config.json`` (saved first), ``metrics.jsonl`` (one line per logged step),
 ``metrics.csv`` (the same log, written at the end), ``metrics.json`` (final), ``checkpoint.pt`` (every ``checkpoint_every`` steps), ``model/``
 (``save_pretrained`` of model and tokenizer). Launch on several GPUs with
-``torchrun --nproc-per-node 8 -m probsft.cli finetune ...`` or ``accelerate launch``.
+``torchrun --nproc-per-node 8 -m probsft.cli finetune ...`` or ``accelerate launch`` (DDP), adding
+``--fsdp`` to shard parameters, gradients and optimizer state with torch's ``fully_shard``.
 
     >>> from probsft.validate.train import FinetuneConfig, finetune
     >>> finetune(FinetuneConfig(model="Qwen/Qwen2.5-Math-1.5B", data="math.jsonl", objective="-p",
@@ -67,6 +68,7 @@ class FinetuneConfig:
     max_length: int = 1024
     bf16: bool | None = None          # None: autocast bf16 exactly when running on CUDA
     fused: bool = False               # probsft.fused_linear_loss on the last hidden states
+    fsdp: bool = False                # several ranks: torch fully_shard (FSDP2) instead of DDP
     gradient_checkpointing: bool = False   # recompute activations in backward (authors: on)
     save_model: bool = True
     log_every: int = 10
@@ -92,6 +94,9 @@ class FinetuneConfig:
             raise ConfigError("checkpoint_every must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.fsdp and (self.fused or self.checkpoint_every):
+            raise ConfigError("fsdp: --fused (the LM head is sharded outside the forward) and "
+                              "checkpoint_every (sharded resume) are not supported yet")
 
 
 def _device(cfg) -> torch.device:
@@ -200,6 +205,8 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
                           "(batch_size x grad_accum x ranks)")
     total_steps = cfg.max_steps or cfg.epochs * (len(examples) // G)
     torch.manual_seed(cfg.seed)
+    if world > 1 and cfg.fsdp:
+        model = shard_model(model)                 # parameters become sharded DTensors
     # The fused CUDA AdamW (HF Trainer's default optimizer there); the CPU keeps the reference one.
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
                                   weight_decay=cfg.weight_decay, fused=device.type == "cuda")
@@ -217,7 +224,7 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
     elif main:
         store.atomic_write(out / "metrics.jsonl", b"")
     train_model = model
-    if world > 1:
+    if world > 1 and not cfg.fsdp:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     use_bf16 = device.type == "cuda" if cfg.bf16 is None else cfg.bf16
@@ -270,15 +277,35 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
                "objective": obj.spec, "data/examples": len(examples),
                "data/truncated": getattr(examples, "n_truncated", 0),
                "wall_s": time.perf_counter() - start_time}
+    full_state = None
+    if cfg.save_model and out is not None and cfg.fsdp and world > 1:   # every rank gathers
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full_state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
+                                                                          cpu_offload=True))
     if main:
         if cfg.save_model:
-            model.save_pretrained(out / "model")
+            model.save_pretrained(out / "model", state_dict=full_state)
             tokenizer.save_pretrained(out / "model")
         store.atomic_write_json(out / "metrics.json", metrics)
         store.atomic_write_csv(out / "metrics.csv", store.read_jsonl_records(out / "metrics.jsonl"))
         if ckpt.exists():
             ckpt.unlink()                         # finished: the checkpoint is no longer needed
     return metrics
+
+
+def shard_model(model):
+    """FSDP2: ``fully_shard`` each transformer block (the model's ``_no_split_modules`` classes),
+    then the root (embeddings, final norm, LM head). Gradients come out reduce-scattered and
+    averaged over ranks, as under DDP (probsft.validate.accumulate scales them alike)."""
+    from torch.distributed.fsdp import fully_shard
+
+    blocks = set(getattr(model, "_no_split_modules", None) or ())
+    for module in model.modules():
+        if type(module).__name__ in blocks:
+            fully_shard(module)
+    fully_shard(model)
+    return model
 
 
 def config_from_args(args) -> FinetuneConfig:

@@ -29,6 +29,9 @@ def add_parser(sub):
     p.add_argument("--no-bf16", dest="bf16", action="store_const", const=False)
     p.add_argument("--fused", action="store_const", const=True, default=None,
                    help="chunked linear+f(p) loss: never materialise the logits")
+    p.add_argument("--fsdp", action="store_const", const=True, default=None,
+                   help="under torchrun: shard parameters, gradients and optimizer state (torch "
+                        "fully_shard) instead of DDP")
     p.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_const",
                    const=True, help="recompute activations in the backward pass (saves memory)")
     p.add_argument("--no-save-model", dest="save_model", action="store_const", const=False)
