@@ -301,16 +301,16 @@ class _GradBuffers:
 def _vocab_pass(gW, h, W, b, y, lse, coef, impl, width, gemm):
     """dW[v0:v1] = G_s^T h for vocabulary slices s: one GEMM over all N tokens per slice, written
     into ``gW`` (W's dtype) directly; G_s = coef·(softmax - e_y) restricted to the slice's columns."""
-    N, V = h.shape[0], W.shape[0]
-    rows = torch.arange(N, device=h.device)
+    V = W.shape[0]
     slice_grad = _slice_math(impl)
     h = h.to(gemm)                                                      # once, not per slice
     for v0 in range(0, V, width):
         v1 = min(v0 + width, V)
         z = _logits(h, W[v0:v1], None if b is None else b[v0:v1], gemm)  # [N, S] float32+
         G = slice_grad(z, lse, coef)
-        inside = (y >= v0) & (y < v1)
-        G.index_put_((rows[inside], y[inside] - v0), -coef[inside], accumulate=True)
+        inside = (y >= v0) & (y < v1)                                 # no boolean indexing:
+        G.scatter_add_(1, (y - v0).clamp(0, v1 - v0 - 1)[:, None],       # no host sync
+                       torch.where(inside, -coef, torch.zeros_like(coef))[:, None])
         if gemm == W.dtype:
             torch.mm(G.to(W.dtype).t(), h, out=gW[v0:v1])             # [S, N] @ [N, H]
         else:

@@ -19,6 +19,7 @@ Masking and reductions, following the authors' trainer (paper notes §1.3):
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -100,13 +101,59 @@ def finite_flags(lse, valid, values, weight):
 
 def raise_if_not_finite(obj, flags):
     """Refuse silent NaNs, with one host sync: non-finite logits, or an f / s_f that overflows."""
-    logits_ok, objective_ok = flags.tolist()
-    if not logits_ok:
-        raise NonFiniteLogitsError("logits contain NaN or +inf at a counted position; "
-                                   "the loss would be NaN (check the model or the learning rate)")
-    if not objective_ok:
-        raise UserError(f"objective {obj.spec} gives a non-finite f(p) or s_f(p) at some token's "
-                        "probability; rewrite f(p) so it stays finite on (0, 1)")
+    require(flags[0], lambda: NonFiniteLogitsError(
+        "logits contain NaN or +inf at a counted position; the loss would be NaN (check the model "
+        "or the learning rate)"))
+    require(flags[1], lambda: UserError(
+        f"objective {obj.spec} gives a non-finite f(p) or s_f(p) at some token's probability; "
+        "rewrite f(p) so it stays finite on (0, 1)"))
+
+
+_PENDING: list | None = None        # inside deferred_checks(): the checks not yet read
+
+
+def require(ok: torch.Tensor, error):
+    """Raise ``error()`` unless the 0-dim bool tensor ``ok`` is true: at once (one host sync), or,
+    inside :func:`deferred_checks`, when the caller reads all pending checks in one go."""
+    if _PENDING is not None:
+        _PENDING.append((ok, error))
+    elif not bool(ok):
+        raise error()
+
+
+class PendingChecks:
+    """The checks collected by :func:`deferred_checks`: ``flag()`` is one 0-dim tensor, true when all
+    passed (read it together with other values, no extra sync); ``raise_failed()`` raises the first
+    failing one's error."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def flag(self, device=None) -> torch.Tensor:
+        if not self.items:
+            return torch.ones((), dtype=torch.bool, device=device)
+        return torch.stack([ok.to(device) for ok, _ in self.items]).all()
+
+    def raise_failed(self):
+        for ok, error in self.items:
+            if not bool(ok):
+                raise error()
+
+
+@contextlib.contextmanager
+def deferred_checks():
+    """Collect the loss's checks (finite logits/f/s_f, label range) without a host sync each; the
+    caller reads ``pending.flag()`` once (e.g. with the step's statistics) and calls
+    ``pending.raise_failed()`` when it is false, before using the gradients."""
+    global _PENDING
+    outer, _PENDING = _PENDING, []
+    pending = PendingChecks(_PENDING)
+    try:
+        yield pending
+    finally:
+        _PENDING = outer
+        if outer is not None:
+            outer.extend(pending.items)
 
 
 def _compute_dtype(logits):
@@ -125,9 +172,10 @@ def flat_labels(labels: torch.Tensor, V: int, ignore_index: int = -100):
     positions set to 0 so they can index. Raises UserError for a label outside [0, V)."""
     flat = labels.reshape(-1)
     valid = flat != ignore_index
-    if bool(((flat[valid] < 0) | (flat[valid] >= V)).any()):
-        raise UserError(f"labels must be in [0, {V}) or ignore_index={ignore_index}")
-    return valid, torch.where(valid, flat, torch.zeros_like(flat))
+    bad = valid & ((flat < 0) | (flat >= V))
+    require(~bad.any(), lambda: UserError(f"labels must be in [0, {V}) or "
+                                          f"ignore_index={ignore_index}"))
+    return valid, torch.where(valid & ~bad, flat, torch.zeros_like(flat))   # bad: deferred error
 
 
 def token_values(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100):

@@ -43,7 +43,8 @@ import torch.distributed as dist
 import probsft
 from probsft.errors import ConfigError, UserError
 from probsft.validate import store
-from probsft.validate.accumulate import accumulate_gradients
+from probsft.theory.losses import deferred_checks
+from probsft.validate.accumulate import accumulate_gradients_async, step_stats
 from probsft.validate.data import collate, read_jsonl, tokenize_sft
 
 
@@ -240,9 +241,17 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
     while step < total_steps:
         batches = [{k: v.to(device) for k, v in b.items()}
                    for b in micro_batches_for_step(examples, step, cfg, rank, world, pad_id)]
-        stats = accumulate_gradients(train_model, batches, obj, fused=cfg.fused, autocast=autocast)
+        with deferred_checks() as checks:        # the loss's checks, read with the step's stats
+            sums = accumulate_gradients_async(train_model, batches, obj, fused=cfg.fused,
+                                              autocast=autocast)
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm   # FSDP: a DTensor
+        values = torch.cat([sums, norm.double().reshape(1),                   # one host sync
+                            checks.flag(sums.device).double().reshape(1)]).tolist()
+        if not values[4]:
+            checks.raise_failed()
+        stats, grad_norm = step_stats(values), values[3]
         if math.isfinite(grad_norm):
             optimizer.step()
         else:                                    # the authors skip the update on a non-finite norm
