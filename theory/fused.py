@@ -29,6 +29,10 @@ Design (the choice the brief asks for):
                the weight's dtype: float32 accumulation inside the GEMM, one rounding, and no
                [V, H] accumulator at all. One GEMM more than "token".
       "auto"   "vocab" for bf16/fp16 weights on CPU (memory), "token" otherwise.
+  * gemm: "input" runs the GEMMs in the input dtype; "float32" upcasts bf16/fp16 operands slice by
+    slice (W in vocabulary slices of _VOCAB_SLICE rows, never a whole float32 copy) for CPUs without
+    bf16/fp16 GEMM units, where a bf16 GEMM is several times slower than a float32 one.
+  * impl/schedule/gemm "auto": the per-CPU, per-dtype rule of probsft.theory.fused_auto.
 Memory: a chunk holds ~2 float32 [C, V] (or [N, S]) buffers; chunk_size=None picks C with C·V ~ 2^25,
 vocabulary slices S with N·S ~ 2^25.
 Float32 for bf16/fp16 inputs: logits of a chunk are upcast; log-sum-exp, f, s and sums are float32.
