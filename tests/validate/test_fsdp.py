@@ -75,3 +75,26 @@ def test_fsdp_two_processes_match_one(tmp_path):
             assert counted == want_counted
             assert loss == pytest.approx(want_loss, rel=1e-4)
             assert norm == pytest.approx(want_norm, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_hf_trainer_under_fsdp_matches_one_process(tmp_path):
+    """HF Trainer + probsft's compute_loss_func, FSDP full_shard on 2 gloo processes (torchrun):
+    the same 2-step loss curve as one process with the same global batch of 8."""
+    import subprocess
+    import sys
+
+    from tests.validate.hf_fsdp_worker import curve
+
+    out = tmp_path / "curve.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "tests/validate/hf_fsdp_worker.py", str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    sharded = json.loads(out.read_text())
+    single = curve(per_device_batch=8, fsdp=False)
+    assert len(sharded) == len(single) == 2
+    assert sharded == pytest.approx(single, rel=1e-5)
