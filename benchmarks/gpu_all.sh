@@ -24,7 +24,7 @@ run() {  # name, seconds, command...
 RES=/tmp/gpu_results; mkdir -p $RES
 $PY -c "import importlib.util as u; print('cut_cross_entropy', bool(u.find_spec('cut_cross_entropy')), 'liger_kernel', bool(u.find_spec('liger_kernel')))" | tee -a "$OUT/gpu.txt"
 # the fused loss: ours (eager/compile, token/vocab), ours-cce (CCE per-token backend, every f),
-# naive, Liger, CCE; objectives nll, alpha(10), dft, -p@p>=0.1; N 8192 on the Qwen/Llama heads
+# naive, Liger, CCE; objectives nll and alpha(10); N 8192 on the Qwen/Llama heads
 run gpu_fused 170 $PY benchmarks/gpu_fused.py --out $RES/fused
 # runner vs HF Trainer tokens/s (after the host-sync removal: one host read per step)
 run gpu_finetune 100 $PY benchmarks/gpu_finetune.py --out $RES/finetune

@@ -136,7 +136,7 @@ def main():
     print(f"device={device} {torch.cuda.get_device_name() if device.type == 'cuda' else ''} "
           f"torch={torch.__version__} dtype={dtype}")
     for name, N, H, V, chunk in cases:
-        for spec in ("nll", "alpha(10)", "dft", "-p@p>=0.1"):
+        for spec in ("nll", "alpha(10)"):   # its naive reference has no thresholds or DFT stop-grad
             obj = probsft.objective(spec)
             try:
                 gen = torch.Generator(device="cpu").manual_seed(0)
