@@ -5,9 +5,12 @@ Methods (each case in a fresh subprocess):
   chunked  torchtune-style chunked CE: chunk the hidden states, upcast each logits chunk (autograd)
   cce      Apple cut-cross-entropy, impl="torch_compile" (its Triton kernel needs CUDA); NLL only
   trl      TRL's fused LM head (trl.kernels.chunked_logprob) -> per-token log p, then f(log p)
-  ours     probsft.fused_linear_loss, schedule="auto" (bf16 on CPU: "vocab", see theory/fused.py)
-  ours-token  probsft.fused_linear_loss, schedule="token" (one pass, float32 dW accumulator)
-  ours-compile  schedule="auto", impl="compile" (torch.compile of each chunk's elementwise work)
+  ours     probsft.fused_linear_loss with its defaults (impl/schedule/gemm "auto": the rule of
+           theory/fused_auto.py for this CPU and dtype)
+  ours-IMPL-SCHEDULE-GEMM[@C]  an explicit choice, e.g. ours-eager-vocab-input (bf16 GEMMs),
+           ours-compile-token-float32 (torch.compile, one pass, float32 GEMMs); @C: chunk_size C
+           tokens (default: about 2^25 / V); each part may be "auto"
+  ours-token, ours-compile  older names of ours-auto-token-auto and ours-compile-auto-auto
 Memory: peak RSS beyond the inputs and weights ("peak"), and the same less the weight gradient every
 method must return in the weight's dtype ("work" = the loss's working memory). The child resets
 the kernel's high-water mark (echo 5 > /proc/self/clear_refs) after a small warm-up run (which
@@ -15,6 +18,9 @@ triggers torch.compile), records VmRSS, runs --repeats full forwards+backwards, 
 return freed buffers to the OS so the base is not inflated by cached memory. The weight gradient
 produced by every method is included in "peak". Time: the best of --repeats forward+backward runs
 (wall clock); ratios are to "naive" of the same shape and objective, measured in the same run.
+
+The run first prints the CPU features probsft saw (theory/fused_auto.py: AVX2, AVX512, AVX512-BF16,
+AMX): bf16 GEMMs are fast only with AVX512-BF16/AMX, which decides the "auto" rule.
 
 Run:  python benchmarks/bench_fused.py            (Qwen2.5-0.5B head at N=4096, Llama-3.2-1B head at
                                                    N=8192; ~35 min on 2 cores, peak ~13 GB)
@@ -35,6 +41,7 @@ from pathlib import Path
 
 SHAPES = {"qwen2.5-0.5b": (896, 151_936), "llama-3.2-1b": (2048, 128_256)}
 METHODS = ("naive", "chunked", "cce", "trl", "ours", "ours-token", "ours-compile")
+ALIASES = {"ours-token": "ours-auto-token-auto", "ours-compile": "ours-compile-auto-auto"}
 
 
 def _status(key):
@@ -85,11 +92,16 @@ def _loss_fn(method, obj, chunk):
     else:
         from probsft.theory.fused import fused_linear_loss
 
-        schedule = "token" if method == "ours-token" else "auto"
-        impl = "compile" if method == "ours-compile" else "eager"
+        name, _, chunk_size = ALIASES.get(method, method).partition("@")
+        parts = name.split("-")[1:] or ["auto"] * 3
+        if len(parts) != 3:
+            raise SystemExit(f"method {method!r}: ours or ours-IMPL-SCHEDULE-GEMM[@C]")
+        impl, schedule, gemm = parts
+        chunk_size = int(chunk_size) if chunk_size else None
 
         def fn(h, W, y):
-            return fused_linear_loss(h, W, y, obj, schedule=schedule, impl=impl)
+            return fused_linear_loss(h, W, y, obj, schedule=schedule, impl=impl, gemm=gemm,
+                                     chunk_size=chunk_size)
     return fn
 
 
@@ -176,6 +188,13 @@ def main():
         ap.error(f"--sizes: SHAPE=N pairs with SHAPE in {list(SHAPES)} and N >= 1")
     if args.quick:
         sizes = {"qwen2.5-0.5b": 512, "llama-3.2-1b": 256}
+    import torch
+
+    from probsft.theory.fused_auto import cpu_features
+
+    feats = dict(cpu_features())
+    print("CPU:", feats.pop("model"), "|", ", ".join(f"{k}={v}" for k, v in feats.items()),
+          f"| torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     rows = []
     print(f"dtype={args.dtype}; peak = RSS high-water beyond inputs+weights (MiB), fwd+bwd; "
           f"work = peak less the weight gradient; time = best of {args.repeats}")
@@ -210,6 +229,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps({"rows": rows, "quick": args.quick, "dtype": args.dtype,
+                               "cpu": cpu_features(), "torch": torch.__version__,
                                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, indent=1))
     tmp.rename(out / "results.json")
     print(f"wrote {out / 'results.json'}")

@@ -22,8 +22,14 @@ run() {  # name, seconds, command...
   echo "=== $name exit ${PIPESTATUS[0]}"
 }
 RES=/tmp/gpu_results; mkdir -p $RES
+$PY -c "import importlib.util as u; print('cut_cross_entropy', bool(u.find_spec('cut_cross_entropy')), 'liger_kernel', bool(u.find_spec('liger_kernel')))" | tee -a "$OUT/gpu.txt"
+# the fused loss: ours (eager/compile, token/vocab), ours-cce (CCE per-token backend, every f),
+# naive, Liger, CCE; objectives nll and alpha(10); N 8192 on the Qwen/Llama heads
+run gpu_fused 170 $PY benchmarks/gpu_fused.py --out $RES/fused
+# runner vs HF Trainer tokens/s (after the host-sync removal: one host read per step)
 run gpu_finetune 100 $PY benchmarks/gpu_finetune.py --out $RES/finetune
-run gpu_fused 150 $PY benchmarks/gpu_fused.py --out $RES/fused
-run gpu_validate 270 $PY benchmarks/gpu_validate.py --out $RES/validate
+# host syncs per step (CPU profiler count; must print 0 for the runner on any machine)
+run profile_syncs 40 $PY benchmarks/profile_syncs.py --steps 4 --hf
+run gpu_validate 160 $PY benchmarks/gpu_validate.py --out $RES/validate
 # the results folders travel back as one archive (the device tool returns at most 8 files)
 tar -czf "$OUT/results.tar.gz" -C $RES .

@@ -43,6 +43,10 @@ def _methods(obj, chunk):
     # for no accumulator (theory/fused.py): not yet measured on a GPU
     yield "ours-compile-vocab", lambda h, W, y: fused_linear_loss(h, W, y, obj, chunk_size=chunk,
                                                                   impl="compile", schedule="vocab")
+    from probsft.theory import fused_cce
+
+    if fused_cce.available():        # cut-cross-entropy's per-token kernel, f(exp(-l)), any f
+        yield "ours-cce", lambda h, W, y: fused_linear_loss(h, W, y, obj, impl="cce")
     if obj.spec != "nll":
         return
     try:
@@ -132,7 +136,7 @@ def main():
     print(f"device={device} {torch.cuda.get_device_name() if device.type == 'cuda' else ''} "
           f"torch={torch.__version__} dtype={dtype}")
     for name, N, H, V, chunk in cases:
-        for spec in ("nll", "alpha(10)"):
+        for spec in ("nll", "alpha(10)"):   # its naive reference has no thresholds or DFT stop-grad
             obj = probsft.objective(spec)
             try:
                 gen = torch.Generator(device="cpu").manual_seed(0)

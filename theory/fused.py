@@ -29,6 +29,10 @@ Design:
                the weight's dtype: float32 accumulation inside the GEMM, one rounding, and no
                [V, H] accumulator at all. One GEMM more than "token".
       "auto"   "vocab" for bf16/fp16 weights on CPU (memory), "token" otherwise.
+  * gemm: "input" runs the GEMMs in the input dtype; "float32" upcasts bf16/fp16 operands slice by
+    slice (W in vocabulary slices of _VOCAB_SLICE rows, never a whole float32 copy) for CPUs without
+    bf16/fp16 GEMM units, where a bf16 GEMM is several times slower than a float32 one.
+  * impl/schedule/gemm "auto": the per-CPU, per-dtype rule of probsft.theory.fused_auto.
 Memory: a chunk holds ~2 float32 [C, V] (or [N, S]) buffers; chunk_size=None picks C with C·V ~ 2^25,
 vocabulary slices S with N·S ~ 2^25.
 Float32 for bf16/fp16 inputs: logits of a chunk are upcast; log-sum-exp, f, s and sums are float32.
@@ -48,19 +52,22 @@ import functools
 import torch
 
 from probsft.errors import SpecError, UserError
+from probsft.theory import fused_cce
+from probsft.theory.fused_auto import choose
 from probsft.theory.losses import (IGNORE_INDEX, REDUCTIONS, check_num_items, finite_flags,
                                    flat_labels, raise_if_not_finite, reduce_tokens, token_terms)
 from probsft.theory.spec import parse
 
-IMPLS = ("eager", "compile")
+IMPLS = ("auto", "eager", "compile", "cce")
 SCHEDULES = ("auto", "token", "vocab")
+GEMMS = ("auto", "input", "float32")
 _AUTO_ELEMENTS = 1 << 25          # C·V for chunk_size=None: a 128 MiB float32 logits chunk
 _VOCAB_SLICE = 16384              # rows of dW per bf16 product on CPU (bounds the temporary)
 
 
 def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, ignore_index=IGNORE_INDEX,
-                      reduction="mean", num_items_in_batch=None, chunk_size=None, impl="eager",
-                      schedule="auto", vocab_chunk_size=None):
+                      reduction="mean", num_items_in_batch=None, chunk_size=None, impl="auto",
+                      schedule="auto", vocab_chunk_size=None, gemm="auto"):
     """Loss of ``objective`` on logits ``hidden @ lm_head_weight.T + bias`` without materialising them.
 
     Args:
@@ -72,9 +79,13 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         bias: [V] or None.
         reduction, num_items_in_batch, ignore_index: as :meth:`Objective.loss`.
         chunk_size: tokens per chunk (None: about 2^25 / V).
-        impl: "eager" or "compile" (torch.compile of the per-chunk elementwise work).
+        impl: "auto", "eager", "compile" (torch.compile of the per-chunk elementwise work) or
+            "cce" (cut-cross-entropy's per-token kernel, probsft.theory.fused_cce; falls back to
+            "auto" when the package is missing or a bias is given).
         schedule: "auto", "token" or "vocab": how the weight gradient is accumulated (module doc).
         vocab_chunk_size: vocabulary rows per slice of the "vocab" schedule (None: about 2^25 / N).
+        gemm: "auto", "input" (GEMMs in the input dtype) or "float32" (bf16/fp16 operands upcast
+            slice by slice, for CPUs without bf16/fp16 GEMM units); see probsft.theory.fused_auto.
     Returns:
         a scalar (mean/sum) or per-token values shaped like labels (none), float32 for bf16 inputs.
     """
@@ -90,6 +101,8 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         raise UserError(f"impl must be one of {IMPLS}, got {impl!r}")
     if schedule not in SCHEDULES:
         raise UserError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if gemm not in GEMMS:
+        raise UserError(f"gemm must be one of {GEMMS}, got {gemm!r}")
     if lm_head_weight.dim() != 2 or hidden.shape[-1] != lm_head_weight.shape[1]:
         raise UserError(f"hidden {tuple(hidden.shape)} must be [..., H] and lm_head_weight "
                         f"{tuple(lm_head_weight.shape)} must be [V, H]")
@@ -101,9 +114,12 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
     V, H = lm_head_weight.shape
     if bias is not None and tuple(bias.shape) != (V,):
         raise UserError(f"bias must be [V] = [{V}], got {tuple(bias.shape)}")
+    n_tokens = max(1, labels.numel())
+    if impl == "cce" and (bias is not None or not fused_cce.available()):
+        impl = "auto"                         # no bias in CCE / package missing: our own kernel
+    impl, schedule, gemm = choose(lm_head_weight, n_tokens, impl, schedule, gemm)
     if chunk_size is None:
         chunk_size = max(1, _AUTO_ELEMENTS // V)
-    n_tokens = max(1, labels.numel())
     if vocab_chunk_size is None:
         vocab_chunk_size = max(1, min(V, _AUTO_ELEMENTS // n_tokens))
     for name, value in (("chunk_size", chunk_size), ("vocab_chunk_size", vocab_chunk_size)):
@@ -112,12 +128,13 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
     flat_h = hidden.reshape(-1, H)                                  # [N, H]
     valid, safe_y = flat_labels(labels, V, ignore_index)           # [N], [N]
     per_token = reduction == "none"
-    if schedule == "auto":
-        low = lm_head_weight.dtype in (torch.bfloat16, torch.float16)
-        schedule = "vocab" if low and not lm_head_weight.is_cuda else "token"
-    out, counted = _FusedLinearObjective.apply(flat_h, lm_head_weight, bias, safe_y, valid, obj,
-                                               (chunk_size, vocab_chunk_size), per_token, impl,
-                                               schedule)
+    if impl == "cce":                         # cut-cross-entropy's per-token kernel (fused_cce.py)
+        out, counted = fused_cce.per_token_loss(obj, flat_h, lm_head_weight, safe_y, valid)
+        out = out if per_token else out.sum()
+    else:
+        out, counted = _FusedLinearObjective.apply(flat_h, lm_head_weight, bias, safe_y, valid, obj,
+                                                   (chunk_size, vocab_chunk_size, gemm),
+                                                   per_token, impl, schedule)
     if per_token:
         return out.reshape(labels.shape)
     return reduce_tokens(out, counted, reduction, num_items_in_batch)   # out: the sum already
@@ -128,7 +145,7 @@ class _FusedLinearObjective(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h, W, b, y, valid, obj, chunks, per_token, impl, schedule):
-        chunk, ctx.width = chunks
+        chunk, ctx.width, ctx.gemm = chunks
         need = ctx.needs_input_grad[:3]
         grad_now = any(need) and not per_token
         by_vocab = schedule == "vocab" and need[1]
@@ -140,12 +157,12 @@ class _FusedLinearObjective(torch.autograd.Function):
         keep = per_token or (grad_now and by_vocab)          # lse and s for a later vocabulary pass
         lse_all = torch.zeros(N, dtype=cdt, device=h.device) if keep else None
         s_all = torch.zeros(N, dtype=cdt, device=h.device) if keep else None
-        grads = _GradBuffers(h, W, b, need, by_vocab) if grad_now else None
+        grads = _GradBuffers(h, W, b, need, by_vocab, ctx.gemm) if grad_now else None
         flags = torch.ones(2, dtype=torch.bool, device=h.device)
         want_G = grad_now and _token_pass_needs_G(need, b, by_vocab)
         for lo in range(0, N, chunk):
             hi = min(lo + chunk, N)
-            z = _logits(h[lo:hi], W, b)                                   # [C, V] float32+
+            z = _logits(h[lo:hi], W, b, ctx.gemm)                         # [C, V] float32+
             lse, vals, cnt, s, G = math(z, y[lo:hi], valid[lo:hi], want_G)
             flags &= finite_flags(lse, valid[lo:hi], vals, s)
             values[lo:hi], counted[lo:hi] = vals, cnt
@@ -156,7 +173,7 @@ class _FusedLinearObjective(torch.autograd.Function):
             del z, G
         raise_if_not_finite(obj, flags)                                   # one host sync
         if grad_now and by_vocab:
-            _vocab_pass(grads.gW, h, W, b, y, lse_all, s_all, impl, ctx.width)
+            _vocab_pass(grads.gW, h, W, b, y, lse_all, s_all, impl, ctx.width, ctx.gemm)
         ctx.mark_non_differentiable(counted)
         ctx.per_token, ctx.chunk, ctx.impl, ctx.schedule = per_token, chunk, impl, schedule
         if per_token:
@@ -178,16 +195,16 @@ class _FusedLinearObjective(torch.autograd.Function):
         h, W, b, y, lse_all, s_all = ctx.saved_tensors
         need = ctx.needs_input_grad[:3]
         by_vocab = ctx.schedule == "vocab" and need[1]
-        grads = _GradBuffers(h, W, b, need, by_vocab)
+        grads = _GradBuffers(h, W, b, need, by_vocab, ctx.gemm)
         coef_all = grad_out.to(s_all.dtype) * s_all                     # [N]
         if _token_pass_needs_G(need, b, by_vocab):
             for lo in range(0, h.shape[0], ctx.chunk):
                 hi = min(lo + ctx.chunk, h.shape[0])
-                G = _softmax_grad_(_logits(h[lo:hi], W, b), lse_all[lo:hi], y[lo:hi],
+                G = _softmax_grad_(_logits(h[lo:hi], W, b, ctx.gemm), lse_all[lo:hi], y[lo:hi],
                                    coef_all[lo:hi])
                 grads.add(G, h, W, lo, hi)
         if by_vocab:
-            _vocab_pass(grads.gW, h, W, b, y, lse_all, coef_all, ctx.impl, ctx.width)
+            _vocab_pass(grads.gW, h, W, b, y, lse_all, coef_all, ctx.impl, ctx.width, ctx.gemm)
         gh, gW, gb = grads.finish()
         return gh, gW, gb, *(None,) * 7
 
@@ -196,10 +213,27 @@ def _compute_dtype(dtype):
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _logits(h, W, b):
-    """One chunk's logits [C, V] as the naive path computes them (input dtype GEMM), upcast."""
-    z = h @ W.t() if b is None else torch.addmm(b, h, W.t())
-    return z.to(_compute_dtype(z.dtype))
+def _logits(h, W, b, gemm):
+    """One chunk's logits [C, V]: with gemm = W's dtype as the naive path computes them (input dtype
+    GEMM), upcast; with gemm = float32 for bf16/fp16 W from float32 operands, W upcast by slices."""
+    if gemm == W.dtype:
+        z = h @ W.t() if b is None else torch.addmm(b, h, W.t())
+        return z.to(_compute_dtype(z.dtype))
+    hg = h.to(gemm)
+    z = torch.empty(h.shape[0], W.shape[0], dtype=gemm, device=h.device)
+    for v in range(0, W.shape[0], _VOCAB_SLICE):
+        Ws = W[v:v + _VOCAB_SLICE].to(gemm)
+        z[:, v:v + _VOCAB_SLICE] = hg @ Ws.t() if b is None else \
+            torch.addmm(b[v:v + _VOCAB_SLICE].to(gemm), hg, Ws.t())
+    return z
+
+
+def _rows_mm(G, W, gemm):
+    """G [C, V] @ W [V, H] in ``gemm`` precision, W upcast slice by slice (contraction over V)."""
+    out = torch.zeros(G.shape[0], W.shape[1], dtype=gemm, device=G.device)
+    for v in range(0, W.shape[0], _VOCAB_SLICE):
+        out.addmm_(G[:, v:v + _VOCAB_SLICE].to(gemm), W[v:v + _VOCAB_SLICE].to(gemm))
+    return out
 
 
 def _token_pass_needs_G(need, b, by_vocab):
@@ -231,10 +265,12 @@ def _chunk_math(obj, impl):
 class _GradBuffers:
     """Gradients for hidden [N, H] (per chunk, complete), weight [V, H] and bias [V] (float32 sums)."""
 
-    def __init__(self, h, W, b, need, by_vocab=False):
-        """``by_vocab``: gW is written by _vocab_pass in W's dtype, not accumulated here."""
+    def __init__(self, h, W, b, need, by_vocab=False, gemm=None):
+        """``by_vocab``: gW is written by _vocab_pass in W's dtype, not accumulated here;
+        ``gemm``: the GEMMs' dtype (None: W's dtype)."""
         self.dtypes = (h.dtype, W.dtype, None if b is None else b.dtype)
         self.by_vocab = by_vocab
+        self.gemm = W.dtype if gemm is None else gemm
         acc = W.dtype if by_vocab else _compute_dtype(W.dtype)
         self.gh = torch.empty_like(h) if need[0] else None
         alloc = torch.empty if by_vocab else torch.zeros                  # written vs summed into
@@ -246,6 +282,12 @@ class _GradBuffers:
         """Fold one chunk's logit gradient G [C, V] (compute dtype) into the three gradients."""
         if self.gb is not None:
             self.gb += G.sum(0)
+        if self.gemm != W.dtype:                                        # float32 GEMMs, bf16 W
+            if self.gh is not None:
+                self.gh[lo:hi] = _rows_mm(G, W, self.gemm)
+            if self.gW is not None and not self.by_vocab:               # float32 accumulator
+                self.gW.addmm_(G.t().to(self.gemm), h[lo:hi].to(self.gemm))
+            return
         G = G.to(W.dtype)                                               # GEMMs in the input dtype
         if self.gh is not None:
             torch.mm(G, W, out=self.gh[lo:hi])                          # [C, V] @ [V, H]
@@ -258,19 +300,23 @@ class _GradBuffers:
         return self.gh, gW, gb
 
 
-def _vocab_pass(gW, h, W, b, y, lse, coef, impl, width):
+def _vocab_pass(gW, h, W, b, y, lse, coef, impl, width, gemm):
     """dW[v0:v1] = G_s^T h for vocabulary slices s: one GEMM over all N tokens per slice, written
     into ``gW`` (W's dtype) directly; G_s = coef·(softmax - e_y) restricted to the slice's columns."""
-    N, V = h.shape[0], W.shape[0]
-    rows = torch.arange(N, device=h.device)
+    V = W.shape[0]
     slice_grad = _slice_math(impl)
+    h = h.to(gemm)                                                      # once, not per slice
     for v0 in range(0, V, width):
         v1 = min(v0 + width, V)
-        z = _logits(h, W[v0:v1], None if b is None else b[v0:v1])    # [N, S] float32+
+        z = _logits(h, W[v0:v1], None if b is None else b[v0:v1], gemm)  # [N, S] float32+
         G = slice_grad(z, lse, coef)
-        inside = (y >= v0) & (y < v1)
-        G.index_put_((rows[inside], y[inside] - v0), -coef[inside], accumulate=True)
-        torch.mm(G.to(W.dtype).t(), h, out=gW[v0:v1])                 # [S, N] @ [N, H]
+        inside = (y >= v0) & (y < v1)                                 # no boolean indexing:
+        G.scatter_add_(1, (y - v0).clamp(0, v1 - v0 - 1)[:, None],       # no host sync
+                       torch.where(inside, -coef, torch.zeros_like(coef))[:, None])
+        if gemm == W.dtype:
+            torch.mm(G.to(W.dtype).t(), h, out=gW[v0:v1])             # [S, N] @ [N, H]
+        else:
+            gW[v0:v1] = G.t() @ h                                     # float32 GEMM, one rounding
         del z, G
 
 

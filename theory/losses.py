@@ -20,6 +20,7 @@ Masking and reductions, following the authors' trainer (paper notes §1.3):
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -125,19 +126,68 @@ def finite_flags(lse, valid, values, weight, logp=None):
 
 
 def raise_if_not_finite(obj, flags):
-    """Refuse silent NaNs, with one host sync: non-finite logits, a target of probability 0 where f
-    is infinite, or an f / s_f that overflows."""
-    logits_ok, objective_ok, *target_ok = flags.tolist()
-    if not logits_ok:
-        raise NonFiniteLogitsError("logits contain NaN or +inf at a counted position; "
-                                   "the loss would be NaN (check the model or the learning rate)")
-    if not objective_ok:
-        if target_ok and not target_ok[0]:
-            raise UserError(f"a counted target token has probability 0 (its logit is -inf), where "
-                            f"{obj.spec} is not finite: mask that position with ignore_index, or "
-                            "fix the logits (e.g. a -inf mask on a token that is a label)")
-        raise UserError(f"objective {obj.spec} gives a non-finite f(p) or s_f(p) at some token's "
-                        "probability; rewrite f(p) so it stays finite on (0, 1)")
+    """Refuse silent NaNs: non-finite logits, a counted target of probability 0 where f is infinite,
+    or an f / s_f that overflows (read at once, or deferred: :func:`deferred_checks`)."""
+    require(flags[0], lambda: NonFiniteLogitsError(
+        "logits contain NaN or +inf at a counted position; the loss would be NaN (check the model "
+        "or the learning rate)"))
+
+    def objective_error():
+        if len(flags) > 2 and not bool(flags[2]):
+            return UserError(f"a counted target token has probability 0 (its logit is -inf), where "
+                             f"{obj.spec} is not finite: mask that position with ignore_index, or "
+                             "fix the logits (e.g. a -inf mask on a token that is a label)")
+        return UserError(f"objective {obj.spec} gives a non-finite f(p) or s_f(p) at some token's "
+                         "probability; rewrite f(p) so it stays finite on (0, 1)")
+
+    require(flags[1], objective_error)
+
+
+_PENDING: list | None = None        # inside deferred_checks(): the checks not yet read
+
+
+def require(ok: torch.Tensor, error):
+    """Raise ``error()`` unless the 0-dim bool tensor ``ok`` is true: at once (one host sync), or,
+    inside :func:`deferred_checks`, when the caller reads all pending checks in one go."""
+    if _PENDING is not None:
+        _PENDING.append((ok, error))
+    elif not bool(ok):
+        raise error()
+
+
+class PendingChecks:
+    """The checks collected by :func:`deferred_checks`: ``flag()`` is one 0-dim tensor, true when all
+    passed (read it together with other values, no extra sync); ``raise_failed()`` raises the first
+    failing one's error."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def flag(self, device=None) -> torch.Tensor:
+        if not self.items:
+            return torch.ones((), dtype=torch.bool, device=device)
+        return torch.stack([ok.to(device) for ok, _ in self.items]).all()
+
+    def raise_failed(self):
+        for ok, error in self.items:
+            if not bool(ok):
+                raise error()
+
+
+@contextlib.contextmanager
+def deferred_checks():
+    """Collect the loss's checks (finite logits/f/s_f, label range) without a host sync each; the
+    caller reads ``pending.flag()`` once (e.g. with the step's statistics) and calls
+    ``pending.raise_failed()`` when it is false, before using the gradients."""
+    global _PENDING
+    outer, _PENDING = _PENDING, []
+    pending = PendingChecks(_PENDING)
+    try:
+        yield pending
+    finally:
+        _PENDING = outer
+        if outer is not None:
+            outer.extend(pending.items)
 
 
 def _compute_dtype(logits):
@@ -156,9 +206,10 @@ def flat_labels(labels: torch.Tensor, V: int, ignore_index: int = IGNORE_INDEX):
     positions set to 0 so they can index. Raises UserError for a label outside [0, V)."""
     flat = labels.reshape(-1)
     valid = flat != ignore_index
-    if bool(((flat[valid] < 0) | (flat[valid] >= V)).any()):
-        raise UserError(f"labels must be in [0, {V}) or ignore_index={ignore_index}")
-    return valid, torch.where(valid, flat, torch.zeros_like(flat))
+    bad = valid & ((flat < 0) | (flat >= V))
+    require(~bad.any(), lambda: UserError(f"labels must be in [0, {V}) or "
+                                          f"ignore_index={ignore_index}"))
+    return valid, torch.where(valid & ~bad, flat, torch.zeros_like(flat))   # bad: deferred error
 
 
 def token_values(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX):

@@ -46,6 +46,14 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def _is_fsdp(model) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:                                    # torch < 2.6
+        return False
+    return isinstance(model, FSDPModule)
+
+
 def _unwrap(model):
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
@@ -87,17 +95,35 @@ def micro_batch_sum(model, batch, obj, fused: bool = False):
 
 def accumulate_gradients(model, micro_batches, obj, fused: bool = False,
                          autocast=contextlib.nullcontext) -> StepStats:
+    """As :func:`accumulate_gradients_async`, read into a StepStats (one host sync)."""
+    return step_stats(accumulate_gradients_async(model, micro_batches, obj, fused, autocast).tolist())
+
+
+def step_stats(values) -> StepStats:
+    """StepStats from the host values [S, N, V] of accumulate_gradients_async's tensor."""
+    total, counted, valid = values[:3]
+    n = max(int(counted), 1)
+    return StepStats(loss=total / n, counted=int(counted), valid=int(valid))
+
+
+def accumulate_gradients_async(model, micro_batches, obj, fused: bool = False,
+                               autocast=contextlib.nullcontext) -> torch.Tensor:
     """Backward sum_m S_m over this rank's micro-batches, then scale grads to dL/dtheta (see module).
 
-    ``model`` may be wrapped in DistributedDataParallel (gradients are synchronised on the last
-    micro-batch only); an unwrapped model in an initialised process group has its gradients
-    all-reduced here. Gradients are expected to be zero/None on entry.
+    ``model`` may be wrapped in DistributedDataParallel or sharded with FSDP2's ``fully_shard``
+    (gradients are synchronised on the last micro-batch only, and averaged over ranks by either);
+    an unwrapped model in an initialised process group has its gradients all-reduced here.
+    Gradients are expected to be zero/None on entry. Returns [S, N, V] (float64, on the device,
+    no host sync: the caller reads it together with whatever else the step needs).
     """
     is_ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    is_fsdp = _is_fsdp(model)
     total = counted = valid = None
     for i, batch in enumerate(micro_batches):
         last = i == len(micro_batches) - 1
         sync = model.no_sync() if is_ddp and not last else contextlib.nullcontext()
+        if is_fsdp:
+            model.set_requires_gradient_sync(last)
         with sync:
             with autocast():
                 s, c, v = micro_batch_sum(model, batch, obj, fused)
@@ -110,11 +136,11 @@ def accumulate_gradients(model, micro_batches, obj, fused: bool = False,
     if _distributed():
         world = dist.get_world_size()
         dist.all_reduce(stats)
-        if not is_ddp:                                                    # sum grads ourselves
+        if not (is_ddp or is_fsdp):                                       # sum grads ourselves
             for p in params:
                 dist.all_reduce(p.grad)
-    n = max(int(stats[1].item()), 1)               # an all-masked batch: loss 0, zero gradient
-    scale = (world if is_ddp else 1) / n           # DDP already divided the summed grads by W
+    # an all-masked batch: loss 0, zero gradient; DDP/FSDP already averaged over the W ranks
+    scale = (world if is_ddp or is_fsdp else 1) / stats[1].clamp(min=1)   # on the device
     for p in params:
-        p.grad.mul_(scale)
-    return StepStats(loss=float(stats[0]) / n, counted=int(stats[1]), valid=int(stats[2]))
+        p.grad.mul_(scale.to(p.grad.dtype))
+    return stats

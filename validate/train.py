@@ -21,7 +21,8 @@ tokenizer, written whole or not at all). The folder is locked for the run (a sec
 fails at once); a run of another config in it (objective, data content, model, ...) is never resumed
 or trained over without ``overwrite`` (``--overwrite``), and the output may not overlap the input
 model folder. Launch on several GPUs with
-``torchrun --nproc-per-node 8 -m probsft.cli finetune ...`` or ``accelerate launch``.
+``torchrun --nproc-per-node 8 -m probsft.cli finetune ...`` or ``accelerate launch`` (DDP), adding
+``--fsdp`` to shard parameters, gradients and optimizer state with torch's ``fully_shard``.
 
     >>> from probsft.validate.train import FinetuneConfig, finetune
     >>> finetune(FinetuneConfig(model="Qwen/Qwen2.5-Math-1.5B", data="math.jsonl", objective="-p",
@@ -48,7 +49,8 @@ import probsft
 from probsft.errors import ConfigError, UserError
 from probsft.files import atomic_dir, locked_output, sha256_file
 from probsft.validate import store
-from probsft.validate.accumulate import accumulate_gradients
+from probsft.theory.losses import deferred_checks
+from probsft.validate.accumulate import accumulate_gradients_async, step_stats
 from probsft.validate.data import collate, read_jsonl, tokenize_sft
 from probsft.validate.loading import load_model_and_tokenizer
 
@@ -86,6 +88,8 @@ class FinetuneConfig:
     max_length: int = _field(1024, "tokens per example (longer ones are cut)")
     bf16: bool | None = _field(None, "autocast bf16 (default: exactly when running on CUDA)")
     fused: bool = _field(False, "chunked linear+f(p) loss: never materialise the logits")
+    fsdp: bool = _field(False, "under torchrun: shard parameters, gradients and optimizer state "
+                               "(torch fully_shard) instead of DDP")
     gradient_checkpointing: bool = _field(False, "recompute activations in the backward pass "
                                                  "(saves memory; the authors' setting)")
     save_model: bool = _field(True, "save the fine-tuned model into <output>/model")
@@ -119,6 +123,9 @@ class FinetuneConfig:
         if self.data_sha256 is not None and (not isinstance(self.data_sha256, str)
                                              or len(self.data_sha256) != 64):
             raise ConfigError(f"data_sha256 must be 64 hex digits or null, got {self.data_sha256!r}")
+        if self.fsdp and (self.fused or self.checkpoint_every):
+            raise ConfigError("fsdp: --fused (the LM head is sharded outside the forward) and "
+                              "checkpoint_every (sharded resume) are not supported yet")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -325,6 +332,8 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
                           "(batch_size x grad_accum x ranks)")
     total_steps = cfg.max_steps or cfg.epochs * (len(examples) // G)
     torch.manual_seed(cfg.seed)
+    if world > 1 and cfg.fsdp:
+        model = shard_model(model)                 # parameters become sharded DTensors
     # The fused CUDA AdamW (HF Trainer's default optimizer there); the CPU keeps the reference one.
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
                                   weight_decay=cfg.weight_decay, fused=device.type == "cuda")
@@ -342,7 +351,7 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
     elif main:
         store.atomic_write(out / "metrics.jsonl", b"")
     train_model = model
-    if world > 1:
+    if world > 1 and not cfg.fsdp:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     use_bf16 = device.type == "cuda" if cfg.bf16 is None else cfg.bf16
@@ -358,9 +367,17 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
     while step < total_steps:
         batches = [{k: v.to(device) for k, v in b.items()}
                    for b in micro_batches_for_step(examples, step, cfg, rank, world, pad_id)]
-        stats = accumulate_gradients(train_model, batches, obj, fused=cfg.fused, autocast=autocast)
+        with deferred_checks() as checks:        # the loss's checks, read with the step's stats
+            sums = accumulate_gradients_async(train_model, batches, obj, fused=cfg.fused,
+                                              autocast=autocast)
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm   # FSDP: a DTensor
+        values = torch.cat([sums, norm.double().reshape(1),                   # one host sync
+                            checks.flag(sums.device).double().reshape(1)]).tolist()
+        if not values[4]:
+            checks.raise_failed()
+        stats, grad_norm = step_stats(values), values[3]
         if math.isfinite(grad_norm):
             optimizer.step()
         else:                                    # the authors skip the update on a non-finite norm
@@ -395,13 +412,47 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
                "objective": obj.spec, "data/examples": len(examples),
                "data/truncated": getattr(examples, "n_truncated", 0),
                "wall_s": time.perf_counter() - start_time}
+    full_state = None
+    if cfg.save_model and out is not None and cfg.fsdp and world > 1:   # every rank gathers
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full_state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
+                                                                          cpu_offload=True))
     if main:
         if cfg.save_model:
             with atomic_dir(out / "model") as tmp:
-                model.save_pretrained(tmp)
+                model.save_pretrained(tmp, state_dict=full_state)
                 tokenizer.save_pretrained(tmp)
         store.atomic_write_json(out / "metrics.json", metrics)
         store.atomic_write_csv(out / "metrics.csv", store.read_jsonl_records(out / "metrics.jsonl"))
         if ckpt.exists():
             ckpt.unlink()                         # finished: the checkpoint is no longer needed
     return metrics
+
+
+def shard_model(model):
+    """FSDP2: ``fully_shard`` each transformer block (the model's ``_no_split_modules`` classes),
+    then the root (embeddings, final norm, LM head). Gradients come out reduce-scattered and
+    averaged over ranks, as under DDP (probsft.validate.accumulate scales them alike)."""
+    from torch.distributed.fsdp import fully_shard
+
+    blocks = set(getattr(model, "_no_split_modules", None) or ())
+    for module in model.modules():
+        if type(module).__name__ in blocks:
+            fully_shard(module)
+    fully_shard(model)
+    return model
+
+
+def config_from_args(args) -> FinetuneConfig:
+    """A FinetuneConfig from CLI args: ``--config JSON`` first, explicit flags override it."""
+    base = store.config_to_dict(store.load_config(FinetuneConfig, args.config)) if args.config else {}
+    flags = {k: v for k, v in vars(args).items()
+             if k in {f.name for f in dataclasses.fields(FinetuneConfig)} and v is not None}
+    merged = {**base, **flags}
+    missing = [k for k in ("model", "data") if k not in merged]
+    if missing:
+        raise ConfigError(f"finetune needs --{' and --'.join(missing)} (or a --config that sets them)")
+    return store.config_from_dict(FinetuneConfig, merged)
+
+

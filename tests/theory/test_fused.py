@@ -30,7 +30,7 @@ def _both(obj, h, W, b, y, upstream=None, **kw):
     params = [t for t in (h, W, b) if t is not None]
     naive = obj.loss(h @ W.T + (b if b is not None else 0), y,
                      **{k: v for k, v in kw.items() if k not in ("chunk_size", "schedule", "impl",
-                                                             "vocab_chunk_size")})
+                                                             "vocab_chunk_size", "gemm")})
     fused = probsft.fused_linear_loss(h, W, y, obj, bias=b, **kw)
     g = torch.ones_like(naive) if upstream is None else upstream
     grads_n = torch.autograd.grad((naive * g).sum(), params, allow_unused=True)
@@ -91,14 +91,17 @@ def test_all_masked_gives_zero_loss_and_zero_grads(schedule):
 
 
 @pytest.mark.parametrize("schedule", ["token", "vocab", "auto"])
-def test_bf16_is_as_accurate_as_the_naive_bf16_path(schedule):
-    """bf16 inputs: fused errors vs a float64 reference are no larger than the naive bf16 path's."""
+@pytest.mark.parametrize("gemm", ["input", "float32", "auto"])
+def test_bf16_is_as_accurate_as_the_naive_bf16_path(schedule, gemm, monkeypatch):
+    """bf16 inputs: fused errors vs a float64 reference are no larger than the naive bf16 path's,
+    with bf16 GEMMs and with float32 GEMMs (W upcast slice by slice: slices of 300 rows here)."""
+    monkeypatch.setattr("probsft.theory.fused._VOCAB_SLICE", 300)
     obj = probsft.objective("p")
     h64, W64, b64, y = _inputs(300, 32, 1000, scale=0.5, masked=(0, 7))
     (ref, gref), _ = _both(obj, h64, W64, b64, y)
     h, W, b = (t.detach().bfloat16().requires_grad_() for t in (h64, W64, b64))
     (vn, gn), (vf, gf) = _both(obj, h, W, b, y, chunk_size=64, schedule=schedule,
-                               vocab_chunk_size=300)
+                               vocab_chunk_size=300, gemm=gemm)
     assert vf.dtype == torch.float32 and gf[1].dtype == torch.bfloat16
     err = lambda a, r: float((a.double() - r).abs().max() / r.abs().max())
     assert err(vf, ref) <= 1.5 * err(vn, ref) + 1e-3
@@ -184,3 +187,41 @@ def test_a_non_positive_token_count_is_an_error_not_a_nan(n):
         probsft.fused_linear_loss(h, W, y, "nll", reduction="sum", num_items_in_batch=n)
     assert torch.isfinite(probsft.fused_linear_loss(h, W, y, "nll", reduction="sum",
                                                     num_items_in_batch=torch.tensor(7)))
+@pytest.mark.parametrize("units", [False, True])
+def test_auto_rule_follows_the_cpu_features(units, monkeypatch):
+    """bf16 on a CPU without bf16 GEMM units: float32 GEMMs; with them: bf16 GEMMs; float32 weights:
+    the token schedule with float32 GEMMs either way. Explicit choices are kept."""
+    from probsft.theory import fused_auto
+
+    monkeypatch.setattr(fused_auto, "low_precision_gemm_units", lambda dtype: units)
+    W16, W32 = torch.zeros(4, 3, dtype=torch.bfloat16), torch.zeros(4, 3)
+    impl, schedule, gemm = fused_auto.choose(W16, 8, "auto", "auto", "auto")
+    assert schedule == "vocab" and impl in ("eager", "compile")
+    assert gemm == (torch.bfloat16 if units else torch.float32)
+    assert fused_auto.choose(W32, 8, "auto", "auto", "auto")[1:] == ("token", torch.float32)
+    assert fused_auto.choose(W16, 8, "eager", "token", "input") == ("eager", "token", torch.bfloat16)
+    with pytest.raises(probsft.UserError, match="gemm"):
+        probsft.fused_linear_loss(W32, W32, torch.zeros(4, dtype=torch.long), "nll", gemm="fp8")
+
+
+@pytest.mark.parametrize("spec", ["nll", "-p", "dft", "alpha(5)@p<=0.9"])
+def test_cce_backend_matches_naive(spec):
+    """impl="cce": cut-cross-entropy's per-token loss (filtering off) with f(p) = f(exp(-ℓ)) gives the
+    naive path's values and gradients (float32: CCE's CPU path computes in float32)."""
+    pytest.importorskip("cut_cross_entropy")
+    obj = probsft.objective(spec)
+    h, W, _, y = _inputs(24, 8, 40, dtype=torch.float32, scale=0.7, bias=False, masked=(3, 9))
+    for reduction in ("mean", "none"):
+        upstream = torch.randn(24) if reduction == "none" else None
+        (vn, gn), (vf, gf) = _both(obj, h, W, None, y, upstream, reduction=reduction, impl="cce")
+        _assert_close(vf, vn, rtol=1e-5, atol=1e-6)
+        for a, c in zip(gf, gn):
+            _assert_close(a, c, rtol=1e-4, atol=1e-6)
+
+
+def test_cce_backend_falls_back_with_a_bias():
+    h, W, b, y = _inputs(6, 4, 9, masked=(1,))
+    (vn, gn), (vf, gf) = _both(probsft.objective("-p"), h, W, b, y, impl="cce")
+    _assert_close(vf, vn)
+    for a, c in zip(gf, gn):
+        _assert_close(a, c)

@@ -222,3 +222,23 @@ def test_a_target_of_probability_zero_says_so_not_rewrite_f():
     assert torch.isfinite(loss) and torch.all(logits.grad[0] == 0)
     # masked, it is fine under NLL too
     assert torch.isfinite(probsft.objective("nll").loss(logits, torch.tensor([-100, 2])))
+def test_deferred_checks_collect_without_raising_then_raise_on_read():
+    """Inside deferred_checks the loss's checks (non-finite logits, bad labels) do not sync or raise;
+    the pending flag is false and raise_failed raises the same error as the immediate check."""
+    import probsft
+    from probsft.theory.losses import deferred_checks
+
+    obj = probsft.objective("nll")
+    logits = torch.zeros(3, 4)
+    logits[1, 2] = float("nan")
+    with deferred_checks() as checks:
+        obj.loss(logits, torch.tensor([0, 1, 2]))
+        obj.loss(torch.zeros(2, 4), torch.tensor([0, 9]))             # label out of range
+    assert len(checks.items) >= 2 and not bool(checks.flag())
+    with pytest.raises(probsft.NonFiniteLogitsError):
+        checks.raise_failed()
+    with deferred_checks() as fine:
+        obj.loss(torch.zeros(2, 4), torch.tensor([0, 3]))
+    assert bool(fine.flag())
+    with pytest.raises(probsft.UserError, match="labels must be in"):
+        obj.loss(torch.zeros(2, 4), torch.tensor([0, 9]))             # immediate outside

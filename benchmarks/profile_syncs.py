@@ -1,0 +1,83 @@
+"""Host syncs per optimizer step of the fine-tune runner (and of HF Trainer), counted with
+torch.profiler on CPU: calls of aten::item / aten::_local_scalar_dense (a device -> host read: a
+sync on GPU), aten::nonzero and aten::is_nonzero (boolean masks / `if tensor`: a sync on GPU).
+
+On CPU these ops cost nothing, but each one blocks the host on a GPU until the queue drains, so
+the count is what matters for GPU throughput. Calls inside optimizer.step are left out (CPU AdamW
+reads a step counter per parameter; CUDA's fused AdamW does not). The tiny Llama of bench_train.py, nll and a
+thresholded objective, with and without --fused, 2 micro-batches per step.
+
+    python benchmarks/profile_syncs.py [--steps 4] [--hf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import build  # noqa: E402
+
+OPS = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero")
+
+
+def _in_optimizer(ev):
+    """Inside optimizer.step: CPU AdamW reads its step counters (.item() per parameter); CUDA's
+    fused AdamW, which both the runner and HF Trainer use there, does not. Not counted."""
+    while ev is not None:
+        if ev.name.startswith("Optimizer.step"):
+            return True
+        ev = ev.cpu_parent
+    return False
+
+
+def count(fn, steps):
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    calls = collections.Counter()
+    for ev in prof.events():
+        if ev.name in OPS and not _in_optimizer(ev):
+            calls[ev.name] += 1
+    return {k: calls[k] / steps for k in OPS}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--hf", action="store_true", help="also count HF Trainer (its own CE)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    from probsft.validate.train import FinetuneConfig, finetune
+
+    tok, examples, new_model = build(64, 2, 64)
+    rows = {}
+    for spec in ("nll", "p@p>=0.2"):
+        for fused in (False, True):
+            cfg = FinetuneConfig(model="tiny", data="-", objective=spec, batch_size=4, grad_accum=2,
+                                 max_steps=args.steps, lr=1e-4, device="cpu", bf16=False,
+                                 fused=fused, log_every=args.steps)
+            model = new_model()
+            rows[f"runner {spec}{' --fused' if fused else ''}"] = count(
+                lambda: finetune(cfg, model, tok, progress=False, examples=examples), args.steps)
+    if args.hf:
+        from bench_train import time_hf_trainer
+
+        rows["HF Trainer (its CE)"] = count(
+            lambda: time_hf_trainer(new_model, tok, examples, args.steps, 8), args.steps)
+    print(f"{'per optimizer step':28s} " + " ".join(f"{k[6:]:>18s}" for k in OPS))
+    for name, c in rows.items():
+        print(f"{name:28s} " + " ".join(f"{c[k]:18.1f}" for k in OPS))
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

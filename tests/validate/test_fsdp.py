@@ -1,0 +1,100 @@
+"""Two CPU processes (gloo) under FSDP2 (torch ``fully_shard``) give one process's loss curve and
+gradients: the runner with ``fsdp=True`` and accumulate_gradients on a sharded model."""
+
+import os
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import probsft
+from probsft.validate.accumulate import accumulate_gradients
+from probsft.validate.train import finetune, micro_batches_for_step, shard_model
+from tests.validate.test_distributed import SPEC, _cfg, _setup
+
+pytest.importorskip("torch.distributed.fsdp", reason="FSDP2 needs torch >= 2.6")
+
+
+def _curve(cfg, model, tok, examples):
+    losses = []
+    finetune(cfg, model, tok, progress=False, examples=examples,
+             callback=lambda step, rec: losses.append((rec["train/loss"], rec["train/grad_norm"],
+                                                       rec["train/counted_tokens"])))
+    return losses
+
+
+def _worker(rank, world, tmp):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["PROBSFT_TEST_PORT"])
+    import sys
+    sys.path.insert(0, os.getcwd())
+    torch.set_num_threads(1)
+    import dataclasses
+
+    import torch.distributed as dist
+
+    tok, examples, new_model = _setup()
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model = shard_model(new_model())
+    batches = micro_batches_for_step(examples, 0, _cfg(world), rank, world, tok.pad_token_id)
+    stats = accumulate_gradients(model, batches, probsft.objective(SPEC))
+    grads = [p.grad.full_tensor().clone() for p in model.parameters()]
+    cfg = dataclasses.replace(_cfg(world), fsdp=True, max_steps=3)
+    curve = _curve(cfg, new_model(), tok, examples)
+    torch.save({"stats": stats, "grads": grads, "curve": curve}, f"{tmp}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_fsdp_two_processes_match_one(tmp_path):
+    import dataclasses
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        os.environ["PROBSFT_TEST_PORT"] = str(s.getsockname()[1])
+    mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+    tok, examples, new_model = _setup()
+    model = new_model()
+    stats = accumulate_gradients(model, micro_batches_for_step(examples, 0, _cfg(1), 0, 1,
+                                                               tok.pad_token_id),
+                                 probsft.objective(SPEC))
+    ref = [p.grad for p in model.parameters()]
+    scale = max(float(g.abs().max()) for g in ref)
+    curve = _curve(dataclasses.replace(_cfg(1), max_steps=3), new_model(), tok, examples)
+    assert 0 < stats.counted < stats.valid
+    for r in ranks:
+        assert (r["stats"].counted, r["stats"].valid) == (stats.counted, stats.valid)
+        assert r["stats"].loss == pytest.approx(stats.loss, rel=1e-6)
+        for g, want in zip(r["grads"], ref):
+            torch.testing.assert_close(g, want, rtol=1e-5, atol=1e-6 * scale)
+        assert len(r["curve"]) == len(curve) == 3
+        for (loss, norm, counted), (want_loss, want_norm, want_counted) in zip(r["curve"], curve):
+            assert counted == want_counted
+            assert loss == pytest.approx(want_loss, rel=1e-4)
+            assert norm == pytest.approx(want_norm, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_hf_trainer_under_fsdp_matches_one_process(tmp_path):
+    """HF Trainer + probsft's compute_loss_func, FSDP full_shard on 2 gloo processes (torchrun):
+    the same 2-step loss curve as one process with the same global batch of 8."""
+    import subprocess
+    import sys
+
+    from tests.validate.hf_fsdp_worker import curve
+
+    out = tmp_path / "curve.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "tests/validate/hf_fsdp_worker.py", str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    sharded = json.loads(out.read_text())
+    single = curve(per_device_batch=8, fsdp=False)
+    assert len(sharded) == len(single) == 2
+    assert sharded == pytest.approx(single, rel=1e-5)
