@@ -58,3 +58,22 @@ def test_quantile_thresholds_resolve_against_supplied_probabilities():
 def test_bad_specs(bad):
     with pytest.raises(SpecError):
         probsft.objective(bad)
+
+
+# p = 1/2 and 1/4 are exact in binary, and exp(0 - logsumexp(0, ..., 0)) over V = 2 or 4 equal
+# logits rounds to exactly 1/2 or 1/4 in float32 and float64: probabilities exactly on a bound.
+@pytest.mark.parametrize("spec, on_bound, counted", [
+    ("nll@p>=0.5", [0.5], [True]), ("nll@p>0.5", [0.5], [False]),
+    ("p@p<=0.5", [0.5], [True]), ("p@p<0.5", [0.5], [False]),
+    ("p@(0.25,0.5]", [0.25, 0.5], [False, True]), ("p@[0.25,0.5)", [0.25, 0.5], [True, False])])
+def test_open_and_closed_bounds_differ_exactly_on_the_bound(spec, on_bound, counted):
+    import torch
+
+    obj = probsft.objective(spec)
+    assert obj.interval.indicator(np.array(on_bound)).tolist() == counted
+    assert obj.interval.indicator(torch.tensor(on_bound)).tolist() == counted
+    for p, want in zip(on_bound, counted):           # through the loss: V = 1/p equal logits
+        for dtype in (torch.float32, torch.float64):
+            logits = torch.zeros(1, round(1 / p), dtype=dtype)
+            loss = obj.loss(logits, torch.tensor([0]), reduction="sum")     # f(p) > 0 for nll, p
+            assert (float(loss) > 0) == want, (p, dtype)
