@@ -3,9 +3,10 @@
 Each row of MUTATIONS is one small change a real bug could make (an edited line, a dropped step).
 The script copies the checkout (tracked and untracked, non-ignored files) to a temporary folder,
 then for each mutation rewrites one file in that copy, runs the named test files there with
-``python -m pytest -x`` and restores the file. A mutation is *killed* when some test fails and
-*survives* when all pass. The working tree is never touched. This file is not collected by pytest
-(no ``test_`` prefix): it is a tool, and a slow one (each row is one pytest run).
+``python -m pytest`` and restores the file. A mutation is *killed* when some test fails and
+*survives* when all pass (a failing test that also fails unmutated does not count). The working
+tree is never touched. This file is not collected by pytest (no ``test_`` prefix): it is a tool,
+and a slow one (each row is one pytest run of its test files).
 
     python tests/mutations.py                 # every row; exit 1 when one survives
     python tests/mutations.py --list          # the rows
@@ -114,8 +115,16 @@ def copy_checkout(dest: Path) -> None:
             shutil.copy2(src, dst)
 
 
+def _pytest(repo: Path, args, timeout: float):
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                          cwd=repo, capture_output=True, text=True, timeout=timeout)
+
+
 def run_one(m: Mutation, repo: Path, timeout: float) -> tuple[str, str, float]:
-    """(status, detail, seconds): killed / survived / stale / timeout."""
+    """(status, detail, seconds): killed / survived / stale / timeout / baseline-fails.
+
+    A failing test counts as a kill only if it passes on the unmutated copy (the failures are rerun
+    there), so a test that fails anyway never hides a surviving mutation."""
     path = repo / m.path
     original = path.read_text()
     if original.count(m.old) != 1:
@@ -123,21 +132,25 @@ def run_one(m: Mutation, repo: Path, timeout: float) -> tuple[str, str, float]:
     path.write_text(original.replace(m.old, m.new))
     start = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                               *m.tests], cwd=repo, capture_output=True, text=True, timeout=timeout)
+        proc = _pytest(repo, m.tests, timeout)
     except subprocess.TimeoutExpired:
         return "timeout", f"no verdict within {timeout:.0f} s", time.perf_counter() - start
     finally:
         path.write_text(original)
     seconds = time.perf_counter() - start
-    failed = [ln.split(" - ")[0] for ln in proc.stdout.splitlines()
+    failed = [ln.split(" - ")[0].split(" ", 1)[1] for ln in proc.stdout.splitlines()
               if ln.startswith(("FAILED ", "ERROR "))]
     if proc.returncode == 0:
         return "survived", "all tests pass", seconds
-    if proc.returncode == 1 and failed:
-        return "killed", failed[0], seconds
-    tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["?"]
-    return "killed", f"pytest exit {proc.returncode}: {tail[0]}", seconds
+    if not failed:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["?"]
+        return "killed", f"pytest exit {proc.returncode}: {tail[0]}", seconds
+    unmutated = _pytest(repo, failed, timeout).stdout
+    killers = [t for t in failed if f"FAILED {t}" not in unmutated and f"ERROR {t}" not in unmutated]
+    if not killers:
+        return "baseline-fails", f"{', '.join(failed)} fail(s) without the mutation too", seconds
+    return "killed", f"{killers[0]}" + (f" (+{len(killers) - 1} more)" if len(killers) > 1 else ""), \
+        seconds
 
 
 def main(argv=None) -> int:
