@@ -17,6 +17,7 @@ from probsft.theory.spec import registered
 
 import probsft
 from probsft.errors import NonFiniteLogitsError
+from probsft.theory.losses import counted_tokens
 from tests.strategies import ALL_SPECS, batches, specs
 
 
@@ -76,6 +77,8 @@ def test_reference_covers_every_spec():
 
 @settings(max_examples=120, deadline=None)
 @given(spec=specs(), batch=batches(), reduction=st.sampled_from(["mean", "sum", "none"]))
+
+
 def test_closed_form_gradient_equals_autograd(spec, batch, reduction):
     obj = probsft.objective(spec)
     logits, labels = batch
@@ -87,6 +90,8 @@ def test_closed_form_gradient_equals_autograd(spec, batch, reduction):
 
 @settings(max_examples=30, deadline=None)
 @given(batch=batches(mask=False))
+
+
 def test_alpha_to_zero_is_nll(batch):
     logits, labels = batch
     nll = probsft.objective("nll")
@@ -100,6 +105,8 @@ def test_alpha_to_zero_is_nll(batch):
 
 @settings(max_examples=30, deadline=None)
 @given(batch=batches())
+
+
 def test_dft_gradient_equals_minus_p(batch):
     logits, labels = batch
     _, g1 = _grad(lambda z: probsft.objective("dft").loss(z, labels, reduction="sum"), logits)
@@ -110,6 +117,8 @@ def test_dft_gradient_equals_minus_p(batch):
 @settings(max_examples=40, deadline=None)
 @given(spec=st.sampled_from(["nll@p>=0.2", "p@p<=0.3", "alpha(5)@0.1<=p<=0.9", "focal(2)@p>0.3"]),
        batch=batches(scale=3.0))
+
+
 def test_threshold_gradient_is_base_gradient_times_indicator(spec, batch):
     logits, labels = batch
     obj = probsft.objective(spec)
@@ -123,6 +132,8 @@ def test_threshold_gradient_is_base_gradient_times_indicator(spec, batch):
 
 @settings(max_examples=30, deadline=None)
 @given(spec=specs(), batch=batches(), shift=st.floats(-50, 50))
+
+
 def test_ignore_index_mask_and_shift_invariance(spec, batch, shift):
     obj = probsft.objective(spec)
     logits, labels = batch
@@ -137,6 +148,8 @@ def test_ignore_index_mask_and_shift_invariance(spec, batch, shift):
 
 @settings(max_examples=40, deadline=None)
 @given(spec=specs(), batch=batches(), reduction=st.sampled_from(["mean", "sum", "none"]))
+
+
 def test_numpy_equals_torch(spec, batch, reduction):
     obj = probsft.objective(spec)
     logits, labels = batch
@@ -159,6 +172,8 @@ def test_reductions():
 
 
 @pytest.mark.parametrize("spec", registered())
+
+
 def test_extreme_logits_finite(spec):
     # p -> 0 and p -> 1 with logits of +-1e4
     logits = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]], dtype=torch.float64)
@@ -199,6 +214,8 @@ def test_objective_overflow_is_a_clear_error_not_a_nan():
 
 
 @pytest.mark.parametrize("n", [0, -3, float("inf"), torch.tensor(0.0)])
+
+
 def test_a_non_positive_token_count_is_an_error_not_a_nan(n):
     obj = probsft.objective("nll")
     logits, labels = torch.randn(3, 5, dtype=torch.float64), torch.tensor([0, 1, 2])
@@ -222,6 +239,8 @@ def test_a_target_of_probability_zero_says_so_not_rewrite_f():
     assert torch.isfinite(loss) and torch.all(logits.grad[0] == 0)
     # masked, it is fine under NLL too
     assert torch.isfinite(probsft.objective("nll").loss(logits, torch.tensor([-100, 2])))
+
+
 def test_deferred_checks_collect_without_raising_then_raise_on_read():
     """Inside deferred_checks the loss's checks (non-finite logits, bad labels) do not sync or raise;
     the pending flag is false and raise_failed raises the same error as the immediate check."""
@@ -242,3 +261,64 @@ def test_deferred_checks_collect_without_raising_then_raise_on_read():
     assert bool(fine.flag())
     with pytest.raises(probsft.UserError, match="labels must be in"):
         obj.loss(torch.zeros(2, 4), torch.tensor([0, 9]))             # immediate outside
+# Target probabilities from 1e-30 to 1 - 1e-4 (0.4, not 0.5 or 0.2: no point on a threshold).
+EXTREME_P = [1e-30, 1e-12, 1e-6, 1e-3, 0.05, 0.4, 0.9, 0.99, 1 - 1e-4]
+
+
+def extreme_logits(V=8, seed=0):
+    """Logits [len(EXTREME_P), V] (float64) whose softmax puts EXTREME_P on label 0, labels [N]."""
+    gen = torch.Generator().manual_seed(seed)
+    P = torch.tensor(EXTREME_P, dtype=torch.float64)
+    z = torch.randn(len(P), V, generator=gen, dtype=torch.float64)
+    z[:, 0] = torch.log(P) - torch.log1p(-P) + torch.logsumexp(z[:, 1:], -1)
+    return z, torch.zeros(len(P), dtype=torch.long)
+
+
+def low_precision_tolerances(obj, z, ref, grad_ref, out_dtype):
+    """Error bounds of the float32 computation (bf16 logits are upcast first) against float64 on
+    the same logits, per token [N] for f and per logit [N, V] for the gradient s_f (q - e_y).
+
+    log p = z_y - logsumexp(z) in float32 is off by at most a few eps32 (|z|max + 1) =: delta; f moves
+    by |df/dlog p| delta = s_f delta, s_f by |ds_f/dlog p| delta, q by q delta; each value is rounded
+    once more (eps32), a bf16 gradient once to bf16 (eps_bf16 |g|); float32's smallest normal
+    number is the floor (p^10 at p = 1e-30 underflows). Constants carry a 4x safety factor."""
+    eps, tiny = torch.finfo(torch.float32).eps, torch.finfo(torch.float32).tiny
+    with torch.no_grad():
+        logp = torch.log_softmax(z, -1)[:, 0]
+        q = torch.softmax(z, -1)
+        e_y = torch.nn.functional.one_hot(torch.zeros_like(logp, dtype=torch.long), z.shape[-1])
+        counted = torch.ones_like(logp, dtype=torch.bool) if obj.interval is None else \
+            torch.as_tensor(obj.interval.indicator(logp.exp()))
+        s = torch.where(counted, obj.s_of_logp(logp), 0.0).abs()
+        h = 1e-6
+        ds = torch.where(counted, (obj.s_of_logp(logp + h) - obj.s_of_logp(logp - h)) / (2 * h), 0.0)
+        delta = 4 * eps * (z.abs().amax(-1) + 1)
+        tol_f = s * delta + 8 * eps * (ref.abs() + 1) + tiny
+        tol_g = ((ds.abs() * delta)[:, None] * (q - e_y).abs()
+                 + (s * (delta + 8 * eps))[:, None] * (q + e_y)
+                 + 2 * torch.finfo(out_dtype).eps * grad_ref.abs() + tiny)
+    return tol_f, tol_g
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+
+
+@pytest.mark.parametrize("spec", registered() + ["alpha(1e-6)", "alpha(-0.5)", "expr:(1-p)**2",
+                                                 "expr:-p - log(p) + 1", "focal(2)@p<=0.5"])
+
+
+def test_low_precision_matches_float64_at_extreme_p(spec, dtype):
+    """float32 and bf16 logits: f and the gradient within float32's error of a float64 reference on
+    the same (rounded) logits, for p from 1e-30 to 1 - 1e-4. E.g. alpha(1e-6) at p = 0.99 is 0.01
+    in float32 only through expm1 (1 - exp(1e-6 log p) rounds to 0): theory/expr.py's C99 rewrite."""
+    obj = probsft.objective(spec)
+    z64, labels = extreme_logits()
+    z = z64.to(dtype)
+    ref, grad_ref = _grad(lambda x: obj.loss(x, labels, reduction="none"), z.double())
+    got, grad = _grad(lambda x: obj.loss(x, labels, reduction="none"), z)
+    assert got.dtype == torch.float32 and grad.dtype == dtype
+    tol_f, tol_g = low_precision_tolerances(obj, z.double(), ref, grad_ref, dtype)
+    assert torch.all((got.double() - ref).abs() <= tol_f), (got, ref)
+    assert torch.all((grad.double() - grad_ref).abs() <= tol_g)
+    counted = counted_tokens(obj, z, labels)
+    assert counted == len(EXTREME_P) if obj.interval is None else 0 < counted < len(EXTREME_P)

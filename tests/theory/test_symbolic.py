@@ -3,7 +3,6 @@ Run: python -m pytest tests/theory/test_symbolic.py
 """
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -126,10 +125,20 @@ def test_def33_under_a_distribution_of_target_p():
 
 
 def test_time_limit_on_a_hard_expression():
-    start = time.perf_counter()
-    d = derive("expr:-p - exp(-1/p)*sin(p)/7 - atan(p**3)/5", time_limit=0.5)
-    assert time.perf_counter() - start < 20
-    assert 0.5 < d.peak < 0.65 and d.convexity in ("convex", "concave", "linear", "neither")
+    """With no time for sympy (time_limit=0; timings belong in benchmarks, not here) derive falls
+    back to the numeric grid and still gets the shape right: f'' changes sign on (0, 1) (finite
+    differences), so f is neither convex nor concave, and the peak is the argmax of W_f."""
+    spec = "expr:-p - exp(-1/p)*sin(p)/7 - atan(p**3)/5"
+    d = derive(spec, time_limit=0)
+    assert d.convexity_by == "numeric" and d.peak_exact is None
+    obj = probsft.objective(spec)
+    x, h = np.linspace(0.01, 0.99, 99), 1e-4
+    f2 = (obj.f(x + h) - 2 * obj.f(x) + obj.f(x - h)) / h ** 2
+    assert f2.max() > 0.1 and f2.min() < -0.1
+    assert d.convexity == "neither" and d.prop32_consistent is None
+    with np.errstate(all="ignore"):            # exp(-1/p) underflows: W is NaN at p ~ 1e-6
+        assert d.peak == pytest.approx(GRID[np.nanargmax(obj.W(GRID))], abs=1e-3)
+    assert d.peak_kind == "interior" and 0.5 < d.peak < 0.65
 
 
 def test_markdown_table():

@@ -7,10 +7,12 @@ import csv
 import pytest
 import torch
 
+import probsft
 from probsft.errors import ConfigError, SpecError
+from probsft.theory.losses import counted_tokens
 from probsft.validate import experiment as ex
 from probsft.validate.backbone import load
-from probsft.validate.data import tokenize_sft
+from probsft.validate.data import collate, tokenize_sft
 from probsft.validate.tasks import TASKS, sample
 from probsft.validate.train import FinetuneConfig, finetune
 
@@ -21,15 +23,33 @@ def backbone():
 
 
 @pytest.mark.parametrize("spec", ex.REDUCED.objectives)
-def test_one_step_finetune_changes_weights(backbone, spec):
+def test_one_step_finetune_follows_the_objective(backbone, spec):
+    """The step's gradient is dL/dtheta of L = mean over counted tokens of f(p), with f written in
+    plain torch (tests/theory/test_losses.py's reference) and the backbone in float64: a wrong
+    objective, threshold or normaliser in the fine-tune path changes it by far more than float32."""
+    from tests.theory.test_losses import reference_loss
+    from tests.validate.conftest import assert_grads_close, optimizer_step_gradients
+
     base, tok = backbone
     model = copy.deepcopy(base)
     data = tokenize_sft(sample(TASKS["letter_jumble"], "train", 8, 0), tok, 256)
-    finetune(FinetuneConfig(model="backbone", objective=spec, max_steps=1, batch_size=8, lr=1e-3,
-                            device="cpu"), model=model, tokenizer=tok, progress=False, examples=data)
+    with optimizer_step_gradients() as steps:
+        finetune(FinetuneConfig(model="backbone", objective=spec, max_steps=1, batch_size=8, lr=1e-3,
+                                max_grad_norm=0.0, device="cpu"),
+                 model=model, tokenizer=tok, progress=False, examples=data)
+    ref_model = copy.deepcopy(base).double()
+    batch = collate(list(data), tok.pad_token_id)
+    logits = ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    obj = probsft.objective(spec)
+    labels = batch["labels"][:, 1:]
+    ref_loss = reference_loss(obj, logits[:, :-1], labels)
+    if obj.interval is not None:                 # the threshold must select a strict subset
+        assert 0 < counted_tokens(obj, logits[:, :-1], labels) < int((labels != -100).sum())
+    ref = torch.autograd.grad(ref_loss, list(ref_model.parameters()))
+    (grads,) = steps
+    assert_grads_close(grads, ref, rtol=1e-4, atol_scale=1e-5)
     before = dict(base.named_parameters())
-    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
-    assert changed and all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
 
 
 def _rows(task, region, noise, p_vals, nll_vals, key="exact_match"):

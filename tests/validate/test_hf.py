@@ -1,13 +1,16 @@
 """The objective plugged into HF Trainer (compute_loss_func) and TRL SFTTrainer (compute_loss
 override): with gradient accumulation their step gradient equals our runner's (same objective code)."""
 
+import types
+
 import pytest
 import torch
 
 import probsft
 from probsft.validate.accumulate import accumulate_gradients
 from probsft.validate.data import collate, tokenize_sft
-from probsft.validate.hf import objective_sft_trainer, trainer_loss
+from probsft.theory.losses import counted_tokens
+from probsft.validate.hf import causal_lm_loss, objective_sft_trainer, trainer_loss
 from tests.validate.conftest import make_model, make_records
 
 
@@ -46,6 +49,8 @@ def _assert_same(got, want):
 
 
 @pytest.mark.parametrize("spec", ["p", "alpha(0.5)"])
+
+
 def test_hf_trainer_compute_loss_func(tmp_path, tok, spec):
     from transformers import Trainer, TrainingArguments
 
@@ -59,18 +64,24 @@ def test_hf_trainer_compute_loss_func(tmp_path, tok, spec):
     _assert_same(capture.grads, _ours(make_model(tok), tok, examples, spec))
 
 
-@pytest.mark.parametrize("spec, fused", [("p", False), ("nll", False), ("p", True),
-                                         ("dft", True)])
-def test_trl_sft_trainer_subclass(tmp_path, tok, spec, fused):
+def _sft_trainer(tmp_path, tok, records, spec, fused, callbacks=()):
     from datasets import Dataset
     from trl import SFTConfig
 
-    records = make_records(4, seed=3)
     ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["response"]} for r in records])
-    capture = _Capture()
-    trainer = objective_sft_trainer(spec, fused_lm_head=fused)(
+    return objective_sft_trainer(spec, fused_lm_head=fused)(
         model=make_model(tok), args=_args(SFTConfig, tmp_path, max_length=64, bf16=False),
-        train_dataset=ds, processing_class=tok, callbacks=[capture])
+        train_dataset=ds, processing_class=tok, callbacks=list(callbacks))
+
+
+@pytest.mark.parametrize("spec, fused", [("p", False), ("nll", False), ("p", True),
+                                         ("dft", True)])
+
+
+def test_trl_sft_trainer_subclass(tmp_path, tok, spec, fused):
+    records = make_records(4, seed=3)
+    capture = _Capture()
+    trainer = _sft_trainer(tmp_path, tok, records, spec, fused, [capture])
     # TRL tokenises prompt + completion + eos with the prompt masked, exactly like tokenize_sft.
     trl_ids = sorted(tuple(x) for x in trainer.train_dataset["input_ids"])
     ours = tokenize_sft(records, tok, 64)
@@ -94,3 +105,56 @@ def test_fused_head_values_are_the_loss_paths_token_terms():
     torch.testing.assert_close(values.detach(), f)
     values.sum().backward()
     torch.testing.assert_close(logp.grad, -s)
+
+
+def _token_sum_and_count(model, batch, spec):
+    """(sum of f(p) over the counted shifted tokens in float64, the valid-token count)."""
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    obj = probsft.objective(spec)
+    lg, y = logits[:, :-1].double(), batch["labels"][:, 1:]
+    return float(obj.loss(lg, y, reduction="sum")), int((y != -100).sum())
+
+
+@pytest.mark.parametrize("spec", ["p", "nll@p>=0.01"])
+
+
+def test_causal_lm_loss_divides_by_counted_tokens_or_num_items(tok, spec):
+    """Without num_items_in_batch (HF passes none when the model takes no loss kwargs) the loss is
+    the mean over counted tokens; with it, the sum over num_items_in_batch."""
+    batch = collate(tokenize_sft(make_records(4, seed=3), tok, 64), tok.pad_token_id)
+    model = make_model(tok, spread=20.0)
+    obj = probsft.objective(spec)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    total, valid = _token_sum_and_count(model, batch, spec)
+    counted = counted_tokens(obj, logits[:, :-1], batch["labels"][:, 1:])
+    assert 1 < counted and total > 0 and (counted < valid) == (obj.interval is not None)
+    loss_fn = trainer_loss(spec)
+    assert float(loss_fn({"logits": logits}, batch["labels"])) == pytest.approx(total / counted,
+                                                                                rel=1e-6)
+    assert float(causal_lm_loss(obj, logits, batch["labels"], num_items_in_batch=37)) == \
+        pytest.approx(total / 37, rel=1e-6)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+
+
+def test_trl_loss_scales_by_the_number_of_processes(tmp_path, tok, fused):
+    """TRL's num_items_in_batch counts every rank's tokens and DDP averages the ranks' gradients,
+    so each rank's loss is multiplied by the number of processes (faked here: the Accelerator's
+    num_processes is the only thing compute_loss reads of the world)."""
+    spec = "p"
+    trainer = _sft_trainer(tmp_path, tok, make_records(4, seed=3), spec, fused)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    model = trainer.model
+    total, valid = _token_sum_and_count(model, batch, spec)
+    assert trainer.args.average_tokens_across_devices
+    losses = {}
+    for world in (1, 2, 8):
+        trainer.accelerator = types.SimpleNamespace(num_processes=world)
+        losses[world] = float(trainer.compute_loss(model, batch, num_items_in_batch=3 * valid))
+    for world, loss in losses.items():
+        assert loss == pytest.approx(world * total / (3 * valid), rel=1e-5)
+    # no num_items_in_batch: the micro-batch's own token mean, never scaled by the world size
+    assert float(trainer.compute_loss(model, batch)) == pytest.approx(total / valid, rel=1e-5)

@@ -1,0 +1,188 @@
+"""Hand mutations that the test suite must notice (issue 15): apply each, run its tests, report.
+
+Each row of MUTATIONS is one small change a real bug could make (an edited line, a dropped step).
+The script copies the checkout (tracked and untracked, non-ignored files) to a temporary folder,
+then for each mutation rewrites one file in that copy, runs the named test files there with
+``python -m pytest`` and restores the file. A mutation is *killed* when some test fails and
+*survives* when all pass (a failing test that also fails unmutated does not count). The working
+tree is never touched. This file is not collected by pytest (no ``test_`` prefix): it is a tool,
+and a slow one (each row is one pytest run of its test files).
+
+    python tests/mutations.py                 # every row; exit 1 when one survives
+    python tests/mutations.py --list          # the rows
+    python tests/mutations.py --only indicator-lo hf-mean-sum
+
+A row whose ``old`` text no longer occurs exactly once in its file is reported as *stale*: the code
+moved, so the row must be updated to the new code (stale rows also make the exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str                  # file, relative to the repository root
+    old: str                   # must occur exactly once in the file
+    new: str
+    tests: tuple[str, ...]     # pytest arguments (files or node ids) that must catch it
+    why: str                   # the bug it stands for
+
+
+MUTATIONS = [
+    Mutation("tol-min-gap", "validate/experiment.py",
+             "tol = max(min_gap, 2 * se)", "tol = min_gap",
+             ("tests/validate/test_experiment.py",),
+             "the tie tolerance ignores the seeds' standard error"),
+    Mutation("tol-2se", "validate/experiment.py",
+             "tol = max(min_gap, 2 * se)", "tol = 2 * se",
+             ("tests/validate/test_experiment.py",),
+             "the tie tolerance ignores the minimum gap"),
+    Mutation("nll-or-tie", "validate/experiment.py",
+             '"p" if noise > 0 else "nll_or_tie"', '"p" if noise > 0 else "tie"',
+             ("tests/validate/test_experiment.py",),
+             "the clean strong-task prediction loses its NLL side"),
+    Mutation("placement", "validate/experiment.py",
+             'PLACEMENT = "answer"', 'PLACEMENT = "all"',
+             ("tests/validate/test_experiment.py",),
+             "the grid places the probed tasks differently"),
+    Mutation("indicator-lo", "theory/objective.py",
+             "above = (x >= lo) if self.lo_closed else (x > lo)",
+             "above = (x > lo) if self.lo_closed else (x >= lo)",
+             ("tests/theory/test_spec.py", "tests/theory/test_losses.py"),
+             "open and closed lower bounds swapped (nll@p>=0.5 vs nll@p>0.5 at p = 0.5)"),
+    Mutation("indicator-hi", "theory/objective.py",
+             "below = (x <= hi) if self.hi_closed else (x < hi)",
+             "below = (x < hi) if self.hi_closed else (x <= hi)",
+             ("tests/theory/test_spec.py", "tests/theory/test_losses.py"),
+             "open and closed upper bounds swapped"),
+    Mutation("no-c99-rewrite", "theory/expr.py",
+             "in_ell = optimize(in_ell, optims_c99)", "pass",
+             ("tests/theory/test_losses.py",),
+             "f(log p) without expm1/log1p: float32 alpha(1e-6) at p = 0.99 is 0, not 0.01"),
+    Mutation("resume-rng", "validate/train.py",
+             '        _set_rng_state(state["rng"])\n', "",
+             ("tests/validate/test_train.py::test_resume_is_bitwise_equal",),
+             "a resumed run draws other dropout masks than an uninterrupted one"),
+    Mutation("wrong-label-uniform", "sim/continuum.py",
+             "return k + (k >= y_star).long()", "return k",
+             ("tests/sim",),
+             "the uniform wrong-label sampler may return the true token y*"),
+    Mutation("wrong-label-q0", "sim/continuum.py",
+             "    w.scatter_(-1, y_star[:, None], 0.0)\n", "",
+             ("tests/sim",),
+             "the q0 wrong-label sampler may return the true token y*"),
+    Mutation("frac-p055", "sim/continuum.py",
+             '"base/frac_p055": (p > 0.55)', '"base/frac_p055": (p > 0.45)',
+             ("tests/sim",),
+             "the Table 6 statistic uses the wrong threshold"),
+    Mutation("hf-mean-sum", "validate/hf.py",
+             'return obj.loss(lg, y, ignore_index=IGNORE_INDEX, reduction="mean")',
+             'return obj.loss(lg, y, ignore_index=IGNORE_INDEX, reduction="sum")',
+             ("tests/validate/test_hf.py",),
+             "without num_items_in_batch the HF loss is a sum, not a token mean"),
+    Mutation("trl-num-processes", "validate/hf.py",
+             "loss = loss * self.accelerator.num_processes", "loss = loss",
+             ("tests/validate/test_hf.py",),
+             "multi-process TRL gradients shrink by the number of processes"),
+]
+
+
+def copy_checkout(dest: Path) -> None:
+    """Tracked and untracked, non-ignored files of the checkout (symlinks kept as links)."""
+    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, names):
+        src, dst = ROOT / name, dest / name
+        if not os.path.lexists(src):          # deleted in the working tree, not yet committed
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)
+        elif src.is_file():
+            shutil.copy2(src, dst)
+
+
+def _pytest(repo: Path, args, timeout: float):
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                          cwd=repo, capture_output=True, text=True, timeout=timeout)
+
+
+def run_one(m: Mutation, repo: Path, timeout: float) -> tuple[str, str, float]:
+    """(status, detail, seconds): killed / survived / stale / timeout / baseline-fails.
+
+    A failing test counts as a kill only if it passes on the unmutated copy (the failures are rerun
+    there), so a test that fails anyway never hides a surviving mutation."""
+    path = repo / m.path
+    original = path.read_text()
+    if original.count(m.old) != 1:
+        return "stale", f"{m.old!r} occurs {original.count(m.old)} times in {m.path}", 0.0
+    path.write_text(original.replace(m.old, m.new))
+    start = time.perf_counter()
+    try:
+        proc = _pytest(repo, m.tests, timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", f"no verdict within {timeout:.0f} s", time.perf_counter() - start
+    finally:
+        path.write_text(original)
+    seconds = time.perf_counter() - start
+    failed = [ln.split(" - ")[0].split(" ", 1)[1] for ln in proc.stdout.splitlines()
+              if ln.startswith(("FAILED ", "ERROR "))]
+    if proc.returncode == 0:
+        return "survived", "all tests pass", seconds
+    if not failed:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["?"]
+        return "killed", f"pytest exit {proc.returncode}: {tail[0]}", seconds
+    unmutated = _pytest(repo, failed, timeout).stdout
+    killers = [t for t in failed if f"FAILED {t}" not in unmutated and f"ERROR {t}" not in unmutated]
+    if not killers:
+        return "baseline-fails", f"{', '.join(failed)} fail(s) without the mutation too", seconds
+    return "killed", f"{killers[0]}" + (f" (+{len(killers) - 1} more)" if len(killers) > 1 else ""), \
+        seconds
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="run these rows only")
+    ap.add_argument("--list", action="store_true", help="print the rows and exit")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per row (default 900)")
+    args = ap.parse_args(argv)
+    rows = MUTATIONS
+    if args.only:
+        unknown = set(args.only) - {m.name for m in MUTATIONS}
+        if unknown:
+            print(f"unknown mutation(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        rows = [m for m in MUTATIONS if m.name in args.only]
+    if args.list:
+        for m in rows:
+            print(f"{m.name:22s} {m.path:24s} {m.why}")
+        return 0
+    results = []
+    with tempfile.TemporaryDirectory(prefix="probsft-mutations-") as tmp:
+        repo = Path(tmp)
+        copy_checkout(repo)
+        for m in rows:
+            status, detail, seconds = run_one(m, repo, args.timeout)
+            results.append((m, status))
+            print(f"{m.name:22s} {status:8s} {seconds:6.0f} s  {detail}", flush=True)
+    bad = [m.name for m, status in results if status != "killed"]
+    print(f"\n{len(results) - len(bad)}/{len(results)} mutations killed"
+          + (f"; not killed: {', '.join(bad)}" if bad else ""))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
