@@ -14,8 +14,6 @@ from tests.strategies import ALL_SPECS, AUTHOR_KEYS, specs
 
 @settings(max_examples=60, deadline=None)
 @given(spec=specs())
-
-
 def test_spec_text_spec_round_trip(spec):
     obj = probsft.objective(spec)
     again = probsft.objective(str(obj))
@@ -27,8 +25,6 @@ def test_spec_text_spec_round_trip(spec):
     st.text(max_size=30),
     st.text(alphabet="p0123456789.-+*/^()@<>=[],QlogexpalphaNLL ", max_size=25),
     st.sampled_from(ALL_SPECS).flatmap(lambda s: st.integers(0, len(s)).map(lambda i: s[:i] + "(" + s[i:]))))
-
-
 def test_fuzzed_specs_raise_only_spec_error(text):
     try:
         obj = probsft.objective(text)
@@ -39,8 +35,6 @@ def test_fuzzed_specs_raise_only_spec_error(text):
 
 
 @pytest.mark.parametrize("key, spec", sorted(AUTHOR_KEYS.items()))
-
-
 def test_author_keys(key, spec):
     assert probsft.objective(key) == probsft.objective(spec)
 
@@ -61,8 +55,6 @@ def test_quantile_thresholds_resolve_against_supplied_probabilities():
 
 @pytest.mark.parametrize("bad", ["p**2", "", "alpha()", "focal(-1)", "huber(2)", "nll@p>=2",
                                  "__import__('os')", "x+1", "nll@@p>0"])
-
-
 def test_bad_specs(bad):
     with pytest.raises(SpecError):
         probsft.objective(bad)
@@ -88,8 +80,6 @@ def test_objective_module_does_not_import_the_spec_grammar():
     ("nll@p>=0.5", [0.5], [True]), ("nll@p>0.5", [0.5], [False]),
     ("p@p<=0.5", [0.5], [True]), ("p@p<0.5", [0.5], [False]),
     ("p@(0.25,0.5]", [0.25, 0.5], [False, True]), ("p@[0.25,0.5)", [0.25, 0.5], [True, False])])
-
-
 def test_open_and_closed_bounds_differ_exactly_on_the_bound(spec, on_bound, counted):
     import torch
 

@@ -49,8 +49,6 @@ def _assert_same(got, want):
 
 
 @pytest.mark.parametrize("spec", ["p", "alpha(0.5)"])
-
-
 def test_hf_trainer_compute_loss_func(tmp_path, tok, spec):
     from transformers import Trainer, TrainingArguments
 
@@ -76,8 +74,6 @@ def _sft_trainer(tmp_path, tok, records, spec, fused, callbacks=()):
 
 @pytest.mark.parametrize("spec, fused", [("p", False), ("nll", False), ("p", True),
                                          ("dft", True)])
-
-
 def test_trl_sft_trainer_subclass(tmp_path, tok, spec, fused):
     records = make_records(4, seed=3)
     capture = _Capture()
@@ -117,8 +113,6 @@ def _token_sum_and_count(model, batch, spec):
 
 
 @pytest.mark.parametrize("spec", ["p", "nll@p>=0.01"])
-
-
 def test_causal_lm_loss_divides_by_counted_tokens_or_num_items(tok, spec):
     """Without num_items_in_batch (HF passes none when the model takes no loss kwargs) the loss is
     the mean over counted tokens; with it, the sum over num_items_in_batch."""
@@ -138,8 +132,6 @@ def test_causal_lm_loss_divides_by_counted_tokens_or_num_items(tok, spec):
 
 
 @pytest.mark.parametrize("fused", [False, True])
-
-
 def test_trl_loss_scales_by_the_number_of_processes(tmp_path, tok, fused):
     """TRL's num_items_in_batch counts every rank's tokens and DDP averages the ranks' gradients,
     so each rank's loss is multiplied by the number of processes (faked here: the Accelerator's
