@@ -325,6 +325,24 @@ def simplified(expr: sympy.Expr) -> sympy.Expr:
 # numeric compilation
 
 
+class log1mexp(sympy.Function):
+    """log(1 - exp(u)) for u <= 0, accurate on both sides (Maechler 2012): log(-expm1(u)) for
+    u > -log 2 (p = e^u near 1, where 1 - p cancels), log1p(-exp(u)) below."""
+
+    def fdiff(self, argindex=1):
+        u = self.args[0]
+        return -sympy.exp(u) / (1 - sympy.exp(u))
+
+
+def _log1mexp(lib):
+    def f(u):
+        near_one = u > -math.log(2.0)
+        a = lib.log(-lib.expm1(u))
+        b = lib.log1p(-lib.exp(u))
+        return lib.where(near_one, a, b)
+    return f
+
+
 class _Backend:
     """The handful of array functions the compiled expressions need, for numpy or torch."""
 
@@ -338,6 +356,7 @@ class _Backend:
         self.maximum = lib.maximum if is_torch else np.maximum
         self.funcs = {
             sympy.exp: lib.exp, sympy.log: lib.log, expm1: lib.expm1, log1p: lib.log1p,
+            log1mexp: _log1mexp(lib),
             sympy.sin: lib.sin, sympy.cos: lib.cos, sympy.tanh: lib.tanh,
             sympy.atan: lib.atan if is_torch else np.arctan, sympy.Abs: lib.abs,
         }
@@ -463,6 +482,7 @@ def compile_in_logp(expr: sympy.Expr) -> Compiled:
     in_ell = sympy.expand_log(in_ell, force=True)
     try:
         in_ell = optimize(in_ell, optims)
+        in_ell = in_ell.replace(log1p(-sympy.exp(_U)), log1mexp(_U))   # log(1 - p), p -> 1
     except Exception:  # noqa: BLE001 - rewriting is an optimisation only
         pass
     return Compiled(in_ell, ell)
