@@ -35,21 +35,28 @@ from probsft.paths import MODELS
 
 SHIPPED = MODELS / "backbone"
 
+# The dial (probsft.validate.tasks.TRANSFORMS): each transformation's share of the pretraining
+# documents. Doses were set on the probe's answer-token p only (README, "the dial"), never on a
+# fine-tuning outcome; a transformation absent from the mix has dose 0.
+DIAL_MIX: tuple[tuple[str, float], ...] = (
+    ("t_cpy", 0.30), ("t_rev", 0.32), ("t_swp", 0.16), ("t_sh1", 0.08), ("t_rol", 0.04),
+    ("t_srt", 0.02), ("t_ror", 0.01), ("t_sh2", 0.005), ("t_nov", 0.0025))
+
 
 @dataclasses.dataclass(frozen=True)
 class BackboneConfig:
-    hidden_size: int = 128
-    layers: int = 4
+    hidden_size: int = 64
+    layers: int = 2
     heads: int = 4
-    intermediate_size: int = 352
+    intermediate_size: int = 176
     max_position: int = 256
-    steps: int = 700
-    batch_size: int = 64
+    steps: int = 600
+    batch_size: int = 32
     lr: float = 3e-3
     warmup: int = 50
     weight_decay: float = 0.01
     seed: int = 0
-    mix: tuple[tuple[str, float], ...] = (("spell_backward", 0.8), ("letter_jumble", 0.2))
+    mix: tuple[tuple[str, float], ...] = DIAL_MIX
     pool: int = 6000                 # distinct pretraining items per task
     threads: int = 1                 # torch threads (the build machine is shared)
     eos: bool = True                 # end documents with </s> (the SFT format) instead of a newline
@@ -100,11 +107,14 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
     """
     from tqdm.auto import tqdm
 
-    from probsft.validate.probe import probe
-    from probsft.validate.tasks import ALPHABET, TASKS, sample
+    from probsft.validate.tasks import ALPHABET
     from probsft.validate.tiny import build_char_tokenizer, tiny_llama
 
     torch.set_num_threads(cfg.threads)
+    # Once the model predicts confidently, softmax underflows into denormal floats, which the CPU
+    # handles ~20x slower (measured: 0.05 -> 0.9 s of CPU per step); flushing them to 0 changes no
+    # result that matters and keeps the build fast.
+    torch.set_flush_denormal(True)
     start = time.perf_counter()
     tok = build_char_tokenizer(ALPHABET, model_max_length=cfg.max_position)
     model = tiny_llama(len(tok), cfg.hidden_size, cfg.layers, cfg.heads, cfg.seed,
@@ -140,18 +150,33 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
     model.save_pretrained(out)
     tok.save_pretrained(out)
     (out / "backbone_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    if probe_sets is None:
-        probe_sets = {name: sample(TASKS[name], "train", probe_n, 0) for name in TASKS}
-    probes = {name: probe(model, tok, recs, batch_size=64, placement="answer")
-              for name, recs in probe_sets.items()}
     record = {"seconds": round(time.perf_counter() - start, 1), "threads": cfg.threads,
               "params": sum(p.numel() for p in model.parameters()),
               "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-              "probe_mean_p": {k: v["mean_p"] for k, v in probes.items()},
-              "probe_answer_mean_p": {k: v["answer_mean_p"] for k, v in probes.items()},
-              "probe_region": {k: v["region"] for k, v in probes.items()}}
+              "dial": dial_report(model, tok, probe_n, probe_sets)}
     (out / "build.json").write_text(json.dumps(record, indent=1))
     return record
+
+
+def dial_report(model, tok, n: int = 128, probe_sets=None) -> dict:
+    """{task: {answer_p, exact_match}} of every dial task: the probe's answer-token mean p on ``n``
+    SFT-train items and greedy held-out exact match on ``n`` held-out items (the cheap probe the
+    doses were set with, and the record of a build).
+
+    ``probe_sets`` ({task: {"train": records, "heldout": records}}) replaces generated items."""
+    from probsft.validate.evaluate import evaluate
+    from probsft.validate.probe import probe
+    from probsft.validate.tasks import DIAL, TASKS, sample
+
+    out = {}
+    for name in (probe_sets or DIAL):
+        sets = probe_sets[name] if probe_sets else {
+            split: sample(TASKS[name], split, n, 0) for split in ("train", "heldout")}
+        stats = probe(model, tok, sets["train"], batch_size=64, placement="answer")
+        summary, _ = evaluate(model, tok, sets["heldout"], max_new_tokens=12, batch_size=64)
+        out[name] = {"answer_p": round(stats["answer_mean_p"], 4),
+                     "exact_match": round(summary["eval/exact_match"], 4)}
+    return out
 
 
 def load(path=None):
