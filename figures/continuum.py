@@ -18,9 +18,6 @@ import numpy as np
 
 from probsft.figures import save_figure
 
-SHADE = {"p": ("tab:green", 1), "nll": ("tab:red", -1), "nll_or_tie": ("tab:red", -1),
-         "tie": ("0.6", 0)}
-
 
 def draw(verdicts_json, out_stem) -> list[Path]:
     """Draw ``<out_stem>.png`` and ``.svg`` from verdicts.json; returns the two paths."""
@@ -44,13 +41,14 @@ def draw(verdicts_json, out_stem) -> list[Path]:
         lo, hi = np.array([c["ci_low"] for c in cs]), np.array([c["ci_high"] for c in cs])
         top = max([3.0, *np.abs(lo), *np.abs(hi)]) * 1.1 if len(cs) else 10.0
         for region in pred.REGIONS:                      # the theory's predicted sign, shaded
-            color, sign = SHADE[pred.predict(region.name, sup)]
+            sign = pred.SIGN[pred.predict(region.name, sup)]
             x0, x1 = region.lo, min(region.hi, 1.0)
-            if sign == 0:
+            if sign != round(sign) or sign == 0:         # a tie is (also) predicted: the ±margin band
                 ax.fill_between([x0, x1], -100 * pred.TIE_MARGIN, 100 * pred.TIE_MARGIN,
-                                color=color, alpha=0.25, lw=0)
-            else:
-                ax.fill_between([x0, x1], 0, sign * top, color=color, alpha=0.08, lw=0)
+                                color="0.6", alpha=0.3, lw=0)
+            if sign != 0:                                # a winner: shade its side of 0
+                ax.fill_between([x0, x1], 0, top if sign > 0 else -top, alpha=0.08, lw=0,
+                                color="tab:green" if sign > 0 else "tab:red")
             ax.text((x0 + x1) / 2, 0.93 * top, f"predicted: {pred.predict(region.name, sup)}",
                     ha="center", fontsize=7, color="0.3")
         for b in pred.BORDERS:
@@ -59,7 +57,7 @@ def draw(verdicts_json, out_stem) -> list[Path]:
         for m in (-100 * pred.TIE_MARGIN, 100 * pred.TIE_MARGIN):
             ax.axhline(m, color="0.6", ls=":", lw=0.8)
         if len(cs):
-            ax.fill_between(x, lo, hi, color="tab:blue", alpha=0.25, lw=0, label="95% CI")
+            ax.fill_between(x, lo, hi, color="tab:blue", alpha=0.3, lw=0, label="95% CI")
             ax.plot(x, y, "o-", color="tab:blue", ms=4, label="−p − NLL (mean)")
         cr = result["crossover"].get(f"{sup}/{opt}")
         if cr and cr["p"] is not None:

@@ -39,24 +39,31 @@ SHIPPED = MODELS / "backbone"
 # documents. Doses were set on the probe's answer-token p only (README, "the dial"), never on a
 # fine-tuning outcome; a transformation absent from the mix has dose 0.
 DIAL_MIX: tuple[tuple[str, float], ...] = (
-    ("t_cpy", 0.30), ("t_rev", 0.32), ("t_swp", 0.16), ("t_sh1", 0.08), ("t_rol", 0.04),
-    ("t_srt", 0.02), ("t_ror", 0.01), ("t_sh2", 0.005), ("t_nov", 0.0025))
+    ("spell_backward", 0.10), ("letter_jumble", 0.02),          # replay of stage 1
+    ("t_swp", 0.28), ("t_rol", 0.22), ("t_ror", 0.14), ("t_nov", 0.09), ("t_sh1", 0.07),
+    ("t_srt", 0.04), ("t_sh2", 0.025), ("t_sh3", 0.01))
 
 
 @dataclasses.dataclass(frozen=True)
 class BackboneConfig:
-    hidden_size: int = 64
-    layers: int = 2
+    hidden_size: int = 128
+    layers: int = 4
     heads: int = 4
-    intermediate_size: int = 176
+    intermediate_size: int = 352
     max_position: int = 256
-    steps: int = 600
-    batch_size: int = 32
+    # stage 1: English spelling and unscrambling (it learns to copy and reorder characters)
+    steps: int = 700
+    batch_size: int = 64
     lr: float = 3e-3
     warmup: int = 50
     weight_decay: float = 0.01
     seed: int = 0
-    mix: tuple[tuple[str, float], ...] = DIAL_MIX
+    mix: tuple[tuple[str, float], ...] = (("spell_backward", 0.8), ("letter_jumble", 0.2))
+    # stage 2, the dial: continued pretraining on the transformations at their doses
+    dial_steps: int = 300
+    dial_batch_size: int = 32
+    dial_lr: float = 2e-3
+    dial_mix: tuple[tuple[str, float], ...] = DIAL_MIX
     pool: int = 6000                 # distinct pretraining items per task
     threads: int = 1                 # torch threads (the build machine is shared)
     eos: bool = True                 # end documents with </s> (the SFT format) instead of a newline
@@ -64,14 +71,18 @@ class BackboneConfig:
     def __post_init__(self):
         from probsft.validate.tasks import TASKS
 
-        object.__setattr__(self, "mix", tuple((str(k), float(v)) for k, v in self.mix))
-        for name, w in self.mix:
+        for f in ("mix", "dial_mix"):
+            object.__setattr__(self, f, tuple((str(k), float(v)) for k, v in getattr(self, f)))
+        for name, w in self.mix + self.dial_mix:
             if name not in TASKS or w <= 0:
                 raise ConfigError(f"backbone mix: bad entry {name!r}: {w}")
-        for f in ("hidden_size", "layers", "heads", "steps", "batch_size", "pool", "threads"):
+        for f in ("hidden_size", "layers", "heads", "steps", "batch_size", "pool", "threads",
+                  "dial_batch_size"):
             if getattr(self, f) < 1:
                 raise ConfigError(f"backbone {f} must be >= 1")
-        if not 0 < self.lr < 1:
+        if self.dial_steps < 0:
+            raise ConfigError("backbone dial_steps must be >= 0")
+        if not (0 < self.lr < 1 and 0 < self.dial_lr < 1):
             raise ConfigError("backbone lr must lie in (0, 1)")
 
     @classmethod
@@ -88,51 +99,33 @@ def document(record: dict, cfg: BackboneConfig) -> str:
     return record["prompt"] + record["response"] + (SPECIAL_TOKENS[2] if cfg.eos else "\n")
 
 
-def corpus(cfg: BackboneConfig) -> dict[str, list[str]]:
-    """The pretraining documents of each task in the mix (pretrain split only)."""
+def corpus(cfg: BackboneConfig, mix=None) -> dict[str, list[str]]:
+    """The pretraining documents of each task in ``mix`` (default: stage 1's; pretrain split only)."""
     from probsft.validate.tasks import TASKS, sample
 
     return {name: [document(r, cfg)
                    for r in sample(TASKS[name], "pretrain", cfg.pool, cfg.seed,
                                    unique=TASKS[name].pretrain_unique)]
-            for name, _ in cfg.mix}
+            for name, _ in (cfg.mix if mix is None else mix)}
 
 
-def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 128, docs=None,
-          probe_sets=None, device: str = "cpu") -> dict:
-    """Pretrain the backbone of ``cfg`` and save it to ``out``; returns the build record.
-
-    ``docs`` ({task: [text]}) and ``probe_sets`` ({task: records}) replace the generated corpus and
-    probe data (the GPU benchmark reads them from files, without reasoning_gym).
-    """
+def _pretrain(model, tok, docs, mix, steps, batch_size, lr, cfg, seed, progress, desc, device):
+    """Causal-LM pretraining on documents drawn by ``mix``; returns the losses. The batches are a
+    pure function of ``seed`` (documents, shares, order)."""
     from tqdm.auto import tqdm
 
-    from probsft.validate.tasks import ALPHABET
-    from probsft.validate.tiny import build_char_tokenizer, tiny_llama
-
-    torch.set_num_threads(cfg.threads)
-    # Once the model predicts confidently, softmax underflows into denormal floats, which the CPU
-    # handles ~20x slower (measured: 0.05 -> 0.9 s of CPU per step); flushing them to 0 changes no
-    # result that matters and keeps the build fast.
-    torch.set_flush_denormal(True)
-    start = time.perf_counter()
-    tok = build_char_tokenizer(ALPHABET, model_max_length=cfg.max_position)
-    model = tiny_llama(len(tok), cfg.hidden_size, cfg.layers, cfg.heads, cfg.seed,
-                       cfg.max_position, cfg.intermediate_size)
-    model.to(device)
-    docs = docs if docs is not None else corpus(cfg)
-    names, weights = zip(*cfg.mix)
-    rng = random.Random(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+    names, weights = zip(*mix)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay,
                             betas=(0.9, 0.98))
     model.train()
     losses = []
-    for step in tqdm(range(cfg.steps), desc="pretrain backbone", disable=not progress):
+    for step in tqdm(range(steps), desc=desc, disable=not progress):
         warm = min(1.0, (step + 1) / cfg.warmup)
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        texts = [rng.choice(docs[rng.choices(names, weights)[0]]) for _ in range(cfg.batch_size)]
+            g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
+        texts = [rng.choice(docs[rng.choices(names, weights)[0]]) for _ in range(batch_size)]
         seqs = [tok.encode(t) for t in texts]
         T = max(map(len, seqs))
         ids = torch.tensor([s + [tok.pad_token_id] * (T - len(s)) for s in seqs],
@@ -145,15 +138,54 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
         opt.step()
         losses.append(loss.item())
     model.eval()
+    return losses
+
+
+def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 128, docs=None,
+          probe_sets=None, device: str = "cpu", stage1=None) -> dict:
+    """Pretrain the backbone of ``cfg`` in two stages and save it to ``out``; the build record.
+
+    Stage 1 (``steps`` on ``mix``: English spelling/unscrambling) teaches the model to copy and
+    reorder characters; stage 2, the dial (``dial_steps`` on ``dial_mix``), continues on the
+    transformations at their doses, with a replay of stage 1's tasks. ``stage1``: a folder holding
+    a stage-1 result of the same config (the previous backbone, ``probsft backbone build
+    --stage1``) to start stage 2 from instead of pretraining it again.
+    ``docs`` ({task: [text]}, both stages' tasks) and ``probe_sets`` ({task: {split: records}})
+    replace the generated corpus and probe data (the GPU benchmark reads them from files).
+    """
+    from probsft.validate.tasks import ALPHABET
+    from probsft.validate.tiny import build_char_tokenizer, tiny_llama
+
+    torch.set_num_threads(cfg.threads)
+    start = time.perf_counter()
+    tok = build_char_tokenizer(ALPHABET, model_max_length=cfg.max_position)
+    model = tiny_llama(len(tok), cfg.hidden_size, cfg.layers, cfg.heads, cfg.seed,
+                       cfg.max_position, cfg.intermediate_size)
+    model.to(device)
+    if docs is None:
+        docs = {**corpus(cfg), **corpus(cfg, cfg.dial_mix)}
+    record = {"threads": cfg.threads, "params": sum(p.numel() for p in model.parameters())}
+    if stage1 is None:
+        losses = _pretrain(model, tok, docs, cfg.mix, cfg.steps, cfg.batch_size, cfg.lr, cfg,
+                           cfg.seed, progress, "pretrain backbone (stage 1)", device)
+        record["stage1_final_loss"] = sum(losses[-20:]) / len(losses[-20:])
+    else:
+        from transformers import AutoModelForCausalLM
+
+        model.load_state_dict(AutoModelForCausalLM.from_pretrained(stage1).state_dict())
+        record["stage1_from"] = str(stage1)
+    if cfg.dial_steps:
+        losses = _pretrain(model, tok, docs, cfg.dial_mix, cfg.dial_steps, cfg.dial_batch_size,
+                           cfg.dial_lr, cfg, cfg.seed + 1, progress, "pretrain backbone (dial)",
+                           device)
+        record["dial_final_loss"] = sum(losses[-20:]) / len(losses[-20:])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     (out / "backbone_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    record = {"seconds": round(time.perf_counter() - start, 1), "threads": cfg.threads,
-              "params": sum(p.numel() for p in model.parameters()),
-              "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-              "dial": dial_report(model, tok, probe_n, probe_sets)}
+    record["seconds"] = round(time.perf_counter() - start, 1)
+    record["dial"] = dial_report(model, tok, probe_n, probe_sets)
     (out / "build.json").write_text(json.dumps(record, indent=1))
     return record
 

@@ -175,8 +175,8 @@ def run_grid(cfg: ExperimentConfig, out: Path, model_path=None, progress: bool =
              deadline_s: float | None = None) -> Path:
     """Run (or resume) the grid; returns the results CSV path.
 
-    Runs go seed by seed (every position, supervision, optimizer and objective of seed 0 first), so
-    an interrupted grid holds complete paired seeds. ``deadline_s``: stop starting new runs after
+    Runs go by blocks of seeds: seeds 0 and 1 of each position in turn (the first paired CI), then
+    every position for each further seed, so an interrupted grid holds complete paired cells. ``deadline_s``: stop starting new runs after
     this many seconds (the rest resumes later).
     """
     from tqdm.auto import tqdm
@@ -221,8 +221,9 @@ def run_grid(cfg: ExperimentConfig, out: Path, model_path=None, progress: bool =
                 "expected_winners", "frac_p_gt_0.55")}
             atomic_write(out / "probes.json", json.dumps(probes, indent=1) + "\n")
     runs = [(t, "clean", "none", "base", cfg.seeds[0]) for t in cfg.tasks]
-    runs += [(t, s, o, spec, seed) for seed in cfg.seeds for t in cfg.tasks for s in cfg.supervision
-             for o in cfg.optimizers for spec in cfg.objectives]
+    blocks = [cfg.seeds[:2]] + [(seed,) for seed in cfg.seeds[2:]]   # 2 seeds: the first CI
+    runs += [(t, s, o, spec, seed) for block in blocks for t in cfg.tasks for seed in block
+             for s in cfg.supervision for o in cfg.optimizers for spec in cfg.objectives]
     bar = tqdm(total=len(runs), initial=sum(r in done for r in runs), desc="validate grid",
                disable=not progress, dynamic_ncols=True)
     noisy_cache: dict = {}

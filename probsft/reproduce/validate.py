@@ -95,10 +95,16 @@ def report_lines(result: dict, cfg, rows: list[dict], command: str) -> list[str]
 
 
 def reproduce(out_dir: Path, full: bool) -> list[str]:
-    """Main-job step: run (or resume) the grid, save the analysis, draw the figure."""
+    """Main-job step: run (or resume) the grid, save the analysis, draw the figure.
+
+    ``PROBSFT_VALIDATE_DEADLINE_S`` (environment): start no new run after this many seconds; the
+    section then reports the finished runs and says the grid is partial (the rest resumes later)."""
+    import os
+
     cfg = ex.FULL if full else ex.REDUCED
     out = Path(out_dir) / ex.folder(full)
-    result, pictures = run(cfg, out)
+    deadline = os.environ.get("PROBSFT_VALIDATE_DEADLINE_S")
+    result, pictures = run(cfg, out, deadline_s=float(deadline) if deadline else None)
     command = "probsft reproduce --only validate" + (" --full" if full else "")
     return [*report_lines(result, cfg, ex.read_rows(out / "results.csv"), command), "",
             *[f"![continuum]({p.relative_to(Path(out_dir))})" for p in pictures
