@@ -270,7 +270,7 @@ def run_grid(cfg: ExperimentConfig, out: Path, model_path=None, progress: bool =
 
 
 def _items(r: dict) -> np.ndarray:
-    return np.frombuffer(r["items"].encode(), dtype=np.uint8) - ord("0")
+    return (np.frombuffer(r["items"].encode(), dtype=np.uint8) - ord("0")).astype(np.int64)
 
 
 def paired_cells(rows: list[dict], margin: float = pred.TIE_MARGIN) -> list[dict]:

@@ -151,6 +151,7 @@ def test_paired_cells_on_known_items():
     assert c["ci_low"] > 0 and set(ex.PAIRED_FIELDS) <= set(c)
     (c,) = ex.paired_cells(_rows({"nll": better, "p": nll}))
     assert c["verdict"] == "refuted"
+    assert c["per_seed"] == pytest.approx([100 * (a - b).mean() for a, b in zip(nll, better)])
     (c,) = ex.paired_cells(_rows({"nll": nll, "p": nll}, sup="clean"))     # identical: a tie
     assert c["prediction"] == "nll_or_tie" and c["verdict"] == "confirmed"
     (c,) = ex.paired_cells(_rows({"nll": nll, "p": nll}, region="model-weak"))
