@@ -31,7 +31,7 @@ def draw(verdicts_json, out_stem) -> list[Path]:
     result = json.loads(Path(verdicts_json).read_text())
     cells = [c for c in result["cells"] if c["objective"] == "p"]
     panels = list(dict.fromkeys((c["supervision"], c["optimizer"]) for c in cells)) or [("clean", "adamw")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.2), sharey=True,
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.2), sharey=False,
                              squeeze=False)
     for ax, (sup, opt) in zip(axes[0], panels):
         cs = sorted((c for c in cells if (c["supervision"], c["optimizer"]) == (sup, opt)),
