@@ -1,5 +1,7 @@
 """GPU: the continuum experiment scaled up — a larger backbone pretrained on the GPU from the same
-corpus, then the objective grid (NLL, −p, −p^10, NLL·1{p≥0.2}, α=0.5; clean and noisy; seeds).
+two-stage corpus (spelling, then the dial's transformations at their doses), probed at the same
+positions (probsft.validate.experiment.POSITIONS), then the paired −p vs NLL grid (clean and token
+noise, 5 seeds) and its verdict counts.
 
 No network and no reasoning_gym / pyfiglet on the GPU machine: the corpus, SFT and held-out sets are
 pre-generated here into data/validate/ (``--make-data``, needs reasoning_gym) and only
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 import sys
 import time
 import traceback
@@ -25,16 +26,19 @@ from pathlib import Path
 from probsft import paths  # noqa: E402
 
 DATA = paths.DATA / "validate"
-SIZES = {"pretrain": {"spell_backward": 8000, "letter_jumble": 4000}, "train": 512, "heldout": 128}
+SIZES = {"pretrain": 6000, "train": 256, "heldout": 200}
 
 
 def make_data():
+    from probsft.validate.backbone import BackboneConfig
+    from probsft.validate.experiment import POSITIONS
     from probsft.validate.tasks import TASKS, sample, write_jsonl
 
-    for name, n in SIZES["pretrain"].items():
-        write_jsonl(DATA / name / "pretrain.jsonl",
-                    sample(TASKS[name], "pretrain", n, 0, unique=TASKS[name].pretrain_unique))
-    for name in TASKS:
+    cfg = BackboneConfig()
+    for name in dict(cfg.mix + cfg.dial_mix):
+        write_jsonl(DATA / name / "pretrain.jsonl", sample(
+            TASKS[name], "pretrain", SIZES["pretrain"], 0, unique=TASKS[name].pretrain_unique))
+    for name in POSITIONS:
         for split in ("train", "heldout"):
             write_jsonl(DATA / name / f"{split}.jsonl", sample(TASKS[name], split, SIZES[split], 0))
     print("wrote", DATA)
@@ -72,28 +76,20 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     results = {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "tiny": args.tiny}
-    bcfg = bb.BackboneConfig(hidden_size=256, layers=6, heads=8, intermediate_size=704, steps=1500,
-                             batch_size=128, lr=2e-3, warmup=100, threads=4)
-    ecfg = ex.ExperimentConfig(seeds=(0, 1, 2), steps=120, batch_size=32, n_train=512,
-                               n_heldout=128, device=args.device, threads=4)
+    bcfg = bb.BackboneConfig(hidden_size=512, layers=8, heads=8, intermediate_size=1408,
+                             steps=1500, batch_size=128, lr=1e-3, warmup=100, dial_steps=600,
+                             dial_batch_size=128, dial_lr=5e-4, threads=4)      # ~25M parameters
+    ecfg = ex.ExperimentConfig(device=args.device, threads=4)           # the reduced grid
     if args.tiny:
-        bcfg = bb.BackboneConfig(steps=150, threads=2)
-        ecfg = dataclasses.replace(ecfg, seeds=(0,), steps=10, batch_size=16, n_heldout=16,
-                                   objectives=("nll", "p"), threads=2)
-    budget = args.budget or (60 if args.tiny else 170)
-    # The grid reads <out>/grid/data/<task>/{train,heldout}.jsonl: copy the pre-generated sets there.
-    for name in ecfg.tasks:
-        for split, n in (("train", ecfg.n_train), ("heldout", ecfg.n_heldout)):
-            dst = out / "grid" / "data" / name / f"{split}.jsonl"
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            lines = (DATA / name / f"{split}.jsonl").read_text().splitlines()[:n]
-            dst.write_text("\n".join(lines) + "\n")
+        bcfg = bb.BackboneConfig(steps=150, dial_steps=50, threads=2)
+        ecfg = dataclasses.replace(ecfg, seeds=(0, 1), steps=10, n_heldout=16, threads=2)
+    budget = args.budget or (60 if args.tiny else 300)
 
     def build():
         docs = {name: [bb.document(r, bcfg) for r in read_jsonl(DATA / name / "pretrain.jsonl")]
-                for name, _ in bcfg.mix}
-        probe_sets = {name: read_jsonl(out / "grid" / "data" / name / "train.jsonl")[:128]
-                      for name in ecfg.tasks}
+                for name in dict(bcfg.mix + bcfg.dial_mix)}
+        probe_sets = {name: {split: read_jsonl(DATA / name / f"{split}.jsonl")[:128]
+                             for split in ("train", "heldout")} for name in ecfg.tasks}
         return bb.build(bcfg, out / "backbone", progress=False, docs=docs, probe_sets=probe_sets,
                         device=args.device)
 
@@ -102,19 +98,14 @@ def main():
     def grid():
         path = ex.run_grid(ecfg, out / "grid", model_path=out / "backbone", progress=False,
                            deadline_s=budget)
-        table, verdicts = ex.summarize(ex.read_rows(path), ecfg.min_gap)
-        print("\n".join(table + [""] + ex.verdict_lines(verdicts)))
-        return {"cells": len(ex.read_rows(path)), "verdicts": verdicts, "table": table}
+        analysis = ex.write_analysis(ex.read_rows(path), out / "grid")
+        return {"runs": len(ex.read_rows(path)), "counts": analysis["counts"],
+                "crossover": analysis["crossover"]}
 
     section("grid", results, grid)
-    shutil.copy(out / "grid" / "results.csv", out / "results.csv") if (out / "grid" / "results.csv").exists() else None
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     print("== summary")
-    print(json.dumps({k: v for k, v in results.items() if k != "grid"}, indent=1, default=str))
-    for v in results.get("grid", {}).get("verdicts", []):
-        print(f"{v['task']:15s} noise {v['noise']:.1f} {v['region']:18s} p={v['probe_mean_p']:.2f} "
-              f"pred {v['prediction']:10s} meas {v['measured']:4s} Δ={100 * v['delta_p_minus_nll']:+.1f} "
-              f"agree={v['agrees']}")
+    print(json.dumps(results, indent=1, default=str))
     return 0
 
 

@@ -1,13 +1,16 @@
-"""Figure: each task placed on the capability continuum (base-model probe mean p on x) with each
-objective's held-out gain over NLL (y; exact match, Jaro–Winkler for figlet), one panel per
-supervision-noise rate. A pure function of the saved ``results.csv`` of probsft.validate.experiment.
+"""Figure: the capability continuum as a dose–response curve. For each supervision kind and optimizer
+one panel: the paired held-out difference −p − NLL (exact-match points, mean over seeds and items)
+against the base model's probe p (answer tokens), its 95% CI band (seeds ∪ item bootstrap), the ±2
+point equivalence band, the theory's predicted sign per region (shaded: green where −p should win,
+red where NLL should, grey where a tie is predicted; borders from probsft.validate.predictions) and
+the located crossover with its CI. A pure function of the saved ``verdicts.json``.
 
-    python -m probsft.figures.continuum results/validate/results.csv results/validate/continuum
+    python -m probsft.figures.continuum results/validate/verdicts.json results/validate/continuum
 """
 
 from __future__ import annotations
 
-import csv
+import json
 import sys
 from pathlib import Path
 
@@ -16,52 +19,58 @@ import numpy as np
 from probsft.figures import save_figure
 
 
-def draw(csv_path, out_stem) -> list[Path]:
-    """Draw ``<out_stem>.png`` and ``.svg`` from the results CSV; returns the two paths."""
+def draw(verdicts_json, out_stem) -> list[Path]:
+    """Draw ``<out_stem>.png`` and ``.svg`` from verdicts.json; returns the two paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from probsft.validate.experiment import metric_of
+    from probsft.validate import predictions as pred
 
-    with open(csv_path, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["objective"] != "base"]
-    noises = sorted({float(r["noise"]) for r in rows})
-    objectives = list(dict.fromkeys(r["objective"] for r in rows))
-    labels = {r["objective"]: r["label"] for r in rows}
-    fig, axes = plt.subplots(1, len(noises), figsize=(5.2 * len(noises), 4), sharey=True,
+    result = json.loads(Path(verdicts_json).read_text())
+    cells = [c for c in result["cells"] if c["objective"] == "p"]
+    panels = list(dict.fromkeys((c["supervision"], c["optimizer"]) for c in cells)) or [("clean", "adamw")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.2), sharey=False,
                              squeeze=False)
-    for ax, noise in zip(axes[0], noises):
-        sub = [r for r in rows if float(r["noise"]) == noise]
-        tasks = list(dict.fromkeys(r["task"] for r in sub))
-        for k, obj in enumerate(objectives):
-            xs, ys, es = [], [], []
-            for t in tasks:
-                key = metric_of(t)
-                vals = lambda o: np.array([float(r[key]) for r in sub if r["task"] == t
-                                           and r["objective"] == o])
-                v, ref = vals(obj), vals("nll")
-                if len(v) == 0 or len(ref) == 0:
-                    continue
-                xs.append(float(next(r["probe_mean_p"] for r in sub if r["task"] == t)))
-                ys.append(100 * (v.mean() - ref.mean()))
-                es.append(100 * v.std())
-            offset = (k - (len(objectives) - 1) / 2) * 0.012   # spread the markers of one task
-            ax.errorbar(np.array(xs) + offset, ys, yerr=es, marker="o", ls="none", capsize=2,
-                        label=labels[obj])
-        for t in tasks:
-            x = float(next(r["probe_mean_p"] for r in sub if r["task"] == t))
-            ax.annotate(t, (x, 0), textcoords="offset points", xytext=(0, -14), ha="center",
-                        fontsize=8, color="0.3")
-        ax.axhline(0, color="0.5", lw=0.8)
-        for x0 in (0.25, 0.65):        # region borders of probsft.validate.probe
-            ax.axvline(x0, color="0.8", ls="--", lw=0.8)
-        ax.set_xlim(-0.05, 1.05)      # room for the spread markers of a task at p ≈ 0 or ≈ 1
+    for ax, (sup, opt) in zip(axes[0], panels):
+        cs = sorted((c for c in cells if (c["supervision"], c["optimizer"]) == (sup, opt)),
+                    key=lambda c: c["probe_answer_p"])
+        x = np.array([c["probe_answer_p"] for c in cs])
+        y = np.array([c["delta"] for c in cs])
+        lo, hi = np.array([c["ci_low"] for c in cs]), np.array([c["ci_high"] for c in cs])
+        top = max([3.0, *np.abs(lo), *np.abs(hi)]) * 1.1 if len(cs) else 10.0
+        for region in pred.REGIONS:                      # the theory's predicted sign, shaded
+            sign = pred.SIGN[pred.predict(region.name, sup)]
+            x0, x1 = region.lo, min(region.hi, 1.0)
+            if sign != round(sign) or sign == 0:         # a tie is (also) predicted: the ±margin band
+                ax.fill_between([x0, x1], -100 * pred.TIE_MARGIN, 100 * pred.TIE_MARGIN,
+                                color="0.6", alpha=0.3, lw=0)
+            if sign != 0:                                # a winner: shade its side of 0
+                ax.fill_between([x0, x1], 0, top if sign > 0 else -top, alpha=0.08, lw=0,
+                                color="tab:green" if sign > 0 else "tab:red")
+            ax.text((x0 + x1) / 2, 0.93 * top, f"predicted: {pred.predict(region.name, sup)}",
+                    ha="center", fontsize=7, color="0.3")
+        for b in pred.BORDERS:
+            ax.axvline(b, color="0.75", ls="--", lw=0.8)
+        ax.axhline(0, color="0.4", lw=0.8)
+        for m in (-100 * pred.TIE_MARGIN, 100 * pred.TIE_MARGIN):
+            ax.axhline(m, color="0.6", ls=":", lw=0.8)
+        if len(cs):
+            ax.fill_between(x, lo, hi, color="tab:blue", alpha=0.3, lw=0, label="95% CI")
+            ax.plot(x, y, "o-", color="tab:blue", ms=4, label="−p − NLL (mean)")
+        cr = result["crossover"].get(f"{sup}/{opt}")
+        if cr and cr["p"] is not None:
+            ax.axvline(cr["p"], color="tab:purple", lw=1.2, label=f"crossover {cr['p']:.2f}")
+            if cr["ci"]:
+                ax.axvspan(*cr["ci"], color="tab:purple", alpha=0.1, lw=0)
+        ax.axvline(pred.PAPER_CROSSOVER, color="k", ls="-.", lw=0.8, label="paper ≈ 0.5")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-top, top)
         ax.set_xlabel("base-model mean p of the answer tokens (probe)")
-        ax.set_title(f"token noise {noise:g}")
-    axes[0][0].set_ylabel("held-out gain over NLL (points)")
-    axes[0][-1].legend(fontsize=8, loc="best")
+        ax.set_title(f"{sup} supervision, {opt}\nmetric: held-out exact match", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("exact match −p minus NLL (points, paired)")
     fig.tight_layout()
     return save_figure(fig, out_stem, tight=False)
 

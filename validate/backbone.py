@@ -37,6 +37,14 @@ from probsft.theory.objective import IGNORE_INDEX
 
 SHIPPED = MODELS / "backbone"
 
+# The dial (probsft.validate.tasks.TRANSFORMS): each transformation's share of the pretraining
+# documents. Doses were set on the probe's answer-token p only (README, "the dial"), never on a
+# fine-tuning outcome; a transformation absent from the mix has dose 0.
+DIAL_MIX: tuple[tuple[str, float], ...] = (
+    ("spell_backward", 0.25), ("letter_jumble", 0.05),          # replay of stage 1
+    ("t_sh1", 0.20), ("t_nov", 0.14), ("t_swp", 0.10), ("t_srt", 0.10), ("t_rol", 0.07),
+    ("t_ror", 0.05), ("t_sh2", 0.03), ("t_sh3", 0.01))
+
 
 @dataclasses.dataclass(frozen=True)
 class BackboneConfig:
@@ -45,6 +53,7 @@ class BackboneConfig:
     heads: int = 4
     intermediate_size: int = 352
     max_position: int = 256
+    # stage 1: English spelling and unscrambling (it learns to copy and reorder characters)
     steps: int = 700
     batch_size: int = 64
     lr: float = 3e-3
@@ -52,6 +61,11 @@ class BackboneConfig:
     weight_decay: float = 0.01
     seed: int = 0
     mix: tuple[tuple[str, float], ...] = (("spell_backward", 0.8), ("letter_jumble", 0.2))
+    # stage 2, the dial: continued pretraining on the transformations at their doses
+    dial_steps: int = 300
+    dial_batch_size: int = 32
+    dial_lr: float = 2e-3
+    dial_mix: tuple[tuple[str, float], ...] = DIAL_MIX
     pool: int = 6000                 # distinct pretraining items per task
     threads: int = 1                 # torch threads (the build machine is shared)
     eos: bool = True                 # end documents with </s> (the SFT format) instead of a newline
@@ -59,14 +73,18 @@ class BackboneConfig:
     def __post_init__(self):
         from probsft.validate.tasks import TASKS
 
-        object.__setattr__(self, "mix", tuple((str(k), float(v)) for k, v in self.mix))
-        for name, w in self.mix:
+        for f in ("mix", "dial_mix"):
+            object.__setattr__(self, f, tuple((str(k), float(v)) for k, v in getattr(self, f)))
+        for name, w in self.mix + self.dial_mix:
             if name not in TASKS or w <= 0:
                 raise ConfigError(f"backbone mix: bad entry {name!r}: {w}")
-        for f in ("hidden_size", "layers", "heads", "steps", "batch_size", "pool", "threads"):
+        for f in ("hidden_size", "layers", "heads", "steps", "batch_size", "pool", "threads",
+                  "dial_batch_size"):
             if getattr(self, f) < 1:
                 raise ConfigError(f"backbone {f} must be >= 1")
-        if not 0 < self.lr < 1:
+        if self.dial_steps < 0:
+            raise ConfigError("backbone dial_steps must be >= 0")
+        if not (0 < self.lr < 1 and 0 < self.dial_lr < 1):
             raise ConfigError("backbone lr must lie in (0, 1)")
 
     @classmethod
@@ -83,48 +101,33 @@ def document(record: dict, cfg: BackboneConfig) -> str:
     return record["prompt"] + record["response"] + (SPECIAL_TOKENS[2] if cfg.eos else "\n")
 
 
-def corpus(cfg: BackboneConfig) -> dict[str, list[str]]:
-    """The pretraining documents of each task in the mix (pretrain split only)."""
+def corpus(cfg: BackboneConfig, mix=None) -> dict[str, list[str]]:
+    """The pretraining documents of each task in ``mix`` (default: stage 1's; pretrain split only)."""
     from probsft.validate.tasks import TASKS, sample
 
     return {name: [document(r, cfg)
                    for r in sample(TASKS[name], "pretrain", cfg.pool, cfg.seed,
                                    unique=TASKS[name].pretrain_unique)]
-            for name, _ in cfg.mix}
+            for name, _ in (cfg.mix if mix is None else mix)}
 
 
-def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 128, docs=None,
-          probe_sets=None, device: str = "cpu") -> dict:
-    """Pretrain the backbone of ``cfg`` and save it to ``out``; returns the build record.
-
-    ``docs`` ({task: [text]}) and ``probe_sets`` ({task: records}) replace the generated corpus and
-    probe data (the GPU benchmark reads them from files, without reasoning_gym).
-    """
+def _pretrain(model, tok, docs, mix, steps, batch_size, lr, cfg, seed, progress, desc, device):
+    """Causal-LM pretraining on documents drawn by ``mix``; returns the losses. The batches are a
+    pure function of ``seed`` (documents, shares, order)."""
     from tqdm.auto import tqdm
 
-    from probsft.validate.probe import probe
-    from probsft.validate.tasks import ALPHABET, TASKS, sample
-    from probsft.validate.tiny import build_char_tokenizer, tiny_llama
-
-    torch.set_num_threads(cfg.threads)
-    start = time.perf_counter()
-    tok = build_char_tokenizer(ALPHABET, model_max_length=cfg.max_position)
-    model = tiny_llama(len(tok), cfg.hidden_size, cfg.layers, cfg.heads, cfg.seed,
-                       cfg.max_position, cfg.intermediate_size)
-    model.to(device)
-    docs = docs if docs is not None else corpus(cfg)
-    names, weights = zip(*cfg.mix)
-    rng = random.Random(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+    names, weights = zip(*mix)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay,
                             betas=(0.9, 0.98))
     model.train()
     losses = []
-    for step in tqdm(range(cfg.steps), desc="pretrain backbone", disable=not progress):
+    for step in tqdm(range(steps), desc=desc, disable=not progress):
         warm = min(1.0, (step + 1) / cfg.warmup)
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        texts = [rng.choice(docs[rng.choices(names, weights)[0]]) for _ in range(cfg.batch_size)]
+            g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
+        texts = [rng.choice(docs[rng.choices(names, weights)[0]]) for _ in range(batch_size)]
         seqs = [tok.encode(t) for t in texts]
         T = max(map(len, seqs))
         ids = torch.tensor([s + [tok.pad_token_id] * (T - len(s)) for s in seqs],
@@ -137,23 +140,77 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
         opt.step()
         losses.append(loss.item())
     model.eval()
+    return losses
+
+
+def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 128, docs=None,
+          probe_sets=None, device: str = "cpu", stage1=None) -> dict:
+    """Pretrain the backbone of ``cfg`` in two stages and save it to ``out``; the build record.
+
+    Stage 1 (``steps`` on ``mix``: English spelling/unscrambling) teaches the model to copy and
+    reorder characters; stage 2, the dial (``dial_steps`` on ``dial_mix``), continues on the
+    transformations at their doses, with a replay of stage 1's tasks. ``stage1``: a folder holding
+    a stage-1 result of the same config (the previous backbone, ``probsft backbone build
+    --stage1``) to start stage 2 from instead of pretraining it again.
+    ``docs`` ({task: [text]}, both stages' tasks) and ``probe_sets`` ({task: {split: records}})
+    replace the generated corpus and probe data (the GPU benchmark reads them from files).
+    """
+    from probsft.validate.tasks import ALPHABET
+    from probsft.validate.tiny import build_char_tokenizer, tiny_llama
+
+    torch.set_num_threads(cfg.threads)
+    start = time.perf_counter()
+    tok = build_char_tokenizer(ALPHABET, model_max_length=cfg.max_position)
+    model = tiny_llama(len(tok), cfg.hidden_size, cfg.layers, cfg.heads, cfg.seed,
+                       cfg.max_position, cfg.intermediate_size)
+    model.to(device)
+    if docs is None:
+        docs = {**corpus(cfg), **corpus(cfg, cfg.dial_mix)}
+    record = {"threads": cfg.threads, "params": sum(p.numel() for p in model.parameters())}
+    if stage1 is None:
+        losses = _pretrain(model, tok, docs, cfg.mix, cfg.steps, cfg.batch_size, cfg.lr, cfg,
+                           cfg.seed, progress, "pretrain backbone (stage 1)", device)
+        record["stage1_final_loss"] = sum(losses[-20:]) / len(losses[-20:])
+    else:
+        from transformers import AutoModelForCausalLM
+
+        model.load_state_dict(AutoModelForCausalLM.from_pretrained(stage1).state_dict())
+        record["stage1_from"] = str(stage1)
+    if cfg.dial_steps:
+        losses = _pretrain(model, tok, docs, cfg.dial_mix, cfg.dial_steps, cfg.dial_batch_size,
+                           cfg.dial_lr, cfg, cfg.seed + 1, progress, "pretrain backbone (dial)",
+                           device)
+        record["dial_final_loss"] = sum(losses[-20:]) / len(losses[-20:])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     atomic_write(out / "backbone_config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
-    if probe_sets is None:
-        probe_sets = {name: sample(TASKS[name], "train", probe_n, 0) for name in TASKS}
-    probes = {name: probe(model, tok, recs, batch_size=64, placement="answer")
-              for name, recs in probe_sets.items()}
-    record = {"seconds": round(time.perf_counter() - start, 1), "threads": cfg.threads,
-              "params": sum(p.numel() for p in model.parameters()),
-              "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-              "probe_mean_p": {k: v["mean_p"] for k, v in probes.items()},
-              "probe_answer_mean_p": {k: v["answer_mean_p"] for k, v in probes.items()},
-              "probe_region": {k: v["region"] for k, v in probes.items()}}
+    record["seconds"] = round(time.perf_counter() - start, 1)
+    record["dial"] = dial_report(model, tok, probe_n, probe_sets)
     atomic_write(out / "build.json", json.dumps(record, indent=1))
     return record
+
+
+def dial_report(model, tok, n: int = 128, probe_sets=None) -> dict:
+    """{task: {answer_p, exact_match}} of every dial task: the probe's answer-token mean p on ``n``
+    SFT-train items and greedy held-out exact match on ``n`` held-out items (the cheap probe the
+    doses were set with, and the record of a build).
+
+    ``probe_sets`` ({task: {"train": records, "heldout": records}}) replaces generated items."""
+    from probsft.validate.evaluate import evaluate
+    from probsft.validate.probe import probe
+    from probsft.validate.tasks import DIAL, TASKS, sample
+
+    out = {}
+    for name in (probe_sets or DIAL):
+        sets = probe_sets[name] if probe_sets else {
+            split: sample(TASKS[name], split, n, 0) for split in ("train", "heldout")}
+        stats = probe(model, tok, sets["train"], batch_size=64, placement="answer")
+        summary, _ = evaluate(model, tok, sets["heldout"], max_new_tokens=12, batch_size=64)
+        out[name] = {"answer_p": round(stats["answer_mean_p"], 4),
+                     "exact_match": round(summary["eval/exact_match"], 4)}
+    return out
 
 
 def load(path=None):

@@ -9,7 +9,7 @@ measure, Table 5), the fraction of tokens with p > 0.55 (the mass condition of t
 theorem, notes §2.3/§6.4), quantiles of p (they resolve ``Q<pct>`` thresholds, paper §5), and the mean
 entropy. The mean p is placed against the paper's reference points -- math ≈0.8 (model-strong),
 medical ≈0.5 (model-intermediate), figfont ≈0.01 (model-weak) -- and the region's expected winners
-are stated with the theory's reason.
+are stated with the theory's reason (regions and predictions: probsft.validate.predictions).
 
 The end-of-response token (``tokenizer.eos_token``, appended by the chat format / tokenize_sft) is a
 format token, not part of the answer: a base model that never saw the SFT format gives it p ≈ 0, and
@@ -26,58 +26,14 @@ default ``"all"`` by Eq. 5 over every response token, as the paper (whose respon
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
 from probsft.validate.data import IGNORE_INDEX, collate, read_jsonl, tokenize_sft
+from probsft.validate.predictions import REGIONS, region_of  # noqa: F401 (the one definition)
 
 QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 MASS_THRESHOLD = 0.55
-
-
-@dataclasses.dataclass(frozen=True)
-class Region:
-    """One stretch of the continuum, as the paper reports it (Tables 1-3, notes §6.9)."""
-
-    name: str
-    lo: float                      # mean p in [lo, hi)
-    hi: float
-    reference: str                 # the paper's reference point
-    ref_p: float                   # its mean p
-    prefers: str | None            # Def. 3.3 class the theory expects to win (None: no winner)
-    why: str
-
-    @property
-    def expected_winners(self) -> tuple[str, ...]:
-        """CANDIDATES of the preferred Def. 3.3 class, by the same classifier as ``probsft
-        describe`` (probsft.theory.symbolic.prior_class, relative to NLL); NLL counts as not
-        prior-leaning. No preference: the NLL vs −p contrast, neither expected to win."""
-        from probsft.theory.symbolic import prior_class
-
-        if self.prefers is None:
-            return ("nll", "p")
-        leaning = {spec: prior_class(spec)[0] == "prior-leaning" for spec in CANDIDATES}
-        return tuple(s for s in CANDIDATES if leaning[s] == (self.prefers == "prior-leaning"))
-
-
-CANDIDATES = ("nll", "p", "nll@p>=0.2", "alpha(10)")   # the paper's named objectives
-
-
-REGIONS = (
-    Region("model-weak", 0.0, 0.25, "figfont ≈0.01 (Qwen2.5-7B 0.07)", 0.01, "prior-averse",
-           "targets are improbable under the prior; prior-averse objectives (NLL, small alpha) put "
-           "their gradient weight W_f(p) on low-p tokens, while -p's weight ~p stalls near p≈0 "
-           "(figfont: NLL 82% Jaro-Winkler vs -p 10%)"),
-    Region("model-intermediate", 0.25, 0.65, "medical ≈0.5", 0.5, None,
-           "no objective is expected to win: -p and NLL were within ~2 points on the medical "
-           "suite; gains must come from data or supervision rather than the loss"),
-    Region("model-strong", 0.65, 1.0 + 1e-9, "math ≈0.8", 0.8, "prior-leaning",
-           "the prior is reliable; prior-leaning objectives (-p, thresholded NLL) refine plausible "
-           "tokens and ignore noisy low-p ones (math: -p 32.8% vs NLL 17.0% avg@16 on "
-           "Qwen2.5-Math-1.5B)"),
-)
 
 
 @torch.no_grad()
@@ -111,10 +67,6 @@ def teacher_forced(model, examples, pad_id: int, batch_size: int = 8, with_ids: 
 def token_probs(model, examples, pad_id: int, batch_size: int = 8) -> torch.Tensor:
     """Base-model p of every supervised token, float64 [N_tokens]."""
     return teacher_forced(model, examples, pad_id, batch_size)[0]
-
-
-def region_of(mean_p: float) -> Region:
-    return next(r for r in REGIONS if r.lo <= mean_p < r.hi)
 
 
 PLACEMENTS = ("all", "answer")

@@ -91,6 +91,53 @@ def _figlet(size: int, seed: int):
         yield x["answer"], art + "\n", x["answer"]
 
 
+# The dial: one format, distinct character transformations of random lower-case letter strings.
+# ``probsft backbone build`` pretrains each at its own dose (BackboneConfig.mix), so each lands at
+# its own base-model answer p (the probe places it): a graded prior on a real transformer.
+LETTERS = string.ascii_lowercase
+VOWELS = set("aeiou")
+
+
+def _shift(k: int):
+    return lambda w: "".join(LETTERS[(LETTERS.index(c) + k) % 26] for c in w)
+
+
+def _swap_pairs(w: str) -> str:
+    return "".join(w[i + 1] + w[i] if i + 1 < len(w) else w[i] for i in range(0, len(w), 2))
+
+
+TRANSFORMS: dict[str, tuple[str, Callable[[str], str]]] = {
+    # name: (description, function); the prompt is "<name> <letters>\n", the response f(letters)
+    "rev": ("reverse the string", lambda w: w[::-1]),
+    "swp": ("swap adjacent pairs", _swap_pairs),
+    "rol": ("rotate left by one", lambda w: w[1:] + w[:1]),
+    "ror": ("rotate right by one", lambda w: w[-1:] + w[:-1]),
+    "sh1": ("Caesar shift by 1", _shift(1)),
+    "sh2": ("Caesar shift by 2", _shift(2)),
+    "sh3": ("Caesar shift by 3", _shift(3)),
+    "sh5": ("Caesar shift by 5", _shift(5)),
+    "nov": ("drop the vowels", lambda w: "".join(c for c in w if c not in VOWELS)),
+    "srt": ("sort the letters", lambda w: "".join(sorted(w))),
+    "cpy": ("copy the string", lambda w: w),
+}
+MIN_LEN, MAX_LEN = 5, 8
+
+
+def _transform(name: str):
+    fn = TRANSFORMS[name][1]
+
+    def items(size: int, seed: int):
+        import random
+
+        rng = random.Random(f"{name}:{seed}")
+        for _ in range(size):
+            w = "".join(rng.choice(LETTERS) for _ in range(rng.randint(MIN_LEN, MAX_LEN)))
+            answer = fn(w)
+            if answer:                 # "nov" of an all-vowel string has no answer token
+                yield w, f"{name} {w}\n", answer
+    return items
+
+
 TASKS: dict[str, Task] = {
     "spell_backward": Task("spell_backward", "model-strong", "heavy",
                            "reasoning_gym spell_backward", _spell_backward),
@@ -101,7 +148,11 @@ TASKS: dict[str, Task] = {
                           pretrain_unique=False),
     "figlet": Task("figlet", "model-weak", "none", "reasoning_gym figlet_font (pyfiglet 'small')",
                    _figlet, metric="jaro_winkler"),
+    **{f"t_{name}": Task(f"t_{name}", "dial", "dose", f"random letters, {desc}", _transform(name))
+       for name, (desc, _) in TRANSFORMS.items()},
 }
+
+DIAL = tuple(name for name in TASKS if name.startswith("t_"))    # the dial's tasks (positions)
 
 
 def get_task(name: str) -> Task:

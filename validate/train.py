@@ -63,6 +63,18 @@ def _field(default, help: str, **metadata):
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
+# name -> (parameters, cfg, device) -> torch optimizer. AdamW is the paper's (the fused CUDA kernel,
+# HF Trainer's default there; the CPU keeps the reference one); SGD with momentum 0.9 is the
+# optimizer ablation of the validation grid.
+OPTIMIZERS = {
+    "adamw": lambda params, cfg, device: torch.optim.AdamW(
+        params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+        fused=device.type == "cuda"),
+    "sgd": lambda params, cfg, device: torch.optim.SGD(
+        params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
     """One fine-tune; rejects bad values at construction, loads strictly with ``store.load_config``."""
@@ -82,6 +94,7 @@ class FinetuneConfig:
     warmup_ratio: float = _field(0.1, "share of the steps spent warming up the learning rate")
     weight_decay: float = _field(0.01, "AdamW weight decay")
     betas: tuple[float, float] = _field((0.9, 0.95), "AdamW betas")
+    optimizer: str = _field("adamw", "optimizer (a key of OPTIMIZERS: adamw, sgd)")
     max_grad_norm: float = _field(1.0, "gradient clipping norm; <= 0 disables clipping (the norm "
                                        "is still logged)")
     seed: int = _field(0, "seed of data order and initial RNG state")
@@ -126,6 +139,8 @@ class FinetuneConfig:
         if self.fsdp and (self.fused or self.checkpoint_every):
             raise ConfigError("fsdp: --fused (the LM head is sharded outside the forward) and "
                               "checkpoint_every (sharded resume) are not supported yet")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -334,9 +349,7 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
     torch.manual_seed(cfg.seed)
     if world > 1 and cfg.fsdp:
         model = shard_model(model)                 # parameters become sharded DTensors
-    # The fused CUDA AdamW (HF Trainer's default optimizer there); the CPU keeps the reference one.
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
-                                  weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg, device)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps),
                                                 total_steps)
     step, skipped, tokens_seen = 0, 0, 0

@@ -11,11 +11,14 @@ def add_parser(sub):
     p = sub.add_parser("backbone", help="build the embedded backbone used by `probsft validate`")
     bsub = p.add_subparsers(dest="action", metavar="ACTION")
     bsub.required = True
-    b = bsub.add_parser("build", help="pretrain the backbone on the mixed task corpus")
+    b = bsub.add_parser("build", help="pretrain the backbone: stage 1 (spelling), stage 2 (the dial)")
     b.add_argument("--out", default=None, help="output folder (default: the shipped models/backbone)")
-    b.add_argument("--steps", type=positive_int, default=None, help="pretraining steps (default 700)")
+    b.add_argument("--steps", type=positive_int, default=None, help="stage-1 steps (default 700)")
+    b.add_argument("--dial-steps", type=int, default=None, help="stage-2 (dial) steps (default 300)")
     b.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     b.add_argument("--threads", type=positive_int, default=None, help="torch threads (default 1)")
+    b.add_argument("--stage1", default=None, help="start the dial from this stage-1 folder instead "
+                   "of pretraining stage 1 again")
     b.add_argument("--no-eos", dest="eos", action="store_false",
                    help="end pretraining documents with a newline instead of </s> (the format "
                         "ablation: SFT must then teach the end-of-response token)")
@@ -28,11 +31,11 @@ def run(args) -> int:
     from probsft.files import locked_output
     from probsft.validate.backbone import SHIPPED, BackboneConfig, build
 
-    over = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads))
-            if v is not None}
+    over = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads),
+                              ("dial_steps", args.dial_steps)) if v is not None}
     over["eos"] = args.eos
     cfg = dataclasses.replace(BackboneConfig(), **over)
     with locked_output(args.out or SHIPPED, "--out") as out:
-        record = build(cfg, out)
+        record = build(cfg, out, stage1=args.stage1)
     print(json.dumps(record, indent=1))
     return 0

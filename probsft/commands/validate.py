@@ -1,4 +1,4 @@
-"""`probsft validate`: the capability-continuum experiment (probsft.validate.experiment)."""
+"""`probsft validate`: the capability continuum as a dose–response curve (probsft.validate.experiment)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,24 @@ from probsft.commands import positive_float, positive_int
 
 
 def add_parser(sub):
-    p = sub.add_parser("validate", help="probe, fine-tune with each objective and compare with the "
-                                        "theory's predicted ordering, per task")
-    p.add_argument("--full", action="store_true", help="more seeds/steps/problems (slow)")
+    p = sub.add_parser("validate", help="probe the dial's positions, fine-tune with each objective "
+                                        "(paired seeds) and test the theory's predicted sign")
+    p.add_argument("--full", action="store_true", help="every objective, optimizer and supervision "
+                   "kind (slow; resumable)")
     p.add_argument("--out", default=None, help="results folder, resumed if present (default: "
                    "runs/validate, or runs/validate_full with --full)")
     p.add_argument("--model", default=None, help="backbone folder (default: the shipped one)")
-    p.add_argument("--tasks", nargs="+", default=None, help="subset of spell_backward letter_jumble figlet")
+    p.add_argument("--tasks", nargs="+", default=None, help="subset of the dial's positions")
     p.add_argument("--steps", type=positive_int, default=None, help="override fine-tune steps")
     p.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="override the fine-tune learning rate (reduced and full grids: 3e-4)")
+                   help="override the AdamW fine-tune learning rate (default 3e-4)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from probsft.files import locked_output
-    from probsft.reproduce.validate import run as run_grid, verdict_lines
+    from probsft.reproduce.validate import report_lines, run as run_grid
     from probsft.validate import experiment as ex
 
     cfg = ex.FULL if args.full else ex.REDUCED
@@ -43,6 +44,7 @@ def run(args) -> int:
 
         check_model_path(args.model)                 # before the lock and the work
     with locked_output(out, "--out"):
-        table, verdicts, _ = run_grid(cfg, out, args.model)
-    print("\n".join(table + [""] + verdict_lines(verdicts)))
+        result, _ = run_grid(cfg, out, args.model)
+    print("\n".join(report_lines(result, cfg, ex.read_rows(out / "results.csv"),
+                                 "probsft validate" + (" --full" if args.full else ""))))
     return 0

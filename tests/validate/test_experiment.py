@@ -1,9 +1,11 @@
-"""The continuum experiment: a one-step fine-tune per objective on the shipped backbone changes the
-weights; the verdict logic on synthetic result tables (agree / disagree / tie); the grid resumes."""
+"""The dial grid: paired design (same noise within a seed), placement by answer tokens, resume, and the
+paired analysis on synthetic rows with known answers."""
 
 import copy
 import csv
+import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,7 +24,7 @@ def backbone():
     return load()
 
 
-@pytest.mark.parametrize("spec", ex.REDUCED.objectives)
+@pytest.mark.parametrize("spec", ["nll", "p", "alpha(10)", "nll@p>=0.2"])
 def test_one_step_finetune_follows_the_objective(backbone, spec):
     """The step's gradient is dL/dtheta of L = mean over counted tokens of f(p), with f written in
     plain torch (tests/theory/test_losses.py's reference) and the backbone in float64: a wrong
@@ -52,30 +54,36 @@ def test_one_step_finetune_follows_the_objective(backbone, spec):
     assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
 
 
-def _rows(task, region, noise, p_vals, nll_vals, key="exact_match"):
-    rows = []
-    for spec, vals in (("p", p_vals), ("nll", nll_vals)):
-        for seed, v in enumerate(vals):
-            rows.append({"task": task, "role": "", "region": region, "probe_mean_p": "0.5",
-                         "noise": str(noise), "objective": spec, "label": spec, "seed": str(seed),
-                         "exact_match": str(v), "jaro_winkler": str(v), "train_mean_p": "0.5",
-                         "train_answer_p": "0.6", "train_eos_p": "0.1", "seconds": "1"})
-    return rows
+@pytest.mark.parametrize("spec, optimizer", [("nll", "adamw"), ("p", "adamw"), ("p", "sgd")])
+def test_one_step_finetune_moves_along_the_gradient(backbone, spec, optimizer):
+    """One step from the base weights: SGD's first update is exactly −lr·g (momentum buffer = g),
+    AdamW's first update has sign −sign(g) on every coordinate with a non-negligible gradient."""
+    import probsft
+    from probsft.validate.data import collate
 
-
-@pytest.mark.parametrize("region,noise,p_vals,nll_vals,outcome,agrees", [
-    ("model-strong", 0.2, [0.50, 0.52, 0.51], [0.30, 0.31, 0.29], "p", True),       # agree
-    ("model-strong", 0.2, [0.30, 0.31, 0.29], [0.50, 0.52, 0.51], "nll", False),    # disagree
-    ("model-strong", 0.0, [0.40, 0.41, 0.40], [0.40, 0.40, 0.41], "tie", True),     # tie = NLL >= -p
-    ("model-weak", 0.0, [0.40, 0.41, 0.40], [0.40, 0.40, 0.41], "tie", False),      # tie, NLL expected
-    ("model-intermediate", 0.0, [0.4, 0.6, 0.5], [0.45, 0.55, 0.5], "tie", True),   # noisy seeds
-    ("model-intermediate", 0.0, [0.60, 0.61, 0.60], [0.40, 0.40, 0.41], "p", False),
-])
-def test_verdict_logic(region, noise, p_vals, nll_vals, outcome, agrees):
-    _, verdicts = ex.summarize(_rows("spell_backward", region, noise, p_vals, nll_vals))
-    (v,) = verdicts
-    assert (v["measured"], v["agrees"]) == (outcome, agrees)
-    assert v["delta_p_minus_nll"] == pytest.approx(sum(p_vals) / 3 - sum(nll_vals) / 3)
+    base, tok = backbone
+    model = copy.deepcopy(base)
+    data = tokenize_sft(sample(TASKS["t_rev"], "train", 8, 0), tok, 256)
+    batch = collate(data, tok.pad_token_id)
+    ref = copy.deepcopy(base)
+    logits = ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    loss = probsft.objective(spec).loss(logits[:, :-1], batch["labels"][:, 1:])
+    loss.backward()
+    lr = 1.0 if optimizer == "sgd" else 1e-3      # SGD: a step well above float32 rounding of w
+    finetune(FinetuneConfig(model="backbone", objective=spec, max_steps=1, batch_size=8, lr=lr,
+                            optimizer=optimizer, warmup_ratio=0.0, weight_decay=0.0,
+                            max_grad_norm=0.0, device="cpu"),
+             model=model, tokenizer=tok, progress=False, examples=data)
+    w = dict(model.named_parameters())
+    name, p0 = "lm_head.weight", dict(base.named_parameters())["lm_head.weight"]
+    g = dict(ref.named_parameters())[name].grad
+    step = (w[name] - p0).detach()
+    big = g.abs() > 1e-3 * g.abs().max()          # coordinates above float32 rounding of w + step
+    assert big.sum() > 100
+    if optimizer == "sgd":
+        torch.testing.assert_close(step[big], -lr * g[big], rtol=2e-2, atol=0)
+    else:
+        assert bool((torch.sign(step[big]) == -torch.sign(g[big])).all())
 
 
 def test_config_is_strict():
@@ -84,39 +92,110 @@ def test_config_is_strict():
     with pytest.raises(SpecError):
         ex.ExperimentConfig(objectives=("nll", "p", "bogus objective"))
     with pytest.raises(ConfigError):
-        ex.ExperimentConfig(objectives=("nll", "alpha(10)"))     # the verdict needs nll and p
+        ex.ExperimentConfig(objectives=("p", "alpha(10)"))       # the comparison is against nll
     with pytest.raises(ConfigError):
         ex.ExperimentConfig(tasks=("nope",))
+    with pytest.raises(ConfigError):
+        ex.ExperimentConfig(supervision=("clean", "typo"))
+    with pytest.raises(ConfigError):
+        ex.ExperimentConfig(optimizers=("adam",))
+    with pytest.raises(ConfigError):
+        ex.ExperimentConfig(seeds=(0,))                           # no paired CI from one seed
 
 
-def test_grid_runs_and_resumes(tmp_path):
-    cfg = ex.ExperimentConfig(tasks=("letter_jumble",), objectives=("nll", "p"), seeds=(0,),
-                              noise=(0.0,), steps=1, batch_size=4, n_train=8, n_heldout=4,
-                              max_new_tokens=3)
+def test_grids_cover_the_brief():
+    assert ex.REDUCED.objectives == ("nll", "p") and ex.REDUCED.optimizers == ("adamw",)
+    assert ex.REDUCED.supervision == ("clean", "token") and len(ex.REDUCED.seeds) >= 5
+    assert ex.REDUCED.n_heldout >= 200 and len(ex.REDUCED.tasks) >= 8
+    assert set(ex.FULL.objectives) == {"nll", "p", "alpha(0.1)", "alpha(0.5)", "alpha(2)",
+                                       "alpha(10)", "nll@p>=0.2", "dft"}
+    assert ex.FULL.optimizers == ("adamw", "sgd") and len(ex.FULL.supervision) == 4
+    assert ex.folder(False) == "validate" and ex.folder(True) == "validate_full"
+
+
+@pytest.mark.parametrize("kind", ["token", "answer", "plausible"])
+def test_noise_is_the_same_within_a_seed_and_never_the_truth(backbone, kind):
+    base, tok = backbone
+    cfg = ex.ExperimentConfig(noise_rate=0.5, max_new_tokens=10)
+    records = sample(TASKS["t_swp"], "train", 12, 0)
+    clean = tokenize_sft(records, tok, 256)
+    a, n_a = ex.supervised(kind, records, clean, base, tok, cfg, seed=3)
+    b, n_b = ex.supervised(kind, records, clean, base, tok, cfg, seed=3)
+    c, _ = ex.supervised(kind, records, clean, base, tok, cfg, seed=4)
+    assert [e["labels"] for e in a] == [e["labels"] for e in b] and n_a == n_b > 0
+    assert [e["labels"] for e in a] != [e["labels"] for e in c]
+    changed = [x["labels"] != y["labels"] for x, y in zip(a, clean)]
+    assert sum(changed) <= 6 if kind != "token" else sum(changed) >= 1
+    if kind == "plausible":
+        assert sum(changed) == n_a           # every counted record got a wrong answer
+
+
+def test_grid_runs_places_by_answer_tokens_and_resumes(tmp_path):
+    cfg = ex.ExperimentConfig(tasks=("t_rev",), objectives=("nll", "p"), seeds=(0, 1),
+                              supervision=("clean", "token"), steps=1, batch_size=4, n_train=8,
+                              n_heldout=4, max_new_tokens=3)
     path = ex.run_grid(cfg, tmp_path, progress=False)
     rows = list(csv.DictReader(open(path)))
-    assert [r["objective"] for r in rows] == ["base", "nll", "p"]
-    for r in rows:      # the fit after SFT: all tokens = a mix of answer tokens and eos
-        lo, hi = sorted((float(r["train_answer_p"]), float(r["train_eos_p"])))
-        assert lo - 1e-4 <= float(r["train_mean_p"]) <= hi + 1e-4
-    rows[-1]["seconds"] = "-1"      # a marker: a resumed grid must keep finished cells untouched
+    assert [r["objective"] for r in rows] == ["base"] + ["nll", "p"] * 4
+    assert [(r["seed"], r["supervision"]) for r in rows[1::2]] == [
+        ("0", "clean"), ("0", "token"), ("1", "clean"), ("1", "token")]
+    assert all(len(r["items"]) == 4 and set(r["items"]) <= {"0", "1"} for r in rows)
+    assert [np.mean([int(c) for c in r["items"]]) for r in rows] == \
+        pytest.approx([float(r["exact_match"]) for r in rows])
+    probes = json.loads((tmp_path / "probes.json").read_text())["t_rev"]
+    assert probes["placement"] == "answer"
+    assert probes["placement_mean_p"] == probes["answer_mean_p"] != probes["mean_p"]
+    assert float(rows[0]["probe_answer_p"]) == pytest.approx(probes["answer_mean_p"], abs=1e-4)
+    assert probes["region"] == ex.pred.region_of(probes["answer_mean_p"]).name
+    rows[-1]["seconds"] = "-1"      # a marker: a resumed grid must keep finished runs untouched
     ex._write_rows(path, rows)
     ex.run_grid(cfg, tmp_path, progress=False)
     again = list(csv.DictReader(open(path)))
-    assert len(again) == 3 and again[-1]["seconds"] == "-1"
+    assert len(again) == 9 and again[-1]["seconds"] == "-1"
+    result = ex.write_analysis(again, tmp_path)
+    with open(tmp_path / "paired.csv", newline="") as fh:
+        assert next(csv.reader(fh)) == ex.PAIRED_FIELDS
+    assert {(c["supervision"], c["n_seeds"]) for c in result["cells"]} == {("clean", 2), ("token", 2)}
 
 
-def test_reduced_and_full_grids_keep_separate_folders():
-    assert ex.folder(False) == "validate" and ex.folder(True) == "validate_full"
-    assert ex.FULL != ex.REDUCED      # one folder each, so neither run sets the other's results aside
+def _rows(per_seed_items, region="model-strong", sup="token", p_probe=0.8):
+    """Rows of one position: {objective: [S, N] 0/1 arrays}."""
+    rows = []
+    for spec, items in per_seed_items.items():
+        for seed, it in enumerate(items):
+            rows.append({"position": "t_x", "region": region, "probe_answer_p": str(p_probe),
+                         "supervision": sup, "optimizer": "adamw", "objective": spec,
+                         "seed": str(seed), "exact_match": str(np.mean(it)),
+                         "train_answer_p": "0.5", "items": "".join(str(int(v)) for v in it)})
+    return rows
+
+
+def test_paired_cells_on_known_items():
+    rng = np.random.default_rng(0)
+    nll = (rng.random((5, 200)) < 0.4).astype(int)
+    better = nll.copy()
+    better[:, :30] = 1                             # −p right on 30 more items of 200 in every seed
+    better[:, :30][nll[:, :30] == 1] = 1
+    gain = (better - nll).mean()
+    (c,) = ex.paired_cells(_rows({"nll": nll, "p": better}))
+    assert c["delta"] == pytest.approx(100 * gain, abs=0.01)
+    assert c["prediction"] == "p" and c["verdict"] == "confirmed"
+    assert c["ci_low"] > 0 and set(ex.PAIRED_FIELDS) <= set(c)
+    (c,) = ex.paired_cells(_rows({"nll": better, "p": nll}))
+    assert c["verdict"] == "refuted"
+    assert c["per_seed"] == pytest.approx([100 * (a - b).mean() for a, b in zip(nll, better)])
+    (c,) = ex.paired_cells(_rows({"nll": nll, "p": nll}, sup="clean"))     # identical: a tie
+    assert c["prediction"] == "nll_or_tie" and c["verdict"] == "confirmed"
+    (c,) = ex.paired_cells(_rows({"nll": nll, "p": nll}, region="model-weak"))
+    assert c["prediction"] == "nll" and c["verdict"] == "equivalent"
 
 
 def test_a_changed_config_never_overwrites_earlier_stale_results(tmp_path):
     import dataclasses
     import json
 
-    cfg = ex.ExperimentConfig(tasks=("letter_jumble",), objectives=("nll", "p"), seeds=(0,),
-                              noise=(0.0,), steps=1, batch_size=4, n_train=8, n_heldout=4)
+    cfg = ex.ExperimentConfig(tasks=(ex.POSITIONS[0],), objectives=("nll", "p"), seeds=(0,),
+                              supervision=("clean",), steps=1, batch_size=4, n_train=8, n_heldout=4)
     for steps in (1, 2, 3):     # deadline 0: set aside, probe, then stop before the first cell
         (tmp_path / "results.csv").write_text(f"results of steps={steps}\n")
         ex.run_grid(dataclasses.replace(cfg, steps=steps), tmp_path, progress=False, deadline_s=0)

@@ -1,0 +1,133 @@
+"""The theory's predictions for the real-model experiment, stated once.
+
+Used by the probe (continuum region and expected winners of a mean p), the experiment (predicted sign
+of −p minus NLL per region and supervision, the verdict of a measured paired difference) and the
+figure (region borders and the predicted sign drawn beside the measured curve).
+
+Continuum regions (paper Tables 1-3, notes §6.9), placed by the base model's mean p of the answer
+tokens (:data:`PLACEMENT`; the end-of-response token is a format token, see probsft.validate.probe):
+
+==================  ==============  =========================================================
+region              mean p          predicted sign of Δ = metric(−p) − metric(NLL)
+==================  ==============  =========================================================
+model-weak          [0, 0.25)       ``nll`` (Δ < 0), clean or noisy (uniform prior: NLL wins
+                                    for any error rate E < (V−1)/V)
+model-intermediate  [0.25, 0.65)    ``tie`` (|Δ| < 2 points): no objective is expected to win
+model-strong        [0.65, 1]       clean: ``nll_or_tie`` (Δ ≤ 0 in the linearised theory; the
+                                    paper's math gain is attributed to noisy supervision);
+                                    noisy (token, answer or plausible): ``p`` (Δ > 0; the
+                                    noisy-label term B > 0 dominates)
+==================  ==============  =========================================================
+
+Verdict of one cell (:func:`verdict`), from the 95% CI of Δ and the 90% CI of the TOST equivalence
+test with margin ±:data:`TIE_MARGIN`:
+
+* measured sign: ``p`` if the 95% CI lies above 0, ``nll`` if below, none otherwise;
+  ``equivalent`` if the 90% CI lies inside (−margin, +margin);
+* prediction ``p`` or ``nll``: *confirmed* if the measured sign is the predicted one, *refuted* if it
+  is the opposite, *equivalent* if there is no sign but equivalence (a demonstrated tie where a
+  winner was predicted), *inconclusive* otherwise;
+* prediction ``tie``: *confirmed* only by equivalence, *refuted* by a sign without equivalence,
+  *inconclusive* otherwise;
+* prediction ``nll_or_tie``: *confirmed* by sign ``nll`` or by equivalence, *refuted* by sign ``p``
+  without equivalence, *inconclusive* otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+PLACEMENT = "answer"              # place a position by its answer tokens' mean p (not eos)
+TIE_MARGIN = 0.02                 # ±2 points of the metric: the equivalence margin of a tie
+PAPER_CROSSOVER = 0.5             # the paper's "no winner" point (medical, mean p ≈ 0.5)
+SUPERVISION = ("clean", "token", "answer", "plausible")
+VERDICTS = ("confirmed", "refuted", "equivalent", "inconclusive")
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """One stretch of the continuum, as the paper reports it (Tables 1-3, notes §6.9)."""
+
+    name: str
+    lo: float                      # mean p in [lo, hi)
+    hi: float
+    reference: str                 # the paper's reference point
+    ref_p: float                   # its mean p
+    prefers: str | None            # Def. 3.3 class the theory expects to win (None: no winner)
+    why: str
+
+    @property
+    def expected_winners(self) -> tuple[str, ...]:
+        """CANDIDATES of the preferred Def. 3.3 class, by the same classifier as ``probsft
+        describe`` (probsft.theory.symbolic.prior_class, relative to NLL); NLL counts as not
+        prior-leaning. No preference: the NLL vs −p contrast, neither expected to win."""
+        from probsft.theory.symbolic import prior_class
+
+        if self.prefers is None:
+            return ("nll", "p")
+        leaning = {spec: prior_class(spec)[0] == "prior-leaning" for spec in CANDIDATES}
+        return tuple(s for s in CANDIDATES if leaning[s] == (self.prefers == "prior-leaning"))
+
+
+CANDIDATES = ("nll", "p", "nll@p>=0.2", "alpha(10)")   # the paper's named objectives
+
+
+REGIONS = (
+    Region("model-weak", 0.0, 0.25, "figfont ≈0.01 (Qwen2.5-7B 0.07)", 0.01, "prior-averse",
+           "targets are improbable under the prior; prior-averse objectives (NLL, small alpha) put "
+           "their gradient weight W_f(p) on low-p tokens, while -p's weight ~p stalls near p≈0 "
+           "(figfont: NLL 82% Jaro-Winkler vs -p 10%)"),
+    Region("model-intermediate", 0.25, 0.65, "medical ≈0.5", 0.5, None,
+           "no objective is expected to win: -p and NLL were within ~2 points on the medical "
+           "suite; gains must come from data or supervision rather than the loss"),
+    Region("model-strong", 0.65, 1.0 + 1e-9, "math ≈0.8", 0.8, "prior-leaning",
+           "the prior is reliable; prior-leaning objectives (-p, thresholded NLL) refine plausible "
+           "tokens and ignore noisy low-p ones (math: -p 32.8% vs NLL 17.0% avg@16 on "
+           "Qwen2.5-Math-1.5B)"),
+)
+BORDERS = tuple(r.hi for r in REGIONS[:-1])          # (0.25, 0.65): drawn by the figure
+
+# (region, supervision) -> predicted sign of metric(−p) − metric(NLL)
+PREDICTIONS: dict[tuple[str, str], str] = {
+    **{("model-weak", s): "nll" for s in SUPERVISION},
+    **{("model-intermediate", s): "tie" for s in SUPERVISION},
+    ("model-strong", "clean"): "nll_or_tie",
+    **{("model-strong", s): "p" for s in SUPERVISION if s != "clean"},
+}
+SIGN = {"p": 1, "nll": -1, "tie": 0, "nll_or_tie": -0.5}   # drawn: +1 above 0, −1 below, 0 on it
+
+
+def region_of(mean_p: float) -> Region:
+    return next(r for r in REGIONS if r.lo <= mean_p < r.hi)
+
+
+def predict(region: str, supervision: str) -> str:
+    """The predicted sign of Δ = metric(−p) − metric(NLL): 'p', 'nll', 'tie' or 'nll_or_tie'."""
+    return PREDICTIONS[(region, supervision)]
+
+
+def measured_sign(ci95: tuple[float, float]) -> str | None:
+    lo, hi = ci95
+    return "p" if lo > 0 else "nll" if hi < 0 else None
+
+
+def is_equivalent(ci90: tuple[float, float], margin: float = TIE_MARGIN) -> bool:
+    """TOST at level 5%: both one-sided tests reject ⇔ the 90% CI lies inside (−margin, margin)."""
+    return -margin < ci90[0] and ci90[1] < margin
+
+
+def verdict(prediction: str, ci95: tuple[float, float], ci90: tuple[float, float],
+            margin: float = TIE_MARGIN) -> str:
+    """One of :data:`VERDICTS` (the rule in the module docstring)."""
+    sign, equiv = measured_sign(ci95), is_equivalent(ci90, margin)
+    if prediction in ("p", "nll"):
+        if sign is not None:
+            return "confirmed" if sign == prediction else "refuted"
+        return "equivalent" if equiv else "inconclusive"
+    if prediction == "tie":
+        return "confirmed" if equiv else "refuted" if sign is not None else "inconclusive"
+    if prediction == "nll_or_tie":
+        if sign == "nll" or equiv:
+            return "confirmed"
+        return "refuted" if sign == "p" else "inconclusive"
+    raise ValueError(f"unknown prediction {prediction!r}")

@@ -1,0 +1,122 @@
+"""Paired statistics of the real-model grid: objective minus NLL within each seed.
+
+Within a seed every objective starts from the same weights, sees the same batches and the same
+supervision noise, so the comparison is the *paired* difference per seed and held-out item,
+
+    d[s, i] = correct_objective[s, i] − correct_nll[s, i]        (s: seed, i: held-out item)
+    Δ = mean_{s,i} d[s, i]                                        (the cell's effect)
+
+Two sources of uncertainty, each with its interval at a level L:
+
+* seeds: a t-interval of the per-seed means d̄_s (df = S − 1; needs S ≥ 2);
+* items: a percentile bootstrap over held-out items (the same resampled items for every seed),
+  of the mean over seeds; its seed is fixed, so the interval is a pure function of the data.
+
+A conclusion must hold under both, so the reported interval is their union (the lower of the lows,
+the higher of the highs). The 95% union is ``ci``; the 90% union is the TOST interval: the cell is
+*equivalent* at margin m when it lies inside (−m, m) (two one-sided tests at 5%).
+
+The minimum detectable effect (80% power, two-sided 5%) is (t_{0.975, S−1} + t_{0.80, S−1}) · SE with
+SE the larger of the seed standard error and the bootstrap standard deviation.
+
+:func:`crossover` locates where the paired difference crosses 0 along the probe p: a least-squares
+line through the positions' Δ, its root, and a bootstrap over seeds of that root.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+BOOT = 2000            # bootstrap replicates
+BOOT_SEED = 12345      # fixed: the intervals are a pure function of the saved numbers
+POWER = 0.8
+
+
+def _t(q: float, df: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(q, df))
+
+
+def seed_interval(per_seed, level: float) -> tuple[float, float]:
+    """t-interval of the mean of the per-seed differences (S ≥ 2)."""
+    d = np.asarray(per_seed, float)
+    if len(d) < 2:
+        raise ValueError("a seed interval needs at least two seeds")
+    half = _t(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return float(d.mean() - half), float(d.mean() + half)
+
+
+def item_bootstrap(diff, level: float, boot: int = BOOT, seed: int = BOOT_SEED):
+    """(low, high, sd) of the percentile bootstrap over items of mean_{s,i} diff[s, i]."""
+    diff = np.asarray(diff, float)
+    per_item = diff.mean(axis=0)                                   # [N]: the mean over seeds
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(per_item), size=(boot, len(per_item)))
+    means = per_item[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [0.5 - level / 2, 0.5 + level / 2])
+    return float(lo), float(hi), float(means.std(ddof=1))
+
+
+def paired(objective, nll, margin: float = 0.02, boot: int = BOOT) -> dict:
+    """Paired comparison of one cell; ``objective`` and ``nll`` are [S, N] per-item scores (0/1 exact
+    match) of the same seeds and items, or [S] per-seed scores (then only the seed interval).
+
+    Returns delta, ci_low/ci_high (95%), tost_low/tost_high (90%), mde, se_seed, se_item, n_seeds.
+    """
+    a, b = np.asarray(objective, float), np.asarray(nll, float)
+    if a.shape != b.shape or a.ndim not in (1, 2):
+        raise ValueError(f"paired scores need one shape [S] or [S, N], got {a.shape} and {b.shape}")
+    diff = a - b
+    per_seed = diff if diff.ndim == 1 else diff.mean(axis=1)
+    S = len(per_seed)
+    c95, c90 = seed_interval(per_seed, 0.95), seed_interval(per_seed, 0.90)
+    se_seed = float(per_seed.std(ddof=1) / math.sqrt(S))
+    se_item = 0.0
+    if diff.ndim == 2:
+        lo95, hi95, se_item = item_bootstrap(diff, 0.95, boot)
+        lo90, hi90, _ = item_bootstrap(diff, 0.90, boot)
+        c95 = (min(c95[0], lo95), max(c95[1], hi95))
+        c90 = (min(c90[0], lo90), max(c90[1], hi90))
+    mde = (_t(0.975, S - 1) + _t(POWER, S - 1)) * max(se_seed, se_item)
+    return {"n_seeds": S, "delta": float(per_seed.mean()), "ci_low": c95[0], "ci_high": c95[1],
+            "tost_low": c90[0], "tost_high": c90[1], "mde": float(mde), "se_seed": se_seed,
+            "se_item": se_item}
+
+
+def unpaired_tie_rule(a, b, min_gap: float) -> bool:
+    """The superseded rule: a tie when |Δ| ≤ max(min_gap, 2·SE), SE of two independent means.
+    Kept only so the tests can show where it and the paired TOST disagree."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    return abs(a.mean() - b.mean()) <= max(min_gap, 2 * se)
+
+
+def crossover(probe_p, per_seed, boot: int = BOOT, seed: int = BOOT_SEED) -> dict:
+    """Where the fitted line Δ(p) = a + b·p crosses 0, with a bootstrap-over-seeds 95% CI.
+
+    ``probe_p``: [P] positions; ``per_seed``: [P, S] paired differences (seed s of every position
+    resampled together). Returns p (None when the fitted line has no root in [0, 1]), ci (the
+    2.5/97.5% quantiles of the roots of the replicates that have one in [0, 1], else None),
+    frac_in_range (the share of replicates with a root in [0, 1]), slope, intercept.
+    """
+    x = np.asarray(probe_p, float)
+    y = np.asarray(per_seed, float)
+    if y.ndim != 2 or y.shape[0] != len(x) or len(x) < 2:
+        raise ValueError("crossover needs [P] positions and [P, S] differences, P >= 2")
+
+    def root(ys):
+        slope, icpt = np.polyfit(x, ys, 1)
+        r = -icpt / slope if slope != 0 else math.nan
+        return (r if 0 <= r <= 1 else None), slope, icpt
+
+    r0, slope, icpt = root(y.mean(axis=1))
+    rng = np.random.default_rng(seed)
+    S = y.shape[1]
+    roots = [root(y[:, rng.integers(0, S, S)].mean(axis=1))[0] for _ in range(boot)]
+    ok = np.array([r for r in roots if r is not None])
+    ci = (float(np.quantile(ok, 0.025)), float(np.quantile(ok, 0.975))) if len(ok) else None
+    return {"p": None if r0 is None else float(r0), "ci": ci,
+            "frac_in_range": len(ok) / boot, "slope": float(slope), "intercept": float(icpt)}
