@@ -24,6 +24,7 @@ def test_cpu_and_auto_without_a_gpu():
 @pytest.mark.parametrize("command", ["probe", "evaluate"])
 def test_cuda_without_a_gpu_fails_before_the_model_loads(command, tmp_path, capsys):
     missing = tmp_path / "no-model"
+    (tmp_path / "d.jsonl").write_text('{"prompt": "a", "response": "b"}\n')
     assert main([command, "--model", str(missing), "--data", str(tmp_path / "d.jsonl"),
                  "--device", "cuda"]) == 2
     err = capsys.readouterr().err

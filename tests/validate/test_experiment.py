@@ -194,7 +194,7 @@ def test_a_changed_config_never_overwrites_earlier_stale_results(tmp_path):
     import dataclasses
     import json
 
-    cfg = ex.ExperimentConfig(tasks=(ex.POSITIONS[0],), objectives=("nll", "p"), seeds=(0,),
+    cfg = ex.ExperimentConfig(tasks=(ex.POSITIONS[0],), objectives=("nll", "p"), seeds=(0, 1),
                               supervision=("clean",), steps=1, batch_size=4, n_train=8, n_heldout=4)
     for steps in (1, 2, 3):     # deadline 0: set aside, probe, then stop before the first cell
         (tmp_path / "results.csv").write_text(f"results of steps={steps}\n")
