@@ -42,9 +42,20 @@ def bounds(obj, base_p: torch.Tensor):
     return lo, hi, obj.interval.lo_closed, obj.interval.hi_closed
 
 
-def weights(obj, logp: torch.Tensor, bnds) -> tuple[torch.Tensor, torch.Tensor]:
-    """s_f(p)·1{p in I} and the counted mask, both [B, C], from log p [B, C]."""
-    s = obj.s_of_logp(logp)
+def probe_values(obj, base_p: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-configuration probe-set parameters (alpha(auto)): {name: [B, 1]}, each resolved on that
+    configuration's base-model target probabilities base_p [B, C], as a Q_pct threshold is."""
+    from probsft.theory.statistics import PROBE_PARAMS
+
+    return {name: torch.tensor([[PROBE_PARAMS[name].rule(row.detach().cpu().numpy())]
+                                for row in base_p], dtype=base_p.dtype)
+            for name in obj.probe_params}
+
+
+def weights(obj, logp: torch.Tensor, bnds, stats=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """s_f(p)·1{p in I} and the counted mask, both [B, C], from log p [B, C]; ``stats``: an adaptive
+    objective's token statistics [B, C] and probe values [B, 1]."""
+    s = obj.s_of_logp(logp, stats)
     if bnds is None:
         return s, torch.ones_like(logp, dtype=torch.bool)
     lo, hi, lo_closed, hi_closed = bnds
@@ -55,11 +66,17 @@ def weights(obj, logp: torch.Tensor, bnds) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(counted, s, torch.zeros_like(s)), counted
 
 
-def _logit_grad(z: torch.Tensor, labels: torch.Tensor, obj, bnds, normalise: bool):
-    """Gradient of the loss on the logits z [B, C, V]: w (q - e_ỹ) [/ #counted]."""
+def _logit_grad(z: torch.Tensor, labels: torch.Tensor, obj, bnds, normalise: bool, fixed=None):
+    """Gradient of the loss on the logits z [B, C, V]: w (q - e_ỹ) [/ #counted]; ``fixed``: the
+    probe values of :func:`probe_values`. Token statistics (DEFT's sum q^2) come from z, detached."""
+    from probsft.theory.statistics import token_stats_torch
+
     logq = torch.log_softmax(z, -1)
     logp = logq.gather(-1, labels[..., None]).squeeze(-1)                    # [B, C]
-    w, counted = weights(obj, logp, bnds)
+    stats = dict(fixed or {})
+    if obj.token_stats:
+        stats.update(token_stats_torch(obj.token_stats, z, torch.logsumexp(z, -1)))
+    w, counted = weights(obj, logp, bnds, stats)
     if normalise:                                                            # authors' mean
         w = w / counted.sum(-1, keepdim=True).clamp(min=1).to(w.dtype)
     grad = logq.exp_().mul_(w[..., None])               # w q in place of log q   [B, C, V]
@@ -67,15 +84,16 @@ def _logit_grad(z: torch.Tensor, labels: torch.Tensor, obj, bnds, normalise: boo
     return grad
 
 
-def theory_flow(obj, batch: Batch, lr: float, steps: int, bnds) -> torch.Tensor:
+def theory_flow(obj, batch: Batch, lr: float, steps: int, bnds, fixed=None) -> torch.Tensor:
     """Euler-integrate dz/dt = -grad_z f(q_ỹ) for every context; returns z_T [B, C, V]."""
     z = batch.z0.clone()
     for _ in range(steps):
-        z -= lr * _logit_grad(z, batch.labels, obj, bnds, normalise=False)
+        z -= lr * _logit_grad(z, batch.labels, obj, bnds, normalise=False, fixed=fixed)
     return z
 
 
-def learn(obj, batch: Batch, lr: float, steps: int, optimizer: str, bnds) -> torch.Tensor:
+def learn(obj, batch: Batch, lr: float, steps: int, optimizer: str, bnds,
+          fixed=None) -> torch.Tensor:
     """Train W [B, V, d] from W0 on the noisy labels; returns the final W."""
     W = batch.W0.clone()
     m = torch.zeros_like(W)
@@ -83,7 +101,7 @@ def learn(obj, batch: Batch, lr: float, steps: int, optimizer: str, bnds) -> tor
     b1, b2 = ADAM_BETAS
     for t in range(1, steps + 1):
         z = torch.einsum("bcd,bvd->bcv", batch.X, W)                          # [B, C, V]
-        g_z = _logit_grad(z, batch.labels, obj, bnds, normalise=True)
+        g_z = _logit_grad(z, batch.labels, obj, bnds, normalise=True, fixed=fixed)
         g = torch.einsum("bcv,bcd->bvd", g_z, batch.X)                        # [B, V, d]
         if optimizer == "adam":
             m.mul_(b1).add_(g, alpha=1 - b1)

@@ -51,6 +51,7 @@ from probsft.errors import SpecError, UserError
 from probsft.theory.losses import (REDUCTIONS, finite_flags, flat_labels, raise_if_not_finite,
                                    token_terms)
 from probsft.theory.spec import parse
+from probsft.theory.statistics import token_stats_torch
 
 IMPLS = ("eager", "compile")
 SCHEDULES = ("auto", "token", "vocab")
@@ -79,9 +80,9 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         a scalar (mean/sum) or per-token values shaped like labels (none), float32 for bf16 inputs.
     """
     obj = parse(objective)
-    if obj.interval is not None and obj.interval.has_quantile:
-        raise SpecError(f"objective {obj.spec} has unresolved quantile threshold(s): call "
-                        ".with_quantiles(base_probs) first (CLI: --quantiles-from a probe JSON)")
+    if obj.needs_probe:
+        raise SpecError(f"objective {obj.spec} has unresolved probe-set parameter(s) or quantile "
+                        "threshold(s): call .resolve(base_probs) first (the runner does)")
     if reduction not in REDUCTIONS:
         raise UserError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if impl not in IMPLS:
@@ -216,10 +217,12 @@ def _softmax_grad_(z, lse, y, coef):
 
 
 def _token_math(obj, z, y, valid, want_grad):
-    """Per chunk: lse [C], f·1{counted} [C], counted [C], s·1{counted} [C], G [C, V] or None."""
+    """Per chunk: lse [C], f·1{counted} [C], counted [C], s·1{counted} [C], G [C, V] or None.
+    An adaptive objective's token statistics (DEFT's sum q^2) come from the same chunk z [C, V],
+    before G overwrites it; both schedules run this token pass, so both get them."""
     lse = torch.logsumexp(z, dim=-1)
     logp = z.gather(-1, y[:, None]).squeeze(-1) - lse
-    cnt, vals, s = token_terms(obj, logp, valid)
+    cnt, vals, s = token_terms(obj, logp, valid, token_stats_torch(obj.token_stats, z, lse))
     G = _softmax_grad_(z, lse, y, s) if want_grad else None
     return lse, vals, cnt, s, G
 

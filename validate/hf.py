@@ -47,9 +47,28 @@ def causal_lm_loss(obj, logits, labels, num_items_in_batch=None):
                     num_items_in_batch=num_items_in_batch)
 
 
+def hook_objective(spec, needs_logits: bool = True):
+    """The objective for a hook, refusing (one clear error) what the hook cannot compute.
+
+    A probe-set objective (``alpha(auto)``, ``Q<pct>``) must be resolved first, e.g.
+    ``probsft.objective("alpha(auto)").resolve(token_probs(model, examples, pad_id))``; an objective
+    with token statistics (``deft``) needs the whole next-token distribution, i.e. the logits."""
+    obj = probsft.objective(spec)
+    if obj.needs_probe:
+        raise probsft.SpecError(
+            f"{obj.spec} is set from the base model's probe: pass "
+            f"probsft.objective({obj.spec!r}).resolve(token_probs(model, examples, pad_id)) "
+            "(probsft.validate.probe.token_probs) to the hook instead of the spec")
+    if obj.token_stats and not needs_logits:
+        raise probsft.SpecError(
+            f"{obj.spec} needs {', '.join(obj.token_stats)} of the whole next-token distribution, "
+            "which TRL's fused LM head does not return (only log p): use fused_lm_head=False")
+    return obj
+
+
 def trainer_loss(spec):
     """A ``compute_loss_func`` for transformers' ``Trainer``: (outputs, labels, num_items_in_batch)."""
-    obj = probsft.objective(spec)
+    obj = hook_objective(spec)
 
     def compute_loss_func(outputs, labels, num_items_in_batch=None):
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
@@ -81,7 +100,7 @@ def objective_sft_trainer(spec, fused_lm_head: bool = False):
     """
     from trl import SFTTrainer
 
-    obj = probsft.objective(spec)
+    obj = hook_objective(spec, needs_logits=not fused_lm_head)
 
     class ObjectiveSFTTrainer(SFTTrainer):
         objective = obj

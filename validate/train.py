@@ -7,7 +7,8 @@ warm-up ratio 0.1, gradient clipping at 1.0, a step skipped when the gradient no
 (counted in ``train/skipped_nonfinite``), bf16 autocast on GPU. The loss of a step is the mean of
 f(p) over the counted tokens of the whole global batch, exactly, for any number of micro-batches and
 ranks (see probsft.validate.accumulate, which also relates it to the authors' per-micro-batch mean).
-Quantile thresholds (``nll@p>=Q90``) are resolved on the base model's response-token p before training.
+Quantile thresholds (``nll@p>=Q90``) and probe-set parameters (``alpha(auto)``) are resolved on the
+base model's response-token p before training; config.json then holds the resolved objective.
 
 Data order is a pure function of (seed, step): step s takes the global batch
 ``perm_epoch[s*G:(s+1)*G]``, G = batch_size*grad_accum*world_size, and rank r takes micro-batches
@@ -190,10 +191,13 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
     if main:
         store.atomic_write_json(out / "config.json", store.config_to_dict(cfg))
     obj = probsft.objective(state["objective"] if state else cfg.objective)
-    if obj.interval is not None and obj.interval.has_quantile:   # paper §5: base-model percentiles
+    if obj.needs_probe:     # Q<pct> (paper §5), alpha(auto): fixed once from the base model's p
         from probsft.validate.probe import token_probs
 
-        obj = obj.with_quantiles(token_probs(model, examples, tokenizer.pad_token_id).numpy())
+        obj = obj.resolve(token_probs(model, examples, tokenizer.pad_token_id).numpy())
+        if main:            # the saved config replays the run: its objective is the resolved one
+            store.atomic_write_json(out / "config.json",
+                                    {**store.config_to_dict(cfg), "objective": obj.spec})
     G = cfg.batch_size * cfg.grad_accum * world
     if len(examples) < G:
         raise ConfigError(f"{len(examples)} examples are fewer than one global batch of {G} "
@@ -267,7 +271,8 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
     elapsed = time.perf_counter() - loop_start
     metrics = {**record, "train/steps": step, "train/tokens_seen": tokens_seen,
                "train/tokens_per_s": run_tokens / elapsed if elapsed > 0 else None,
-               "objective": obj.spec, "data/examples": len(examples),
+               "objective": obj.spec, "objective_requested": cfg.objective,
+               "data/examples": len(examples),
                "data/truncated": getattr(examples, "n_truncated", 0),
                "wall_s": time.perf_counter() - start_time}
     if main:
