@@ -292,5 +292,6 @@ def _extra_symbols(obj: Objective, kind: str) -> tuple[str, ...]:
     from probsft.theory.statistics import PROBE_PARAMS, TOKEN_STATS
 
     registry = TOKEN_STATS if kind == "token" else PROBE_PARAMS
-    names = {sym.name for sym in (obj.f_expr.free_symbols | obj.s_expr.free_symbols)}
+    s_symbols = set() if obj.s_override is None else obj.s_override.free_symbols  # s_f's are f's
+    names = {sym.name for sym in (obj.f_expr.free_symbols | s_symbols)}
     return tuple(n for n in registry if n in names)

@@ -143,8 +143,13 @@ def noise_crossing(obj_a, obj_b, q, y_star, noisy_label_probs=None) -> Crossing:
     """The noise-rate crossover of two objectives on contexts q [N..., V], y_star [N...]."""
     ca, na = clean_and_noisy_rates(obj_a, q, y_star, noisy_label_probs)
     cb, nb = clean_and_noisy_rates(obj_b, q, y_star, noisy_label_probs)
-    A, B = float(np.mean(ca - cb)), float(np.mean(na - nb))
-    names = (obj_a.spec, obj_b.spec)
+    return crossing(float(np.mean(ca - cb)), float(np.mean(na - nb)), obj_a.spec, obj_b.spec)
+
+
+def crossing(A: float, B: float, name_a: str, name_b: str) -> Crossing:
+    """The :class:`Crossing` of D(E) = (1 - E) A + E B, A and B the mean clean and noisy rate
+    differences of objective a minus objective b."""
+    names = (name_a, name_b)
     if A == 0 and B == 0:
         return Crossing(A, B, math.nan, None, None)
     if A * B < 0 or (A == 0) != (B == 0):

@@ -207,6 +207,14 @@ def _peak(obj, lo, hi, roots):
 # ---------------------------------------------------------------------------------------------
 
 
+def classify(obj: Objective, tau: float = 0.5) -> tuple[float, str]:
+    """(share of the W_f mass above tau, Def. 3.3 class), numerically and fast (no sympy)."""
+    mass = _mass_above(obj, tau)
+    klass = ("neither" if not np.isfinite(mass) or abs(mass - 0.5) < 1e-6
+             else "prior-leaning" if mass > 0.5 else "prior-averse")
+    return mass, klass
+
+
 def derive(obj, tau: float = 0.5, time_limit: float = TIME_LIMIT_S) -> Derivation:
     """Derive s_f, W_f, the peak of W_f, convexity and the Def. 3.3 class of one objective."""
     from probsft.errors import UserError
@@ -229,9 +237,7 @@ def derive(obj, tau: float = 0.5, time_limit: float = TIME_LIMIT_S) -> Derivatio
     peak, exact, kind, peak_w = _peak(obj, lo, hi, roots)
     convexity, by = (sign, "sympy") if sign and obj.interval is None else (
         _numeric_convexity(obj, lo, hi), "numeric")
-    mass = _mass_above(obj, tau)
-    klass = ("neither" if not np.isfinite(mass) or abs(mass - 0.5) < 1e-6
-             else "prior-leaning" if mass > 0.5 else "prior-averse")
+    mass, klass = classify(obj, tau)
     consistent = {"convex": peak <= 0.5 + 1e-6, "concave": peak >= 0.5 - 1e-6,   # numeric peaks: 1e-6
                   "linear": abs(peak - 0.5) < 1e-6}.get(convexity)   # both: peak at 1/2
     return Derivation(
