@@ -70,11 +70,11 @@ class _ObjectiveTokenLoss(torch.autograd.Function):
             obj.token_stats, z, lse))
         raise_if_not_finite(obj, finite_flags(lse, valid, values, weight))
         ctx.save_for_backward(logits, labels, lse, weight)
-        ctx.mark_non_differentiable(counted)
-        return values, counted
+        ctx.mark_non_differentiable(counted, logp, weight)
+        return values, counted, logp, weight
 
     @staticmethod
-    def backward(ctx, grad_values, _grad_counted):
+    def backward(ctx, grad_values, _grad_counted, _grad_logp, _grad_weight):
         logits, labels, lse, weight = ctx.saved_tensors
         coef = grad_values.to(weight.dtype) * weight               # [N], >= float32
         grad = torch.exp(_compute_dtype(logits) - lse[:, None]) * coef[:, None]   # s·q,  [N, V]
@@ -140,12 +140,19 @@ def flat_labels(labels: torch.Tensor, V: int, ignore_index: int = -100):
 
 def token_values(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100):
     """Per-token f(p)·1{counted} [...] and the counted mask [...], differentiable in logits."""
+    values, counted, _, _ = token_values_and_terms(obj, logits, labels, ignore_index)
+    return values, counted
+
+
+def token_values_and_terms(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100):
+    """:func:`token_values` plus, detached and at no extra cost, log p [...] (0 where ignored) and
+    s_f(p)·1{counted} [...], the per-token terms the training logs summarise."""
     _check_args(logits.shape, labels.shape, "none")
     V = logits.shape[-1]
     flat_logits = logits.reshape(-1, V)                            # [N, V]
     valid, safe = flat_labels(labels, V, ignore_index)
-    values, counted = _ObjectiveTokenLoss.apply(flat_logits, safe, valid, obj)
-    return values.reshape(labels.shape), counted.reshape(labels.shape)
+    values, counted, logp, weight = _ObjectiveTokenLoss.apply(flat_logits, safe, valid, obj)
+    return tuple(t.reshape(labels.shape) for t in (values, counted, logp, weight))
 
 
 def objective_loss(obj, logits, labels, ignore_index=-100, reduction="mean", num_items_in_batch=None):

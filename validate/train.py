@@ -15,6 +15,9 @@ Data order is a pure function of (seed, step): step s takes the global batch
 ``m*W + r``. So a resumed run sees exactly the batches an uninterrupted run sees; with the model,
 optimizer, scheduler and RNG states restored from ``<output>/checkpoint.pt`` it ends bitwise equal on CPU.
 
+Every logged step also records ``train/nll`` (the NLL of the same response tokens) and
+``train/wshare_p<0.1`` ... (the share of the gradient weight W_f by p bucket), probsft.validate.logstats.
+
 Output folder: ``config.json`` (saved first), ``metrics.jsonl`` (one line per logged step),
 ``metrics.csv`` (the same log, written at the end), ``metrics.json`` (final), ``checkpoint.pt`` (every ``checkpoint_every`` steps), ``model/``
 (``save_pretrained`` of model and tokenizer). Launch on several GPUs with
@@ -237,7 +240,9 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
     while step < total_steps:
         batches = [{k: v.to(device) for k, v in b.items()}
                    for b in micro_batches_for_step(examples, step, cfg, rank, world, pad_id)]
-        stats = accumulate_gradients(train_model, batches, obj, fused=cfg.fused, autocast=autocast)
+        log_now = (step + 1) % cfg.log_every == 0 or step + 1 == total_steps
+        stats = accumulate_gradients(train_model, batches, obj, fused=cfg.fused, autocast=autocast,
+                                     log=log_now)
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
         if math.isfinite(grad_norm):
@@ -254,7 +259,7 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
         run_tokens += stats.valid
         record = {"step": step, "train/loss": stats.loss, "train/counted_tokens": stats.counted,
                   "train/valid_tokens": stats.valid, "train/grad_norm": grad_norm, "train/lr": lr,
-                  "train/skipped_nonfinite": skipped}
+                  "train/skipped_nonfinite": skipped, **(stats.log or {})}
         if main and (step % cfg.log_every == 0 or step == total_steps):
             store.append_jsonl(out / "metrics.jsonl", record)
         if main and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:

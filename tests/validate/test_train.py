@@ -52,6 +52,7 @@ def test_resume_is_bitwise_equal(tmp_path, tok, jsonl, spec):
     assert not (tmp_path / "b" / "checkpoint.pt").exists()
     csv_rows = (tmp_path / "b" / "metrics.csv").read_text().splitlines()
     assert len(csv_rows) == 7 and csv_rows[0].startswith("step,train/loss")
+    assert "train/nll" in csv_rows[0] and "train/wshare_p<0.1" in csv_rows[0]
 
 
 def test_accumulation_in_runner_matches_one_big_micro_batch(tok, jsonl):
