@@ -4,9 +4,11 @@ skipped, configs are strict, and the CLI commands run end to end on a tiny local
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
+import probsft
 from probsft.cli import main
 from probsft.errors import ConfigError, UserError
 from probsft.validate.store import load_config
@@ -119,3 +121,24 @@ def test_gradient_checkpointing_gives_the_same_step(tok, jsonl):
     assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-6)
     for x, y in zip(m1.parameters(), m2.parameters()):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-7)
+
+
+def test_adaptive_objectives_in_the_runner(tmp_path, tok, jsonl):
+    """alpha(auto) is resolved once on the base model's p and config.json saves the resolved
+    objective (a replayable fixed-alpha run); deft trains with and without the fused loss."""
+    from probsft.theory.statistics import alpha_from_probe
+    from probsft.validate.data import read_jsonl, tokenize_sft
+    from probsft.validate.probe import token_probs
+
+    model = make_model(tok)
+    probs = token_probs(model, tokenize_sft(read_jsonl(jsonl), tok, 64), tok.pad_token_id)
+    want = probsft.objective(f"alpha({alpha_from_probe(probs.numpy())})").spec
+    out = finetune(_cfg(jsonl, tmp_path / "auto", objective="alpha(auto)", max_steps=1), model, tok,
+                   progress=False)
+    assert out["objective"] == want and out["objective_requested"] == "alpha(auto)"
+    saved = json.loads((tmp_path / "auto" / "config.json").read_text())
+    assert saved["objective"] == want
+    for fused in (False, True):
+        m = finetune(_cfg(jsonl, objective="deft", max_steps=2, fused=fused), make_model(tok), tok,
+                     progress=False)
+        assert m["objective"] == "deft" and np.isfinite(m["train/loss"]) and "train/nll" in m
