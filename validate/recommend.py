@@ -184,18 +184,25 @@ def sample_examples(records, tokenizer, sample_tokens: int, max_length: int, see
 
 
 class _RateTokens:
-    """Keeps the q [n, V] of the first sampled tokens (at most RATE_ELEMENTS values) for the rates."""
+    """Keeps q [n, V] of a seeded uniform subsample of the probed tokens, each token with chance
+    max_tokens / total_tokens (at most max_tokens in all), for the first-order rates."""
 
-    def __init__(self, max_tokens: int):
+    def __init__(self, max_tokens: int, total_tokens: int, seed: int = 0):
         self.max_tokens, self.q, self.y = max_tokens, [], []
+        self.rate = min(1.0, max_tokens / max(total_tokens, 1))
+        self.gen = torch.Generator().manual_seed(seed)
 
     def __call__(self, logq, y):
         room = self.max_tokens - sum(len(t) for t in self.y)
-        if room > 0:
-            self.q.append(logq[:room].exp().float().cpu())
-            self.y.append(y[:room].cpu())
+        pick = (torch.rand(len(y), generator=self.gen) < self.rate).nonzero()[:room, 0]
+        if len(pick):
+            pick = pick.to(logq.device)
+            self.q.append(logq[pick].exp().float().cpu())
+            self.y.append(y[pick].cpu())
 
     def arrays(self):
+        if not self.y:
+            raise UserError("recommend: no response tokens to compute the first-order rates on")
         return torch.cat(self.q).numpy(), torch.cat(self.y).numpy()
 
 
@@ -227,7 +234,7 @@ def _klass(obj) -> str:
 
 def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, device: str = "auto",
               results=None, supervision: str = "token", optimizer: str = "adamw",
-              tokenizer=None, batch_size: int = 8, max_length: int = 1024,
+              tokenizer=None, batch_size: int = 64, max_length: int = 1024,
               rate_tokens: int = 4096, progress: bool = True, seed: int = 0) -> dict:
     """Recommend an objective for fine-tuning ``model`` on ``data`` (see the module docstring).
 
@@ -239,8 +246,8 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
         results: a ``paired.csv`` of the continuum experiment (default results/validate/paired.csv
             when it exists; pass False to use the theory only).
         supervision: the noise kind to look up in ``results`` when noise > 0 (clean when E = 0).
-        rate_tokens: sampled tokens on which the first-order rates are computed (also capped so
-            that tokens x V <= 2^24).
+        rate_tokens: probed tokens (a seeded uniform subsample) on which the first-order rates
+            are computed (also capped so that tokens x V <= 2^24).
     Returns:
         a JSON-ready dict: probe statistics, region, each candidate's class, rates and E* against
         NLL (and measured Δ), the ranking, the recommendation and the ``why`` lines.
@@ -269,8 +276,10 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
     if not records:
         raise UserError("recommend: the data has no records")
     examples = sample_examples(records, tokenizer, sample_tokens, max_length, seed)
+    examples.sort(key=lambda e: len(e["input_ids"]))       # little padding per batch: faster
     V = model.get_output_embeddings().weight.shape[0]
-    keep = _RateTokens(max(1, min(rate_tokens, RATE_ELEMENTS // V)))
+    keep = _RateTokens(max(1, min(rate_tokens, RATE_ELEMENTS // V)), examples.n_response_tokens,
+                       seed)
     stats = probe(model, tokenizer, examples, batch_size, max_length, PLACEMENT, on_batch=keep,
                   progress=progress)
     q, y_star = keep.arrays()
@@ -370,3 +379,29 @@ def format_report(out: dict) -> str:
                     f"{e_txt:>10} {'-' if m is None else format(m['delta'], '+.1f'):>12}")
     return "\n".join([f"recommended: {out['recommendation']['objective']}", *out["why"], "",
                       *rows, f"({out['seconds']:.1f} s)"])
+
+
+def main(argv=None) -> None:
+    """``python -m probsft.validate.recommend PAIRED_CSV``: the rule's hit rate on the continuum
+    grid, decided on every other position (by probe p) and reported on the rest."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m probsft.validate.recommend results/validate/paired.csv")
+    cells = read_paired(args[0])
+    rule, held = split_positions(cells)
+    out = hit_rate(cells, rule)
+    print(json.dumps({"rule_positions": rule, "held_out_positions": held, "rule": out["rule"],
+                      "held_out": out["held_out"]}, indent=2))
+    for c in out["cells"]:
+        print(f"{c['position']:<14} p={c['probe_answer_p']:.3f} {c['supervision']:<9} "
+              f"{c['optimizer']:<5} {'held-out' if c['held_out'] else 'rule':<8} "
+              f"rec {c['recommended']:<11} best {c['best']:<11} "
+              f"Δ {c['delta_recommended']:+.1f} vs {c['delta_best']:+.1f}  "
+              f"{'hit' if c['hit'] else 'MISS'}")
+
+
+if __name__ == "__main__":
+    main()

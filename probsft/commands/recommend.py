@@ -39,7 +39,8 @@ def add_parser(sub):
                                       "(default results/validate/paired.csv when present)")
     p.add_argument("--theory-only", action="store_true", help="ignore measured results")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="sequences per forward pass (default 64; lower it for large models)")
     p.add_argument("--max-length", type=positive_int, default=1024)
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
                    help="print the result as JSON (or write it to FILE, atomically)")

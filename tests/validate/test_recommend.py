@@ -71,6 +71,14 @@ def test_hit_rate_held_out_positions_on_known_cells(tmp_path):
     assert hit_rate(cells, rule + held)["rule"]["rate"] == 1.0
 
 
+def test_hit_rate_script(tmp_path, capsys):
+    from probsft.validate.recommend import main as hit_rate_main
+
+    hit_rate_main([str(_write_paired(tmp_path / "paired.csv", half_width=0.5))])
+    text = capsys.readouterr().out
+    assert '"rate": 0.5' in text and "MISS" in text and text.count("held-out") == 2
+
+
 def _direct_nll_rates(model, tok, records):
     ex = tokenize_sft(records, tok, 64)
     b = collate(ex, tok.pad_token_id)
