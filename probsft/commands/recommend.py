@@ -42,6 +42,9 @@ def add_parser(sub):
     p.add_argument("--batch-size", type=positive_int, default=64,
                    help="sequences per forward pass (default 64; lower it for large models)")
     p.add_argument("--max-length", type=positive_int, default=1024)
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads for torch (default: torch's; 1 is fastest for small models "
+                        "on a busy machine)")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
                    help="print the result as JSON (or write it to FILE, atomically)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -49,8 +52,13 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    import torch
+
     from probsft.files import atomic_write_json
     from probsft.validate.recommend import format_report, recommend
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     out = recommend(args.model, args.data, noise=args.noise, sample_tokens=args.sample_tokens,
                     device=args.device, results=False if args.theory_only else args.results,
