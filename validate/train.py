@@ -198,8 +198,9 @@ def config_differences(saved: dict, current: dict) -> list[str]:
 
 
 def _resolved_from(saved, current) -> bool:
-    """True when ``saved`` is what the probe-set objective ``current`` (alpha(auto)) resolved to:
-    config.json records the resolved objective, so the run resumes under the spec it was asked."""
+    """True when ``saved`` is what the probe-set objective ``current`` (alpha(auto), Q<pct>
+    thresholds) resolved to: config.json records the resolved objective, so a run resumes under the
+    spec it was asked with."""
     from probsft.errors import SpecError
 
     if not (isinstance(saved, str) and isinstance(current, str)) or saved == current:
@@ -208,9 +209,11 @@ def _resolved_from(saved, current) -> bool:
         want, got = probsft.objective(current), probsft.objective(saved)
     except SpecError:
         return False
-    same_family = got.family in (want.family, "nll", "p")     # alpha(0) is nll, alpha(1) is p
-    return bool(want.probe_params) and not got.needs_probe and same_family \
-        and (got.interval is None) == (want.interval is None)
+    if not want.needs_probe or got.needs_probe or (got.interval is None) != (want.interval is None):
+        return False
+    if want.base.probe_params:                 # alpha(auto) -> alpha(a); alpha(0) is nll, alpha(1) p
+        return got.base.family in (want.base.family, "nll", "p")
+    return got.base == want.base               # only the Q<pct> bounds were resolved
 
 
 def _describe(diffs, saved, current) -> str:
