@@ -82,7 +82,7 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         chunk_size: tokens per chunk (None: about 2^25 / V).
         impl: "auto", "eager", "compile" (torch.compile of the per-chunk elementwise work) or
             "cce" (cut-cross-entropy's per-token kernel, probsft.theory.fused_cce; falls back to
-            "auto" when the package is missing or a bias is given).
+            "auto" when the package is missing, a bias is given or f needs token statistics).
         schedule: "auto", "token" or "vocab": how the weight gradient is accumulated (module doc).
         vocab_chunk_size: vocabulary rows per slice of the "vocab" schedule (None: about 2^25 / N).
         gemm: "auto", "input" (GEMMs in the input dtype) or "float32" (bf16/fp16 operands upcast
@@ -116,8 +116,8 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
     if bias is not None and tuple(bias.shape) != (V,):
         raise UserError(f"bias must be [V] = [{V}], got {tuple(bias.shape)}")
     n_tokens = max(1, labels.numel())
-    if impl == "cce" and (bias is not None or not fused_cce.available()):
-        impl = "auto"                         # no bias in CCE / package missing: our own kernel
+    if impl == "cce" and (bias is not None or obj.token_stats or not fused_cce.available()):
+        impl = "auto"       # no bias / no sum q^2 (deft) in CCE, or package missing: our own kernel
     impl, schedule, gemm = choose(lm_head_weight, n_tokens, impl, schedule, gemm)
     if chunk_size is None:
         chunk_size = max(1, _AUTO_ELEMENTS // V)
