@@ -31,7 +31,7 @@ def _stable(metrics):
     return {k: v for k, v in metrics.items() if k not in VOLATILE}
 
 
-@pytest.mark.parametrize("spec", ["p", "nll@p>=0.05", "p@p>=Q30"])
+@pytest.mark.parametrize("spec", ["p", "nll@p>=0.05", "p@p>=Q30", "alpha(auto)"])
 def test_resume_is_bitwise_equal(tmp_path, tok, jsonl, spec):
     ref_model = make_model(tok, dropout=DROPOUT)
     ref = finetune(_cfg(jsonl, tmp_path / "a", objective=spec, checkpoint_every=2), ref_model, tok,
