@@ -13,7 +13,7 @@ pyproject.toml and probsft.paths), so any checkout imports its own code.
 from probsft.errors import ConfigError, NonFiniteLogitsError, SpecError, UserError
 
 __version__ = "0.1.0"
-__all__ = ["objective", "fused_linear_loss", "UserError", "SpecError", "ConfigError",
+__all__ = ["objective", "fused_linear_loss", "recommend", "UserError", "SpecError", "ConfigError",
            "NonFiniteLogitsError", "__version__"]
 
 
@@ -22,6 +22,14 @@ def objective(spec):
     from probsft.theory.spec import parse
 
     return parse(spec)
+
+
+def recommend(model, data, **kwargs):
+    """Which objective for this model and data: probe + theory + measured dose-response; see
+    probsft.validate.recommend."""
+    from probsft.validate.recommend import recommend as _recommend
+
+    return _recommend(model, data, **kwargs)
 
 
 def fused_linear_loss(*args, **kwargs):

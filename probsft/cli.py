@@ -24,6 +24,7 @@ COMMANDS = [
     "probsft.commands.weights",
     "probsft.commands.simulate",
     "probsft.commands.probe",
+    "probsft.commands.recommend",
     "probsft.commands.finetune",
     "probsft.commands.evaluate",
     "probsft.commands.backbone",

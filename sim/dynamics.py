@@ -44,9 +44,20 @@ def bounds(obj, base_p: torch.Tensor):
     return lo, hi, obj.interval.lo_closed, obj.interval.hi_closed
 
 
-def weights(obj, logp: torch.Tensor, bnds) -> tuple[torch.Tensor, torch.Tensor]:
-    """s_f(p)·1{p in I} and the counted mask, both [B, C], from log p [B, C]."""
-    s = obj.s_of_logp(logp)
+def probe_values(obj, base_p: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-configuration probe-set parameters (alpha(auto)): {name: [B, 1]}, each resolved on that
+    configuration's base-model target probabilities base_p [B, C], as a Q_pct threshold is."""
+    from probsft.theory.statistics import PROBE_PARAMS
+
+    return {name: torch.tensor([[PROBE_PARAMS[name].rule(row.detach().cpu().numpy())]
+                                for row in base_p], dtype=base_p.dtype)
+            for name in obj.probe_params}
+
+
+def weights(obj, logp: torch.Tensor, bnds, stats=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """s_f(p)·1{p in I} and the counted mask, both [B, C], from log p [B, C]; ``stats``: an adaptive
+    objective's token statistics [B, C] and probe values [B, 1]."""
+    s = obj.s_of_logp(logp, stats)
     if bnds is None:
         return s, torch.ones_like(logp, dtype=torch.bool)
     lo, hi, lo_closed, hi_closed = bnds
@@ -57,13 +68,19 @@ def weights(obj, logp: torch.Tensor, bnds) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(counted, s, torch.zeros_like(s)), counted
 
 
-def _logit_grad(z: torch.Tensor, labels: torch.Tensor, obj, bnds, normalise: bool):
-    """Gradient of the loss on the logits z [B, C, V]: w (q - e_ỹ) [/ #counted].
+def _logit_grad(z: torch.Tensor, labels: torch.Tensor, obj, bnds, normalise: bool, fixed=None):
+    """Gradient of the loss on the logits z [B, C, V]: w (q - e_ỹ) [/ #counted]; ``fixed``: the
+    probe values of :func:`probe_values`. Token statistics (DEFT's sum q^2) come from z, detached.
 
     One fused softmax pass, then q is scaled in place: two passes over [B, C, V] besides the
     matmuls. log p is read off q; where q_ỹ underflows it is recomputed exactly, z_ỹ - logsumexp z.
     """
+    from probsft.theory.statistics import token_stats_torch
+
     lab = labels[..., None]
+    stats = dict(fixed or {})
+    if obj.token_stats:                                 # before q is computed (and later scaled)
+        stats.update(token_stats_torch(obj.token_stats, z, torch.logsumexp(z, -1)))
     q = torch.softmax(z, -1)                                                 # [B, C, V]
     p = q.gather(-1, lab).squeeze(-1)                                        # [B, C]
     logp = torch.log(p)
@@ -71,7 +88,7 @@ def _logit_grad(z: torch.Tensor, labels: torch.Tensor, obj, bnds, normalise: boo
     if bool(tiny.any()):
         exact = z.gather(-1, lab).squeeze(-1) - torch.logsumexp(z, -1)
         logp = torch.where(tiny, exact, logp)
-    w, counted = weights(obj, logp, bnds)
+    w, counted = weights(obj, logp, bnds, stats)
     if normalise:                                                            # authors' mean
         w = w / counted.sum(-1, keepdim=True).clamp(min=1).to(w.dtype)
     grad = q.mul_(w[..., None])                         # w q, in place           [B, C, V]
@@ -79,19 +96,20 @@ def _logit_grad(z: torch.Tensor, labels: torch.Tensor, obj, bnds, normalise: boo
     return grad
 
 
-def theory_flow(obj, batch: Batch, lr: float, steps: int, bnds, record=()) -> dict:
+def theory_flow(obj, batch: Batch, lr: float, steps: int, bnds, record=(), fixed=None) -> dict:
     """Euler-integrate dz/dt = -grad_z f(q_ỹ) for every context; {step: z_step [B, C, V]}."""
     z = batch.z0.clone()
     keep = set(record) | {steps}
     out = {}
     for t in range(1, steps + 1):
-        z -= lr * _logit_grad(z, batch.labels, obj, bnds, normalise=False)
+        z -= lr * _logit_grad(z, batch.labels, obj, bnds, normalise=False, fixed=fixed)
         if t in keep:
             out[t] = z.clone()
     return out
 
 
-def learn(obj, batch: Batch, lr: float, steps: int, optimizer: str, bnds, record=()) -> dict:
+def learn(obj, batch: Batch, lr: float, steps: int, optimizer: str, bnds, record=(),
+          fixed=None) -> dict:
     """Train W [B, V, d] from W0 on the noisy labels; {step: W_step}."""
     keep = set(record) | {steps}
     out = {}
@@ -101,7 +119,7 @@ def learn(obj, batch: Batch, lr: float, steps: int, optimizer: str, bnds, record
     b1, b2 = ADAM_BETAS
     for t in range(1, steps + 1):
         z = torch.einsum("bcd,bvd->bcv", batch.X, W)                          # [B, C, V]
-        g_z = _logit_grad(z, batch.labels, obj, bnds, normalise=True)
+        g_z = _logit_grad(z, batch.labels, obj, bnds, normalise=True, fixed=fixed)
         g = torch.einsum("bcv,bcd->bvd", g_z, batch.X)                        # [B, V, d]
         if optimizer == "adam":
             m.mul_(b1).add_(g, alpha=1 - b1)

@@ -31,7 +31,9 @@ from probsft.config import config_from_dict, config_to_dict
 from probsft.errors import ConfigError
 from probsft.files import atomic_write as write_atomic
 from probsft.sim.config import _number
+from probsft.sim.dynamics import probe_values
 from probsft.sim.sweep import single_thread
+from probsft.theory.statistics import token_stats_torch
 
 COLUMNS = ("objective", "label", "p0", "escape_time", "reached")
 
@@ -87,6 +89,8 @@ def escape_times(obj, cfg: EscapeConfig) -> tuple[np.ndarray, np.ndarray]:
     B = z.shape[0]
     t = torch.zeros(B, dtype=torch.float64)
     hit = torch.full((B,), float("nan"), dtype=torch.float64)
+    # adaptive objectives: alpha(auto) resolved on each start p0, DEFT's sum q^2 from the current z
+    fixed = {k: v[:, 0] for k, v in probe_values(obj, torch.softmax(z, -1)[:, :1]).items()}
     for _ in range(cfg.max_steps):
         logq = torch.log_softmax(z, -1)
         p = logq[:, 0].exp()
@@ -94,7 +98,8 @@ def escape_times(obj, cfg: EscapeConfig) -> tuple[np.ndarray, np.ndarray]:
         hit = torch.where(newly, t, hit)
         if not torch.isnan(hit).any():
             break
-        s = obj.s_of_logp(logq[:, 0])
+        stats = {**fixed, **token_stats_torch(obj.token_stats, z, torch.logsumexp(z, -1))}
+        s = obj.s_of_logp(logq[:, 0], stats)
         if obj.interval is not None:
             s = torch.where(obj.interval.indicator(p), s, torch.zeros_like(s))
         zdot = -s[:, None] * logq.exp()                       # s (e_y - q)

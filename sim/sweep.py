@@ -60,14 +60,14 @@ def first_order_rate(obj, batch: Batch, bnds) -> torch.Tensor:
     q = torch.softmax(batch.z0, -1)                                          # [B, C, V]
     B, C, V = q.shape
     keep = batch.informative.to(q.dtype)
-    if obj.interval is None or not obj.interval.has_quantile:
+    if not obj.needs_probe:
         # one call on all B*C contexts: [B*C, V] -> [B*C] -> [B, C]
         rate = risk_rate(obj, q.reshape(B * C, V).numpy(), batch.y_star.reshape(-1).numpy(),
                          batch.labels.reshape(-1).numpy())
         rate = torch.as_tensor(rate, dtype=q.dtype).reshape(B, C)
-    else:  # quantile thresholds differ per configuration
+    else:  # quantile thresholds and probe-set alphas differ per configuration
         rate = torch.stack([torch.as_tensor(risk_rate(
-            obj.with_quantiles(target_probs(batch.z0[b], batch.labels[b]).numpy()),
+            obj.resolve(target_probs(batch.z0[b], batch.labels[b]).numpy()),
             q[b].numpy(), batch.y_star[b].numpy(), batch.labels[b].numpy()), dtype=q.dtype)
             for b in range(B)])
     return (rate * keep).sum(-1) / keep.sum(-1).clamp(min=1)
@@ -79,10 +79,12 @@ def run_objective(cfg: SimConfig, spec: str, batch: Batch) -> dict[int, dict[str
     obj = probsft.objective(spec)
     base_p = target_probs(batch.train_logits(), batch.labels)                # [B, C]
     bnds = dynamics.bounds(obj, base_p)
+    fixed = dynamics.probe_values(obj, base_p)
     if cfg.mode == "theory":
-        states = dynamics.theory_flow(obj, batch, cfg.lr, cfg.steps, bnds, cfg.snapshots)
+        states = dynamics.theory_flow(obj, batch, cfg.lr, cfg.steps, bnds, cfg.snapshots, fixed)
     else:
-        states = dynamics.learn(obj, batch, cfg.lr, cfg.steps, cfg.optimizer, bnds, cfg.snapshots)
+        states = dynamics.learn(obj, batch, cfg.lr, cfg.steps, cfg.optimizer, bnds, cfg.snapshots,
+                                fixed)
     shared = capability(batch)
     if cfg.mode == "theory":
         shared["first_order/rate"] = first_order_rate(obj, batch, bnds)

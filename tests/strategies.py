@@ -22,6 +22,16 @@ ALL_SPECS = registered() + ["alpha(-0.5)", "alpha(2)", "focal(0.5)", "huber(1)",
                             *[f"expr:{e}" for e in USER_EXPRESSIONS], *THRESHOLDED]
 
 
+# objectives whose f depends on more than p: a per-token statistic of q (not derivable in p alone)
+ADAPTIVE = ["deft", "deft@p>=0.2", "deft@p<=0.5"]
+LOSS_SPECS = ALL_SPECS + ADAPTIVE
+
+
+def loss_specs() -> st.SearchStrategy[str]:
+    """Every spec of :func:`specs` plus the adaptive (token-statistic) objectives."""
+    return st.sampled_from(LOSS_SPECS)
+
+
 def specs() -> st.SearchStrategy[str]:
     """Every registered objective plus negative/other alphas, user expressions and thresholds."""
     return st.sampled_from(ALL_SPECS)

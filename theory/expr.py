@@ -371,44 +371,49 @@ def _backend(name: str) -> _Backend:
     return _Backend(np)
 
 
-def _eval(expr, x, var, be: _Backend):
+def _eval(expr, x, var, be: _Backend, env=None):
     if expr == var:
         return x
+    if expr.is_Symbol:                   # an adaptive objective's extra input (theory.statistics)
+        if env is None or expr.name not in env:
+            raise SpecError(f"{expr.name} has no value here: this objective needs the extra input "
+                            f"{expr.name!r} (see probsft.theory.statistics)")
+        return env[expr.name]
     if expr.is_Number or expr.is_NumberSymbol:
         return float(expr)
     if expr.is_Add:
-        terms = [_eval(a, x, var, be) for a in expr.args]
+        terms = [_eval(a, x, var, be, env) for a in expr.args]
         return functools.reduce(lambda a, b: a + b, terms)
     if expr.is_Mul:
-        terms = [_eval(a, x, var, be) for a in expr.args]
+        terms = [_eval(a, x, var, be, env) for a in expr.args]
         return functools.reduce(lambda a, b: a * b, terms)
     if expr.is_Pow:
         base, exponent = expr.args
-        b = _eval(base, x, var, be)
+        b = _eval(base, x, var, be, env)
         if exponent.is_Number:
             e = float(exponent)
             if e == 0.5:
                 return b ** 0.5
             return b ** e if not float(e).is_integer() else b ** int(e)
-        return b ** _eval(exponent, x, var, be)
+        return b ** _eval(exponent, x, var, be, env)
     if isinstance(expr, sympy.Piecewise):
         out = None
         for value, cond in reversed(expr.args):
-            v = _eval(value, x, var, be)
+            v = _eval(value, x, var, be, env)
             if cond is sympy.true:
                 out = v
                 continue
-            c = _eval_cond(cond, x, var, be)
+            c = _eval_cond(cond, x, var, be, env)
             out = be.where(c, v, out)
         return out
     if isinstance(expr, (sympy.Min, sympy.Max)):
         op = be.minimum if isinstance(expr, sympy.Min) else be.maximum
-        vals = [_as_array(_eval(a, x, var, be), x) for a in expr.args]
+        vals = [_as_array(_eval(a, x, var, be, env), x) for a in expr.args]
         return functools.reduce(op, vals)
     fn = be.funcs.get(expr.func)
     if fn is None:
         raise SpecError(f"cannot evaluate {expr.func} numerically")
-    return fn(_as_array(_eval(expr.args[0], x, var, be), x))
+    return fn(_as_array(_eval(expr.args[0], x, var, be, env), x))
 
 
 def _as_array(v, like):
@@ -419,13 +424,13 @@ def _as_array(v, like):
     return v
 
 
-def _eval_cond(cond, x, var, be):
+def _eval_cond(cond, x, var, be, env):
     if isinstance(cond, sympy.And):
-        return functools.reduce(be.logical_and, [_eval_cond(c, x, var, be) for c in cond.args])
+        return functools.reduce(be.logical_and, [_eval_cond(c, x, var, be, env) for c in cond.args])
     if isinstance(cond, sympy.Or):
-        return functools.reduce(be.logical_or, [_eval_cond(c, x, var, be) for c in cond.args])
-    lhs = _as_array(_eval(cond.lhs, x, var, be), x)
-    rhs = _eval(cond.rhs, x, var, be)
+        return functools.reduce(be.logical_or, [_eval_cond(c, x, var, be, env) for c in cond.args])
+    lhs = _as_array(_eval(cond.lhs, x, var, be, env), x)
+    rhs = _eval(cond.rhs, x, var, be, env)
     ops = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
            ">=": lambda a, b: a >= b}
     return ops[cond.rel_op](lhs, rhs)
@@ -438,11 +443,14 @@ class Compiled:
         self.expr = expr
         self.var = var
 
-    def __call__(self, x):
+    def __call__(self, x, env=None):
+        """Evaluate at ``x``; ``env`` maps the names of any other symbols to values (arrays that
+        broadcast against x), e.g. {"sumsq": [N]} for DEFT."""
         be = _backend("torch" if type(x).__module__.startswith("torch") else "numpy")
         if be.lib is np:
             x = np.asarray(x, dtype=float)
-        out = _eval(self.expr, x, self.var, be)
+            env = None if env is None else {k: np.asarray(v, dtype=float) for k, v in env.items()}
+        out = _eval(self.expr, x, self.var, be, env)
         return _as_array(out, x) if isinstance(out, float) else out
 
     def __repr__(self):

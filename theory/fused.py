@@ -57,6 +57,7 @@ from probsft.theory.fused_auto import choose
 from probsft.theory.losses import (IGNORE_INDEX, REDUCTIONS, check_num_items, finite_flags,
                                    flat_labels, raise_if_not_finite, reduce_tokens, token_terms)
 from probsft.theory.spec import parse
+from probsft.theory.statistics import token_stats_torch
 
 IMPLS = ("auto", "eager", "compile", "cce")
 SCHEDULES = ("auto", "token", "vocab")
@@ -81,7 +82,7 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         chunk_size: tokens per chunk (None: about 2^25 / V).
         impl: "auto", "eager", "compile" (torch.compile of the per-chunk elementwise work) or
             "cce" (cut-cross-entropy's per-token kernel, probsft.theory.fused_cce; falls back to
-            "auto" when the package is missing or a bias is given).
+            "auto" when the package is missing, a bias is given or f needs token statistics).
         schedule: "auto", "token" or "vocab": how the weight gradient is accumulated (module doc).
         vocab_chunk_size: vocabulary rows per slice of the "vocab" schedule (None: about 2^25 / N).
         gemm: "auto", "input" (GEMMs in the input dtype) or "float32" (bf16/fp16 operands upcast
@@ -90,10 +91,10 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         a scalar (mean/sum) or per-token values shaped like labels (none), float32 for bf16 inputs.
     """
     obj = parse(objective)
-    if obj.interval is not None and obj.interval.has_quantile:
-        raise SpecError(f"objective {obj.spec} has unresolved quantile threshold(s): call "
-                        ".with_quantiles(base_probs) first (`probsft finetune` resolves them "
-                        "on the base model by itself)")
+    if obj.needs_probe:
+        raise SpecError(f"objective {obj.spec} has unresolved probe-set parameter(s) or quantile "
+                        "threshold(s): call .resolve(base_probs) first (`probsft finetune` resolves "
+                        "them on the base model by itself)")
     if reduction not in REDUCTIONS:
         raise UserError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     check_num_items(num_items_in_batch)
@@ -115,8 +116,8 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
     if bias is not None and tuple(bias.shape) != (V,):
         raise UserError(f"bias must be [V] = [{V}], got {tuple(bias.shape)}")
     n_tokens = max(1, labels.numel())
-    if impl == "cce" and (bias is not None or not fused_cce.available()):
-        impl = "auto"                         # no bias in CCE / package missing: our own kernel
+    if impl == "cce" and (bias is not None or obj.token_stats or not fused_cce.available()):
+        impl = "auto"       # no bias / no sum q^2 (deft) in CCE, or package missing: our own kernel
     impl, schedule, gemm = choose(lm_head_weight, n_tokens, impl, schedule, gemm)
     if chunk_size is None:
         chunk_size = max(1, _AUTO_ELEMENTS // V)
@@ -248,10 +249,12 @@ def _softmax_grad_(z, lse, y, coef):
 
 
 def _token_math(obj, z, y, valid, want_grad):
-    """Per chunk: lse [C], f·1{counted} [C], counted [C], s·1{counted} [C], G [C, V] or None."""
+    """Per chunk: lse [C], f·1{counted} [C], counted [C], s·1{counted} [C], G [C, V] or None.
+    An adaptive objective's token statistics (DEFT's sum q^2) come from the same chunk z [C, V],
+    before G overwrites it; both schedules run this token pass, so both get them."""
     lse = torch.logsumexp(z, dim=-1)
     logp = z.gather(-1, y[:, None]).squeeze(-1) - lse
-    cnt, vals, s = token_terms(obj, logp, valid)
+    cnt, vals, s = token_terms(obj, logp, valid, token_stats_torch(obj.token_stats, z, lse))
     G = _softmax_grad_(z, lse, y, s) if want_grad else None
     return lse, vals, cnt, s, G
 

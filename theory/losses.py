@@ -6,7 +6,10 @@ as in the authors' code.
 
 Gradient (Lemma 3.1): d f(p_y)/dz = f'(p) p (e_y - q) = s_f(p) (q - e_y), with q = softmax(z).
 The backward pass uses this closed form, recomputing q from the saved logits and logsumexp, so no
-float32 copy of the N x V log-softmax is kept between forward and backward.
+float32 copy of the N x V log-softmax is kept between forward and backward. An adaptive objective's
+per-token statistics of q (``obj.token_stats``, e.g. DEFT's alpha = sum_j q_j^2) are computed from
+the same logits in the forward pass, detached (probsft.theory.statistics), so the closed form holds
+with s_f evaluated at them.
 
 Masking and reductions, following the authors' trainer (paper notes §1.3):
   counted token  = label != ignore_index  and  p in I (threshold on the current p, no gradient)
@@ -29,6 +32,7 @@ from scipy.special import logsumexp
 
 from probsft.errors import NonFiniteLogitsError, UserError
 from probsft.theory.objective import IGNORE_INDEX
+from probsft.theory.statistics import token_stats_numpy, token_stats_torch
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -85,14 +89,15 @@ class _ObjectiveTokenLoss(torch.autograd.Function):
         z = _compute_dtype(logits)                                 # [N, V], >= float32
         lse = torch.logsumexp(z, dim=-1)                           # [N]
         logp = z.gather(-1, labels[:, None]).squeeze(-1) - lse     # [N]
-        counted, values, weight = token_terms(obj, logp, valid)
+        counted, values, weight = token_terms(obj, logp, valid, token_stats_torch(
+            obj.token_stats, z, lse))
         raise_if_not_finite(obj, finite_flags(lse, valid, values, weight, logp))
         ctx.save_for_backward(logits, labels, lse, weight)
-        ctx.mark_non_differentiable(counted)
-        return values, counted
+        ctx.mark_non_differentiable(counted, logp, weight)
+        return values, counted, logp, weight
 
     @staticmethod
-    def backward(ctx, grad_values, _grad_counted):
+    def backward(ctx, grad_values, _grad_counted, _grad_logp, _grad_weight):
         logits, labels, lse, weight = ctx.saved_tensors
         coef = grad_values.to(weight.dtype) * weight               # [N], >= float32
         grad = torch.exp(_compute_dtype(logits) - lse[:, None]) * coef[:, None]   # s·q,  [N, V]
@@ -100,8 +105,9 @@ class _ObjectiveTokenLoss(torch.autograd.Function):
         return grad.to(logits.dtype), None, None, None
 
 
-def token_terms(obj, logp, valid):
-    """counted [N], f(p)·1{counted} [N], s_f(p)·1{counted} [N] from log p [N] and the valid mask.
+def token_terms(obj, logp, valid, stats=None):
+    """counted [N], f(p)·1{counted} [N], s_f(p)·1{counted} [N] from log p [N] and the valid mask
+    (``stats``: {name: [N]} token statistics of an adaptive objective, detached).
 
     Shared by this module and the fused linear loss, so both count and weigh tokens identically."""
     logp = torch.where(valid, logp, torch.zeros_like(logp))    # keep masked rows finite
@@ -110,8 +116,10 @@ def token_terms(obj, logp, valid):
     logp = logp.clamp(max=math.log1p(-torch.finfo(logp.dtype).eps))
     counted = valid & _indicator(obj, logp)
     zero = torch.zeros_like(logp)
-    values = torch.where(counted, obj.f_of_logp(logp), zero)
-    weight = torch.where(counted, obj.s_of_logp(logp), zero)
+    if stats:                                                  # masked rows: any finite value
+        stats = {k: torch.where(valid, v, torch.ones_like(v)) for k, v in stats.items()}
+    values = torch.where(counted, obj.f_of_logp(logp, stats), zero)
+    weight = torch.where(counted, obj.s_of_logp(logp, stats), zero)
     return counted, values, weight
 
 
@@ -214,12 +222,19 @@ def flat_labels(labels: torch.Tensor, V: int, ignore_index: int = IGNORE_INDEX):
 
 def token_values(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX):
     """Per-token f(p)·1{counted} [...] and the counted mask [...], differentiable in logits."""
+    values, counted, _, _ = token_values_and_terms(obj, logits, labels, ignore_index)
+    return values, counted
+
+
+def token_values_and_terms(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX):
+    """:func:`token_values` plus, detached and at no extra cost, log p [...] (0 where ignored) and
+    s_f(p)·1{counted} [...], the per-token terms the training logs summarise."""
     _check_args(logits.shape, labels.shape, "none")
     V = logits.shape[-1]
     flat_logits = logits.reshape(-1, V)                            # [N, V]
     valid, safe = flat_labels(labels, V, ignore_index)
-    values, counted = _ObjectiveTokenLoss.apply(flat_logits, safe, valid, obj)
-    return values.reshape(labels.shape), counted.reshape(labels.shape)
+    values, counted, logp, weight = _ObjectiveTokenLoss.apply(flat_logits, safe, valid, obj)
+    return tuple(t.reshape(labels.shape) for t in (values, counted, logp, weight))
 
 
 def objective_loss(obj, logits, labels, ignore_index=IGNORE_INDEX, reduction="mean", num_items_in_batch=None):
@@ -243,7 +258,7 @@ def objective_loss_numpy(obj, logits, labels, ignore_index=IGNORE_INDEX, reducti
     logp = np.take_along_axis(logits, safe[..., None], -1)[..., 0] - logsumexp(logits, axis=-1)
     logp = np.minimum(np.where(valid, logp, 0.0), np.log1p(-np.finfo(np.float64).eps))
     counted = valid if obj.interval is None else valid & obj.interval.indicator(np.exp(logp))
-    values = np.where(counted, obj.f_of_logp(logp), 0.0)
+    values = np.where(counted, obj.f_of_logp(logp, token_stats_numpy(obj.token_stats, logits)), 0.0)
     return reduce_tokens(values, counted, reduction, num_items_in_batch)
 
 

@@ -9,6 +9,9 @@ p and carries no gradient (as in the authors' code), so s and W are multiplied b
 
 An :class:`Objective` is an immutable value: the sympy expression of f (exact constants), an optional
 stop-gradient weight (DFT: value -sg(p) log p, weight s = p), and an optional :class:`Interval`.
+An *adaptive* objective's f also contains symbols registered in probsft.theory.statistics: per-token
+statistics of q (DEFT: alpha = sum_j q_j^2, detached) that every loss path computes from the logits
+(``token_stats``), or probe-set parameters fixed before training by ``resolve`` (``alpha(auto)``).
 Numeric methods ``f``, ``s``, ``W`` take numpy arrays of p; ``loss`` (torch) and ``loss_numpy`` take
 logits and labels (see probsft.theory.losses).
 """
@@ -26,6 +29,10 @@ from probsft.errors import SpecError
 from probsft.theory.expr import compile_in_logp, p, simplified
 
 IGNORE_INDEX = -100
+
+SPEC_PARSER: list = []
+"""[parse]: probsft.theory.spec registers its parser here on import, so Objective.resolve can
+re-read "alpha(<value>)" without this module importing the grammar (spec imports objective)."""
 """Label of a position no loss trains on (prompt, padding): the Hugging Face convention."""
 
 
@@ -188,24 +195,72 @@ class Objective:
             return self
         return self.base.thresholded(self.interval.resolve(base_probs))
 
+    # ----- extra inputs of adaptive objectives (probsft.theory.statistics) --------------------
+    @property
+    def token_stats(self) -> tuple[str, ...]:
+        """Names of the per-token statistics of q that f needs (e.g. ("sumsq",) for DEFT)."""
+        return _extra_symbols(self, "token")
+
+    @property
+    def probe_params(self) -> tuple[str, ...]:
+        """Names of the parameters ``resolve`` must fix from the probe (e.g. alpha(auto))."""
+        return _extra_symbols(self, "probe")
+
+    @property
+    def needs_probe(self) -> bool:
+        """Whether ``resolve(base_probs)`` must run before training (probe parameters, Q<pct>)."""
+        return bool(self.probe_params) or (self.interval is not None and self.interval.has_quantile)
+
+    def resolve(self, base_probs) -> "Objective":
+        """Fix probe-set parameters and Q_pct thresholds from base-model target probabilities [N].
+
+        ``alpha(auto)@p>=Q90`` becomes e.g. ``alpha(0.587)@p>=0.0312``; objectives without either
+        are returned unchanged. Resolution happens once, before training."""
+        if not self.needs_probe:
+            return self
+        from probsft.theory.statistics import PROBE_PARAMS
+
+        parse = SPEC_PARSER[0]       # the grammar lives above this module (theory/spec.py)
+
+        obj = self
+        if self.probe_params:
+            base_text, at, cond = self.spec.partition("@")
+            for name in self.probe_params:
+                value = PROBE_PARAMS[name].rule(base_probs)
+                base_text = base_text.replace("auto", fmt_number(sympy.Rational(repr(value))), 1)
+            obj = parse(base_text + at + cond)
+        return obj.with_quantiles(base_probs)
+
+    def _require(self, stats):
+        if any(stats is None or n not in stats for n in self.probe_params):
+            raise SpecError(f"objective {self.spec} has a parameter set from the base model's "
+                            "probe: call .resolve(base_probs) first (the runner and `probsft "
+                            "recommend` do this)")
+        missing = [n for n in self.token_stats if stats is None or n not in stats]
+        if missing:
+            raise SpecError(f"objective {self.spec} depends on the model's whole next-token "
+                            f"distribution through {', '.join(missing)}, not on p alone: pass "
+                            "stats={name: values} (the loss paths compute them from the logits)")
+
     # ----- numeric, in p (numpy) ------------------------------------------------------------
     def _mask(self, x):
         return 1.0 if self.interval is None else self.interval.indicator(x)
 
-    def f(self, prob):
-        """f(p) 1{p in I}, elementwise on a numpy array of probabilities."""
+    def f(self, prob, stats=None):
+        """f(p) 1{p in I}, elementwise on a numpy array of probabilities (``stats``: the token
+        statistics of an adaptive objective, arrays broadcasting against ``prob``)."""
         prob = np.asarray(prob, dtype=float)
-        return np.where(self._mask(prob), _f_logp(self)(np.log(prob)), 0.0)
+        return np.where(self._mask(prob), self.f_of_logp(np.log(prob), stats), 0.0)
 
-    def s(self, prob):
+    def s(self, prob, stats=None):
         """s_f(p) 1{p in I} >= 0 (Lemma 3.1), elementwise."""
         prob = np.asarray(prob, dtype=float)
-        return np.where(self._mask(prob), _s_logp(self)(np.log(prob)), 0.0)
+        return np.where(self._mask(prob), self.s_of_logp(np.log(prob), stats), 0.0)
 
-    def W(self, prob):
+    def W(self, prob, stats=None):
         """W_f(p) = s_f(p)(1 - p) 1{p in I}: the logit-gradient weight on the target (Lemma 3.1)."""
         prob = np.asarray(prob, dtype=float)
-        return self.s(prob) * (1.0 - prob)
+        return self.s(prob, stats) * (1.0 - prob)
 
     # ----- numeric losses ---------------------------------------------------------------------
     def loss(self, logits, labels, ignore_index: int = IGNORE_INDEX, reduction: str = "mean",
@@ -224,13 +279,16 @@ class Objective:
         return objective_loss_numpy(self, logits, labels, ignore_index=ignore_index,
                                     reduction=reduction, num_items_in_batch=num_items_in_batch)
 
-    def f_of_logp(self, logp):
-        """Unthresholded f as a function of log p (numpy or torch), numerically stable."""
-        return _f_logp(self)(logp)
+    def f_of_logp(self, logp, stats=None):
+        """Unthresholded f as a function of log p (numpy or torch), numerically stable;
+        ``stats``: {name: values} of the objective's ``token_stats`` (detached)."""
+        self._require(stats)
+        return _f_logp(self)(logp, stats)
 
-    def s_of_logp(self, logp):
+    def s_of_logp(self, logp, stats=None):
         """Unthresholded s_f as a function of log p (numpy or torch), numerically stable."""
-        return _s_logp(self)(logp)
+        self._require(stats)
+        return _s_logp(self)(logp, stats)
 
     def __str__(self) -> str:
         return self.spec
@@ -244,3 +302,14 @@ def _f_logp(obj: Objective):
 @functools.lru_cache(maxsize=512)
 def _s_logp(obj: Objective):
     return compile_in_logp(obj.s_expr)
+
+
+@functools.lru_cache(maxsize=512)
+def _extra_symbols(obj: Objective, kind: str) -> tuple[str, ...]:
+    """Registered names of kind "token" or "probe" among the symbols of f and s_f."""
+    from probsft.theory.statistics import PROBE_PARAMS, TOKEN_STATS
+
+    registry = TOKEN_STATS if kind == "token" else PROBE_PARAMS
+    s_symbols = set() if obj.s_override is None else obj.s_override.free_symbols  # s_f's are f's
+    names = {sym.name for sym in (obj.f_expr.free_symbols | s_symbols)}
+    return tuple(n for n in registry if n in names)

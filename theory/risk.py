@@ -51,6 +51,14 @@ def _check(q, y_star):
     return q, y_star
 
 
+def _context_stats(obj, q):
+    """An adaptive objective's token statistics of each context's prior q [..., V]: {name: [..., 1]}
+    (DEFT's alpha = sum_j q_j^2 of the base model, the value it takes at t = 0)."""
+    from probsft.theory.statistics import token_stats_of_q
+
+    return {k: v[..., None] for k, v in token_stats_of_q(obj.token_stats, q).items()}
+
+
 def risk_rate(obj, q, y_star, y_label) -> np.ndarray:
     """Ṙ_f = q_{y*} s_f(q_ỹ) <e_{y*} - q, e_ỹ - q> per context (Cor. E.6; notes §2.4).
 
@@ -68,7 +76,8 @@ def risk_rate(obj, q, y_star, y_label) -> np.ndarray:
     inner = np.take_along_axis(_inner(q, y_star), y_label[..., None], -1)[..., 0]
     q_star = np.take_along_axis(q, y_star[..., None], -1)[..., 0]
     q_lab = np.take_along_axis(q, y_label[..., None], -1)[..., 0]
-    return q_star * obj.s(q_lab) * inner
+    stats = {k: v[..., 0] for k, v in _context_stats(obj, q).items()}
+    return q_star * obj.s(q_lab, stats) * inner
 
 
 def clean_and_noisy_rates(obj, q, y_star, noisy_label_probs=None) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +86,8 @@ def clean_and_noisy_rates(obj, q, y_star, noisy_label_probs=None) -> tuple[np.nd
     q, y_star = _check(q, y_star)
     V = q.shape[-1]
     # Ṙ_f for every candidate label j at once: q_{y*} s_f(q_j) <e_{y*} - q, e_j - q>     [..., V]
-    every = np.take_along_axis(q, y_star[..., None], -1) * obj.s(q) * _inner(q, y_star)
+    every = np.take_along_axis(q, y_star[..., None], -1) * obj.s(q, _context_stats(obj, q)) \
+        * _inner(q, y_star)
     clean = np.take_along_axis(every, y_star[..., None], -1)[..., 0]            # [...]
     if noisy_label_probs is None:
         w = np.ones_like(q)
@@ -133,8 +143,13 @@ def noise_crossing(obj_a, obj_b, q, y_star, noisy_label_probs=None) -> Crossing:
     """The noise-rate crossover of two objectives on contexts q [N..., V], y_star [N...]."""
     ca, na = clean_and_noisy_rates(obj_a, q, y_star, noisy_label_probs)
     cb, nb = clean_and_noisy_rates(obj_b, q, y_star, noisy_label_probs)
-    A, B = float(np.mean(ca - cb)), float(np.mean(na - nb))
-    names = (obj_a.spec, obj_b.spec)
+    return crossing(float(np.mean(ca - cb)), float(np.mean(na - nb)), obj_a.spec, obj_b.spec)
+
+
+def crossing(A: float, B: float, name_a: str, name_b: str) -> Crossing:
+    """The :class:`Crossing` of D(E) = (1 - E) A + E B, A and B the mean clean and noisy rate
+    differences of objective a minus objective b."""
+    names = (name_a, name_b)
     if A == 0 and B == 0:
         return Crossing(A, B, math.nan, None, None)
     if A * B < 0 or (A == 0) != (B == 0):

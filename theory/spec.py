@@ -7,7 +7,8 @@ objective is one ``Family`` entry.
 Grammar (spaces are ignored; ``≥``/``≤`` may replace ``>=``/``<=``)::
 
     spec      := base [ "@" condition ]
-    base      := nll | p | alpha(A) | dft | focal(G) | huber(D) | log(1-p) | expr:F | F
+    base      := nll | p | alpha(A) | alpha(auto) | dft | deft | focal(G) | huber(D) | log(1-p)
+               | expr:F | F
                | an alias: -log p, logp, original, ce, -p, 1-p, -p^A, GeneralFamily-A
     condition := p>=X | p>X | p<=X | p<X | X<=p<=Y (any of < <=) | [X,Y] | (X,Y] | [X,Y) | (X,Y)
     X, Y      := a number in [0, 1] (0.2, 1/3)  |  Q<pct>: the pct-th percentile of base-model
@@ -31,13 +32,17 @@ import sympy
 
 from probsft.errors import SpecError
 from probsft.theory.expr import MAX_EXPONENT, clip, compile_in_p, number, p, parse_f, shown
-from probsft.theory.objective import Interval, Objective, Quantile, fmt_number
+from probsft.theory.objective import SPEC_PARSER, Interval, Objective, Quantile, fmt_number
+from probsft.theory.statistics import PROBE_PARAMS, TOKEN_STATS
 
 GRAMMAR = """valid objective specs:
   nll | -log p | logp | original      negative log-likelihood  f = -log p
   p | -p | 1-p                        f = 1 - p
   alpha(A) | -p^A | GeneralFamily-A   f = (1 - p^A)/A  (any real A; A=0 is nll, A=1 is p)
+  alpha(auto)                         alpha fixed before training from the base model's mean p
+                                      on the data: alpha = p/(1-p), in [0, 10] (peak of W_f there)
   dft                                 f = -sg(p) log p  (same gradient as 1-p)
+  deft                                f = (1 - p^a)/a with a = sum_j q_j^2 per token (detached)
   focal(G)                            f = -(1-p)^G log p, G >= 0
   huber(D)                            Huber on e = 1-p with threshold D in (0, 1]
   log(1-p)                            f = log(1 - p)
@@ -56,6 +61,7 @@ class Family:
     build: Callable[..., Objective]
     doc: str
     defaults: tuple = ()
+    auto: Callable[[], Objective] | None = None   # NAME(auto): parameters set by the probe
 
 
 def _label_number(x) -> str:
@@ -87,6 +93,19 @@ def _dft() -> Objective:
     return Objective("dft", "DFT −sg(p)·log p", -p * sympy.log(p), s_override=p, family="dft")
 
 
+def _alpha_auto() -> Objective:
+    # alpha is a probe parameter: Objective.resolve(base_probs) replaces it by a number
+    a = PROBE_PARAMS["alpha_probe"].symbol
+    return Objective("alpha(auto)", "−p^α̂ (α from the probe)", (1 - p ** a) / a, family="alpha")
+
+
+def _deft() -> Objective:
+    # DEFT (arXiv 2602.11424): the alpha family with a per-token alpha = sum_j q_j^2 of the current
+    # softmax, detached, so s_f = -f'(p) p = p^alpha and the logit gradient is p^alpha (q - e_y)
+    a = TOKEN_STATS["sumsq"].symbol
+    return Objective("deft", "DEFT (1−p^α)/α, α=Σq²", (1 - p ** a) / a, family="deft")
+
+
 def _focal(gamma) -> Objective:
     if not 0 <= gamma <= MAX_EXPONENT:
         raise SpecError(f"focal: γ must lie in [0, {MAX_EXPONENT}], got {clip(fmt_number(gamma), 20)}")
@@ -111,8 +130,10 @@ FAMILIES: dict[str, Family] = {
     fam.name: fam for fam in [
         Family("nll", (), _nll, "negative log-likelihood, f = -log p (standard SFT)"),
         Family("p", (), _plain_p, "f = 1 - p ('-p'): maximises expected per-token accuracy"),
-        Family("alpha", ("α",), _alpha, "f = (1 - p^A)/A (Eq. 3); convex A<=1, concave A>=1"),
+        Family("alpha", ("α",), _alpha, "f = (1 - p^A)/A (Eq. 3); convex A<=1, concave A>=1",
+               auto=_alpha_auto),
         Family("dft", (), _dft, "DFT, f = -sg(p) log p; same logit gradient as 1 - p"),
+        Family("deft", (), _deft, "DEFT, (1 - p^a)/a with a = sum_j q_j^2 per token, detached"),
         Family("focal", ("γ",), _focal, "focal loss -(1-p)^G log p (App. F.2)", (2,)),
         Family("huber", ("δ",), _huber, "Huber loss on e = 1 - p with threshold D (App. F.2)"),
         Family("log(1-p)", (), _log1mp, "f = log(1 - p): extremely prior-leaning"),
@@ -135,6 +156,7 @@ MAX_SPEC_CHARS = 1000
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?:/\d+)?"
 _CALL = re.compile(r"^([a-z]+)\(([^()]*)\)$")       # a family's arguments are checked by number()
+_AUTO_CALL = re.compile(r"^([a-z]+)\(auto\)$")
 _POWER = re.compile(rf"^-p(?:\^|\*\*)\(?({_NUM})\)?$")
 _ALPHA_EQ = re.compile(r"^alpha[=:](.+)$")
 _AUTHOR = re.compile(r"^(generalfamily|onlytopp|onlybottomp|onlytoplogp|onlybottomlogp)-(.+)$")
@@ -155,6 +177,9 @@ def parse(spec) -> Objective:
             raise SpecError("nested too deeply") from None
     except SpecError as err:
         raise SpecError(f"bad objective spec {shown(spec)}: {err}\n{GRAMMAR}") from None
+
+
+SPEC_PARSER[:] = [parse]      # for Objective.resolve (probe-set parameters -> a parsed spec)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -190,6 +215,11 @@ def _parse_base(text: str) -> Objective:
     m = _AUTHOR.match(low)
     if m:  # GeneralFamily-a (the other author keys were handled with their threshold)
         return _alpha(number(m.group(2), "α"))
+    m = _AUTO_CALL.match(low)
+    if m and m.group(1) in FAMILIES:
+        if FAMILIES[m.group(1)].auto is None:
+            raise SpecError(f"{m.group(1)} has no probe-set (auto) parameter")
+        return FAMILIES[m.group(1)].auto()
     m = _CALL.match(low)
     if m and m.group(1) in FAMILIES:
         fam = FAMILIES[m.group(1)]
@@ -272,3 +302,9 @@ def registered() -> list[str]:
     """Canonical specs of the paper's named objectives, for listings and default sweeps."""
     return ["nll", "p", "alpha(0.1)", "alpha(0.5)", "alpha(0.8)", "alpha(5)", "alpha(10)",
             "log(1-p)", "dft", "focal(2)", "huber(0.5)", "nll@p>=0.2", "p@p>=0.2"]
+
+
+def adaptive() -> list[str]:
+    """Canonical specs of the objectives that adapt to the model: per token (deft) or once, from
+    the probe (alpha(auto), resolved with Objective.resolve before training)."""
+    return ["deft", "alpha(auto)"]

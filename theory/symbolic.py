@@ -256,11 +256,19 @@ def _peak(obj, lo, hi, roots):
 
 def derive(obj, tau: float = 0.5, time_limit: float = TIME_LIMIT_S) -> Derivation:
     """Derive s_f, W_f, the peak of W_f, convexity and the Def. 3.3 class of one objective."""
+    from probsft.errors import UserError
+
     obj = parse(obj)
     if not 0 < tau < 1:
-        from probsft.errors import UserError
-
         raise UserError(f"tau must lie in (0, 1), got {tau}")
+    if obj.probe_params:
+        raise UserError(f"{obj.spec} is alpha(A) with A set from the base model's probe (mean p / "
+                        "(1 - mean p), in [0, 10]); run `probsft recommend` or `probsft probe` for "
+                        "A, then derive alpha(A)")
+    if obj.token_stats:
+        raise UserError(f"{obj.spec}: f depends on {', '.join(obj.token_stats)} of the model's "
+                        "next-token distribution as well as on p, so W_f(p) is a family of curves, "
+                        "not one; derive a fixed member instead (DEFT at sum q^2 = a is alpha(a))")
     s, W = obj.s_expr, obj.W_expr
     lo, hi = _interval_bounds(obj)
     fpp = simplified(sympy.diff(-s / p, p))

@@ -32,7 +32,8 @@ import torch
 import torch.distributed as dist
 
 import probsft
-from probsft.theory.losses import IGNORE_INDEX, shift_for_causal_lm, token_values
+from probsft.theory.losses import IGNORE_INDEX, shift_for_causal_lm, token_values_and_terms
+from probsft.validate.logstats import log_terms, summarise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +41,7 @@ class StepStats:
     loss: float        # L = sum S / N over the global batch
     counted: int       # N, counted tokens over all micro-batches and ranks
     valid: int         # response tokens (label != -100) over all micro-batches and ranks
+    log: dict | None = None   # train/nll and train/wshare_* (probsft.validate.logstats) when asked
 
 
 def _distributed() -> bool:
@@ -58,9 +60,10 @@ def _unwrap(model):
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-def micro_batch_sum(model, batch, obj, fused: bool = False):
-    """Forward one micro-batch; returns (S, n_counted, n_valid): S = sum of f(p) over counted tokens
-    (differentiable scalar, float32), counts as 0-dim tensors.
+def micro_batch_sum(model, batch, obj, fused: bool = False, log: bool = False):
+    """Forward one micro-batch; returns (S, n_counted, n_valid, terms): S = sum of f(p) over counted
+    tokens (differentiable scalar, float32), counts as 0-dim tensors, and with ``log`` the
+    probsft.validate.logstats sums of this micro-batch (else None), still on the device.
 
     ``batch``: input_ids/attention_mask/labels [B, T]; logits [B, T, V] are shifted to [B, T-1, V].
     With ``fused`` the logits are never materialised: the last hidden states [B*(T-1), H] go through
@@ -71,8 +74,10 @@ def micro_batch_sum(model, batch, obj, fused: bool = False):
     if not fused:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         lg, y = shift_for_causal_lm(logits, labels)                    # [B, T-1, V], [B, T-1]
-        values, counted = token_values(obj, lg, y, IGNORE_INDEX)
-        return values.sum(), counted.sum(), (y != IGNORE_INDEX).sum()
+        values, counted, logp, weight = token_values_and_terms(obj, lg, y, IGNORE_INDEX)
+        valid = y != IGNORE_INDEX
+        terms = log_terms(logp, weight, valid) if log else None
+        return values.sum(), counted.sum(), valid.sum(), terms
     # logits_to_keep=1 keeps the forward (and DDP's hooks) but computes lm_head at one position only.
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                 output_hidden_states=True, logits_to_keep=1)
@@ -83,42 +88,55 @@ def micro_batch_sum(model, batch, obj, fused: bool = False):
     total = probsft.fused_linear_loss(h, head.weight, y, obj, bias=head.bias,
                                       ignore_index=IGNORE_INDEX, reduction="sum")
     valid = (y != IGNORE_INDEX).sum()
-    if obj.interval is None:
-        return total, valid, valid
-    with torch.no_grad():                                               # thresholded: count p in I
+    if obj.interval is None and not log:
+        return total, valid, valid, None
+    # thresholded or a logged step: one more pass over [chunk, V] logits, without gradient
+    with torch.no_grad():
         counted = torch.zeros((), dtype=torch.long, device=y.device)
-        for start in range(0, h.shape[0], 4096):                       # [chunk, V] at a time
-            lg = head(h[start:start + 4096].detach())
-            counted += token_values(obj, lg, y[start:start + 4096], IGNORE_INDEX)[1].sum()
-    return total, counted, valid
+        terms = None
+        for start in range(0, h.shape[0], 4096):
+            yc = y[start:start + 4096]
+            _, cnt, logp, weight = token_values_and_terms(obj, head(h[start:start + 4096].detach()),
+                                                          yc, IGNORE_INDEX)
+            counted += cnt.sum()
+            if log:
+                t = log_terms(logp, weight, yc != IGNORE_INDEX)
+                terms = t if terms is None else terms + t
+    return total, counted, valid, terms
 
 
 def accumulate_gradients(model, micro_batches, obj, fused: bool = False,
-                         autocast=contextlib.nullcontext) -> StepStats:
+                         autocast=contextlib.nullcontext, log: bool = False) -> StepStats:
     """As :func:`accumulate_gradients_async`, read into a StepStats (one host sync)."""
-    return step_stats(accumulate_gradients_async(model, micro_batches, obj, fused, autocast).tolist())
+    return step_stats(accumulate_gradients_async(model, micro_batches, obj, fused, autocast,
+                                                 log).tolist())
 
 
 def step_stats(values) -> StepStats:
-    """StepStats from the host values [S, N, V] of accumulate_gradients_async's tensor."""
+    """StepStats from the host values [S, N, V, log terms...] of accumulate_gradients_async's
+    tensor (the log terms, probsft.validate.logstats, only when it was called with ``log``)."""
     total, counted, valid = values[:3]
     n = max(int(counted), 1)
-    return StepStats(loss=total / n, counted=int(counted), valid=int(valid))
+    return StepStats(loss=total / n, counted=int(counted), valid=int(valid),
+                     log=summarise(values[3:]) if len(values) > 3 else None)
 
 
 def accumulate_gradients_async(model, micro_batches, obj, fused: bool = False,
-                               autocast=contextlib.nullcontext) -> torch.Tensor:
+                               autocast=contextlib.nullcontext, log: bool = False) -> torch.Tensor:
     """Backward sum_m S_m over this rank's micro-batches, then scale grads to dL/dtheta (see module).
+    With ``log`` the step's StepStats.log holds train/nll and the W_f shares by p bucket, read in
+    the same host sync as the token counts (the fused path pays one extra no-grad logits pass).
 
     ``model`` may be wrapped in DistributedDataParallel or sharded with FSDP2's ``fully_shard``
     (gradients are synchronised on the last micro-batch only, and averaged over ranks by either);
     an unwrapped model in an initialised process group has its gradients all-reduced here.
     Gradients are expected to be zero/None on entry. Returns [S, N, V] (float64, on the device,
-    no host sync: the caller reads it together with whatever else the step needs).
+    no host sync: the caller reads it together with whatever else the step needs), followed by the
+    log terms when ``log``.
     """
     is_ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
     is_fsdp = _is_fsdp(model)
-    total = counted = valid = None
+    total = counted = valid = terms = None
     for i, batch in enumerate(micro_batches):
         last = i == len(micro_batches) - 1
         sync = model.no_sync() if is_ddp and not last else contextlib.nullcontext()
@@ -126,11 +144,15 @@ def accumulate_gradients_async(model, micro_batches, obj, fused: bool = False,
             model.set_requires_gradient_sync(last)
         with sync:
             with autocast():
-                s, c, v = micro_batch_sum(model, batch, obj, fused)
+                s, c, v, t = micro_batch_sum(model, batch, obj, fused, log)
             s.backward()
         s, c, v = s.detach().double(), c.detach().double(), v.detach().double()
         total, counted, valid = (s, c, v) if total is None else (total + s, counted + c, valid + v)
+        if t is not None:
+            terms = t if terms is None else terms + t
     stats = torch.stack([total, counted, valid])                          # [3], float64
+    if terms is not None:
+        stats = torch.cat([stats, terms.to(stats.device)])               # [3 + terms], one reduce
     world = 1
     params = [p for p in model.parameters() if p.grad is not None]
     if _distributed():

@@ -6,10 +6,12 @@ Teacher forcing on the response tokens (prompt masked), for each supervised toke
 
 Reported: the mean predicted probability of the targets, mean_t p_t (the paper's Eq. 5 capability
 measure, Table 5), the fraction of tokens with p > 0.55 (the mass condition of the paper's main
-theorem, notes §2.3/§6.4), quantiles of p (they resolve ``Q<pct>`` thresholds, paper §5), and the mean
-entropy. The mean p is placed against the paper's reference points -- math ≈0.8 (model-strong),
-medical ≈0.5 (model-intermediate), figfont ≈0.01 (model-weak) -- and the region's expected winners
-are stated with the theory's reason (regions and predictions: probsft.validate.predictions).
+theorem, notes §2.3/§6.4), quantiles of p (they resolve ``Q<pct>`` thresholds, paper §5), a
+histogram of p, and the mean entropy and sum_j q_j^2 of the next-token distributions (DEFT's
+per-token alpha). The mean p is placed against the paper's reference points -- math ≈0.8
+(model-strong), medical ≈0.5 (model-intermediate), figfont ≈0.01 (model-weak) -- and the region's
+expected winners are stated with the theory's reason (regions and predictions:
+probsft.validate.predictions).
 
 The end-of-response token (``tokenizer.eos_token``, appended by the chat format / tokenize_sft) is a
 format token, not part of the answer: a base model that never saw the SFT format gives it p ≈ 0, and
@@ -37,13 +39,20 @@ MASS_THRESHOLD = 0.55
 
 
 @torch.no_grad()
-def teacher_forced(model, examples, pad_id: int, batch_size: int = 8, with_ids: bool = False):
-    """p_t and entropy H_t of every supervised token: two float64 tensors [N_tokens] (CPU), plus the
-    target ids [N_tokens] when ``with_ids``."""
+def token_statistics(model, examples, pad_id: int, batch_size: int = 8, on_batch=None,
+                     progress: bool = False) -> dict[str, torch.Tensor]:
+    """Per supervised token: ``p``, ``entropy`` H(q), ``sumsq`` sum_j q_j^2 (float64 [N_tokens], CPU)
+    and the target ``ids`` [N_tokens]. ``on_batch(logq [n, V], y [n])`` sees each batch's full
+    log-distributions (float32, on the model's device) before they are dropped."""
+    from tqdm.auto import tqdm
+
+    from probsft.theory.statistics import token_stats_torch
+
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    probs, ents, ids = [], [], []
+    cols = {"p": [], "entropy": [], "sumsq": [], "ids": []}
+    bar = tqdm(total=len(examples), desc="probe", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(examples), batch_size):
         batch = collate(examples[start:start + batch_size], pad_id)
         logits = model(input_ids=batch["input_ids"].to(device),
@@ -51,17 +60,28 @@ def teacher_forced(model, examples, pad_id: int, batch_size: int = 8, with_ids: 
         logits = logits[:, :-1].float()                                  # [B, T-1, V]
         y = batch["labels"][:, 1:].to(device)                            # [B, T-1]
         keep = y != IGNORE_INDEX
-        logq = torch.log_softmax(logits[keep], dim=-1)                   # [n, V]
-        probs.append(logq.gather(-1, y[keep][:, None]).squeeze(-1).exp().double().cpu())
-        ents.append(-(logq.exp() * logq).sum(-1).double().cpu())
-        ids.append(y[keep].cpu())
+        z = logits[keep]                                                 # [n, V]
+        lse = torch.logsumexp(z, dim=-1)
+        logq = z - lse[:, None]
+        stats = token_stats_torch(("entropy", "sumsq"), z, lse)
+        cols["p"].append(logq.gather(-1, y[keep][:, None]).squeeze(-1).exp().double().cpu())
+        cols["entropy"].append(stats["entropy"].double().cpu())
+        cols["sumsq"].append(stats["sumsq"].double().cpu())
+        cols["ids"].append(y[keep].cpu())
+        if on_batch is not None:
+            on_batch(logq, y[keep])
+        bar.update(len(batch["input_ids"]))
+    bar.close()
     model.train(was_training)
-    if not probs:
-        out = (torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64),
-               torch.zeros(0, dtype=torch.long))
-    else:
-        out = (torch.cat(probs), torch.cat(ents), torch.cat(ids))
-    return out if with_ids else out[:2]
+    empty = {"p": torch.float64, "entropy": torch.float64, "sumsq": torch.float64, "ids": torch.long}
+    return {k: torch.cat(v) if v else torch.zeros(0, dtype=empty[k]) for k, v in cols.items()}
+
+
+def teacher_forced(model, examples, pad_id: int, batch_size: int = 8, with_ids: bool = False):
+    """p_t and entropy H_t of every supervised token: two float64 tensors [N_tokens] (CPU), plus the
+    target ids [N_tokens] when ``with_ids``."""
+    st = token_statistics(model, examples, pad_id, batch_size)
+    return (st["p"], st["entropy"], st["ids"]) if with_ids else (st["p"], st["entropy"])
 
 
 def token_probs(model, examples, pad_id: int, batch_size: int = 8) -> torch.Tensor:
@@ -72,13 +92,25 @@ def token_probs(model, examples, pad_id: int, batch_size: int = 8) -> torch.Tens
 PLACEMENTS = ("all", "answer")
 
 
+HISTOGRAM_EDGES = tuple(i / 10 for i in range(11))       # p buckets [0, 0.1), ..., [0.9, 1]
+
+
+def p_histogram(p) -> dict[str, float]:
+    """Share of tokens per p bucket of width 0.1 (keys "0.0-0.1" ... "0.9-1.0")."""
+    counts, _ = np.histogram(np.asarray(p, dtype=float), bins=HISTOGRAM_EDGES)
+    total = max(int(counts.sum()), 1)
+    return {f"{lo:.1f}-{hi:.1f}": c / total
+            for lo, hi, c in zip(HISTOGRAM_EDGES, HISTOGRAM_EDGES[1:], counts.tolist())}
+
+
 def probe(model, tokenizer, examples_or_path, batch_size: int = 8, max_length: int = 1024,
-          placement: str = "all") -> dict:
+          placement: str = "all", on_batch=None, progress: bool = False) -> dict:
     """Teacher-forced statistics of the response tokens and the continuum placement (see module).
 
     ``examples_or_path``: tokenised examples (tokenize_sft), records, or a JSONL path.
     ``placement``: "all" places by Eq. 5 over every response token, "answer" by the tokens other
-    than the end-of-response token (``answer_mean_p``).
+    than the end-of-response token (``answer_mean_p``). ``on_batch``/``progress``: see
+    :func:`token_statistics` (probsft.validate.recommend uses them for the first-order rates).
     """
     from probsft.errors import UserError
 
@@ -89,7 +121,8 @@ def probe(model, tokenizer, examples_or_path, batch_size: int = 8, max_length: i
         examples = read_jsonl(examples)
     if examples and "input_ids" not in examples[0]:
         examples = tokenize_sft(examples, tokenizer, max_length)
-    p, H, ids = teacher_forced(model, examples, tokenizer.pad_token_id, batch_size, with_ids=True)
+    st = token_statistics(model, examples, tokenizer.pad_token_id, batch_size, on_batch, progress)
+    p, H, ids = st["p"], st["entropy"], st["ids"]
     if p.numel() == 0:
         raise UserError("probe: the data has no response tokens (all truncated or empty?)")
     eos = ids == tokenizer.eos_token_id if tokenizer.eos_token_id is not None else \
@@ -108,7 +141,8 @@ def probe(model, tokenizer, examples_or_path, batch_size: int = 8, max_length: i
         "mean_log_p": float(p.log().mean()),
         f"frac_p_gt_{MASS_THRESHOLD}": float((p > MASS_THRESHOLD).double().mean()),
         "quantiles": {f"Q{q}": float(np.percentile(p.numpy(), q)) for q in QUANTILES},
-        "mean_entropy": float(H.mean()),
+        "mean_entropy": float(H.mean()), "mean_sumsq": float(st["sumsq"].mean()),
+        "p_histogram": p_histogram(p.numpy()),
         "region": region.name, "reference": region.reference,
         "distance_to_references": {r.name: abs(mean_p - r.ref_p) for r in REGIONS},
         "expected_winners": list(region.expected_winners), "why": region.why,
@@ -124,6 +158,8 @@ def format_table(stats: dict) -> str:
             ("mean p of eos", "-" if stats["eos_mean_p"] is None else f"{stats['eos_mean_p']:.4f}"),
             (f"fraction p > {MASS_THRESHOLD}", f"{stats[f'frac_p_gt_{MASS_THRESHOLD}']:.4f}"),
             ("mean entropy (nats)", f"{stats['mean_entropy']:.4f}"),
+            ("mean sum_j q_j^2", f"{stats['mean_sumsq']:.4f}"),
+            ("p histogram (0.1 bins)", " ".join(f"{v:.2f}" for v in stats["p_histogram"].values())),
             *((f"quantile {k}", f"{v:.4g}") for k, v in stats["quantiles"].items()),
             ("region", f"{stats['region']} by {stats['placement']} tokens "
                        f"(reference: {stats['reference']})"),

@@ -7,12 +7,16 @@ warm-up ratio 0.1, gradient clipping at 1.0, a step skipped when the gradient no
 (counted in ``train/skipped_nonfinite``), bf16 autocast on GPU. The loss of a step is the mean of
 f(p) over the counted tokens of the whole global batch, exactly, for any number of micro-batches and
 ranks (see probsft.validate.accumulate, which also relates it to the authors' per-micro-batch mean).
-Quantile thresholds (``nll@p>=Q90``) are resolved on the base model's response-token p before training.
+Quantile thresholds (``nll@p>=Q90``) and probe-set parameters (``alpha(auto)``) are resolved on the
+base model's response-token p before training; config.json then holds the resolved objective.
 
 Data order is a pure function of (seed, step): step s takes the global batch
 ``perm_epoch[s*G:(s+1)*G]``, G = batch_size*grad_accum*world_size, and rank r takes micro-batches
 ``m*W + r``. So a resumed run sees exactly the batches an uninterrupted run sees; with the model,
 optimizer, scheduler and RNG states restored from ``<output>/checkpoint.pt`` it ends bitwise equal on CPU.
+
+Every logged step also records ``train/nll`` (the NLL of the same response tokens) and
+``train/wshare_p<0.1`` ... (the share of the gradient weight W_f by p bucket), probsft.validate.logstats.
 
 Output folder: ``config.json`` (saved first, with the data file's sha256), ``metrics.jsonl`` (one
 line per logged step), ``metrics.csv`` (the same log, written at the end), ``metrics.json`` (final),
@@ -199,11 +203,32 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     """Fields in which two saved configs train differently (RUN_CONTROL ignored; the data file is
     compared by its content hash when both configs carry one, else by its path)."""
     a, b = dict(saved), dict(current)
+    if _resolved_from(a.get("objective"), b.get("objective")):
+        b["objective"] = a["objective"]        # alpha(auto) saved as the alpha it resolved to
     hashed = bool(a.get("data_sha256") and b.get("data_sha256"))
     for key in RUN_CONTROL + (("data",) if hashed else ("data_sha256",)):
         a.pop(key, None)
         b.pop(key, None)
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def _resolved_from(saved, current) -> bool:
+    """True when ``saved`` is what the probe-set objective ``current`` (alpha(auto), Q<pct>
+    thresholds) resolved to: config.json records the resolved objective, so a run resumes under the
+    spec it was asked with."""
+    from probsft.errors import SpecError
+
+    if not (isinstance(saved, str) and isinstance(current, str)) or saved == current:
+        return False
+    try:
+        want, got = probsft.objective(current), probsft.objective(saved)
+    except SpecError:
+        return False
+    if not want.needs_probe or got.needs_probe or (got.interval is None) != (want.interval is None):
+        return False
+    if want.base.probe_params:                 # alpha(auto) -> alpha(a); alpha(0) is nll, alpha(1) p
+        return got.base.family in (want.base.family, "nll", "p")
+    return got.base == want.base               # only the Q<pct> bounds were resolved
 
 
 def _describe(diffs, saved, current) -> str:
@@ -337,10 +362,13 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
     if main:
         store.atomic_write_json(out / "config.json", store.config_to_dict(cfg))
     obj = probsft.objective(state["objective"] if state else cfg.objective)
-    if obj.interval is not None and obj.interval.has_quantile:   # paper §5: base-model percentiles
+    if obj.needs_probe:     # Q<pct> (paper §5), alpha(auto): fixed once from the base model's p
         from probsft.validate.probe import token_probs
 
-        obj = obj.with_quantiles(token_probs(model, examples, tokenizer.pad_token_id).numpy())
+        obj = obj.resolve(token_probs(model, examples, tokenizer.pad_token_id).numpy())
+        if main:            # the saved config replays the run: its objective is the resolved one
+            store.atomic_write_json(out / "config.json",
+                                    {**store.config_to_dict(cfg), "objective": obj.spec})
     G = cfg.batch_size * cfg.grad_accum * world
     if len(examples) < G:
         raise ConfigError(f"{len(examples)} examples are fewer than one global batch of {G} "
@@ -380,17 +408,18 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
     while step < total_steps:
         batches = [{k: v.to(device) for k, v in b.items()}
                    for b in micro_batches_for_step(examples, step, cfg, rank, world, pad_id)]
+        log_now = (step + 1) % cfg.log_every == 0 or step + 1 == total_steps
         with deferred_checks() as checks:        # the loss's checks, read with the step's stats
             sums = accumulate_gradients_async(train_model, batches, obj, fused=cfg.fused,
-                                              autocast=autocast)
+                                              autocast=autocast, log=log_now)
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm   # FSDP: a DTensor
-        values = torch.cat([sums, norm.double().reshape(1),                   # one host sync
-                            checks.flag(sums.device).double().reshape(1)]).tolist()
-        if not values[4]:
+        values = torch.cat([norm.double().reshape(1).to(sums.device),         # one host sync
+                            checks.flag(sums.device).double().reshape(1), sums]).tolist()
+        if not values[1]:
             checks.raise_failed()
-        stats, grad_norm = step_stats(values), values[3]
+        grad_norm, stats = values[0], step_stats(values[2:])   # sums: [S, N, V, log terms...]
         if math.isfinite(grad_norm):
             optimizer.step()
         else:                                    # the authors skip the update on a non-finite norm
@@ -405,7 +434,7 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
         run_tokens += stats.valid
         record = {"step": step, "train/loss": stats.loss, "train/counted_tokens": stats.counted,
                   "train/valid_tokens": stats.valid, "train/grad_norm": grad_norm, "train/lr": lr,
-                  "train/skipped_nonfinite": skipped}
+                  "train/skipped_nonfinite": skipped, **(stats.log or {})}
         if main and (step % cfg.log_every == 0 or step == total_steps):
             store.append_jsonl(out / "metrics.jsonl", record)
         if main and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
@@ -422,7 +451,8 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
     elapsed = time.perf_counter() - loop_start
     metrics = {**record, "train/steps": step, "train/tokens_seen": tokens_seen,
                "train/tokens_per_s": run_tokens / elapsed if elapsed > 0 else None,
-               "objective": obj.spec, "data/examples": len(examples),
+               "objective": obj.spec, "objective_requested": cfg.objective,
+               "data/examples": len(examples),
                "data/truncated": getattr(examples, "n_truncated", 0),
                "wall_s": time.perf_counter() - start_time}
     full_state = None

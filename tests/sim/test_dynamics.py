@@ -13,16 +13,19 @@ from probsft.sim.continuum import build, capability, target_probs
 
 
 @pytest.mark.parametrize("spec", ["nll", "p", "alpha(0.3)", "alpha(10)", "nll@p>=0.2",
-                                  "nll@p<=Q30"])
+                                  "nll@p<=Q30", "deft", "deft@p>=0.2", "alpha(auto)"])
 def test_logit_gradient_matches_objective_loss_autograd(spec):
+    """Per configuration, the batched gradient is the objective's own loss gradient; adaptive
+    objectives too (DEFT's sum q^2 per context, alpha(auto) resolved per configuration)."""
     cfg = SimConfig(mode="learning", vocab_size=7, contexts=40, feature_dim=5, noise_rates=(0.3,))
     batch = build(cfg, [(0.3, 0.3, 0), (1.0, 0.3, 1)])
     obj = probsft.objective(spec)
     z = batch.train_logits().detach()
     base_p = target_probs(z, batch.labels)
-    ours = dynamics._logit_grad(z, batch.labels, obj, dynamics.bounds(obj, base_p), normalise=True)
+    ours = dynamics._logit_grad(z, batch.labels, obj, dynamics.bounds(obj, base_p), normalise=True,
+                                fixed=dynamics.probe_values(obj, base_p))
     for b in range(2):
-        ob = obj.with_quantiles(base_p[b].numpy())
+        ob = obj.resolve(base_p[b].numpy())
         zb = z[b].clone().requires_grad_(True)
         ob.loss(zb, batch.labels[b], reduction="mean").backward()
         torch.testing.assert_close(ours[b], zb.grad, rtol=1e-10, atol=1e-12)

@@ -5,6 +5,7 @@ paths (grads in forward for mean/sum, recompute for none), odd shapes, masks, bf
 Run: python -m pytest tests/theory/test_fused.py
 """
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 import probsft
 from probsft.theory.losses import counted_tokens
 from probsft.theory.spec import registered
+from probsft.theory.statistics import TOKEN_STATS, token_stats_numpy, token_stats_torch
+from tests.strategies import ADAPTIVE
 
 
 def _inputs(N, H, V, dtype=torch.float64, seed=0, scale=1.0, bias=True, masked=()):
@@ -43,7 +46,7 @@ def _assert_close(a, b, rtol=1e-9, atol=1e-11):
     torch.testing.assert_close(a.detach(), b.detach(), rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("spec", registered())
+@pytest.mark.parametrize("spec", registered() + ADAPTIVE)
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize("schedule", ["token", "vocab"])
 def test_every_objective_matches_naive(spec, reduction, schedule):
@@ -181,6 +184,8 @@ def test_errors_are_user_errors():
     h, W, b, y = _inputs(4, 3, 5)
     with pytest.raises(probsft.SpecError, match="quantile"):
         probsft.fused_linear_loss(h, W, y, "nll@p>=Q90")
+    with pytest.raises(probsft.SpecError, match="resolve"):
+        probsft.fused_linear_loss(h, W, y, "alpha(auto)")
     with pytest.raises(probsft.UserError, match="schedule"):
         probsft.fused_linear_loss(h, W, y, "nll", schedule="rows")
     with pytest.raises(probsft.UserError, match="vocab_chunk_size"):
@@ -318,3 +323,35 @@ def test_cce_backend_falls_back_with_a_bias():
     _assert_close(vf, vn)
     for a, c in zip(gf, gn):
         _assert_close(a, c)
+
+
+@settings(max_examples=25, deadline=None)
+@given(N=st.integers(1, 20), V=st.integers(2, 40), chunk=st.integers(1, 25), scale=st.floats(0.1, 6.0),
+       seed=st.integers(0, 2**16), masked=st.integers(0, 3), schedule=st.sampled_from(["token", "vocab"]),
+       width=st.integers(1, 45), spec=st.sampled_from(ADAPTIVE))
+def test_hypothesis_adaptive_matches_naive(N, V, chunk, scale, seed, masked, schedule, width, spec):
+    """DEFT's per-token sum q^2 comes out of each token chunk: fused equals plain, both schedules."""
+    h, W, b, y = _inputs(N, 4, V, scale=scale, seed=seed, masked=range(min(masked, N)))
+    (vn, gn), (vf, gf) = _both(probsft.objective(spec), h, W, b, y, chunk_size=chunk,
+                               schedule=schedule, vocab_chunk_size=width)
+    _assert_close(vf, vn)
+    for a, c in zip(gf, gn):
+        _assert_close(a, c)
+
+
+@pytest.mark.parametrize("name", sorted(TOKEN_STATS))
+def test_token_statistics_equal_their_definitions(name):
+    """sum q^2 = exp(lse(2z) - 2 lse(z)) and H = lse - sum q z, without the N x V probabilities,
+    equal the direct float64 computation, also for a one-hot and a uniform q and -inf logits."""
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(6, 11, generator=gen, dtype=torch.float64) * 3
+    z[4] = torch.tensor([1e4] + [-1e4] * 10, dtype=torch.float64)     # one-hot q
+    z[5] = 0.0                                                         # uniform q
+    z[3, 2] = float("-inf")                                            # a token masked out
+    q = torch.softmax(z, -1)
+    direct = {"sumsq": (q ** 2).sum(-1),
+              "entropy": -torch.where(q > 0, q * torch.log(q), torch.zeros_like(q)).sum(-1)}[name]
+    got = token_stats_torch([name], z, torch.logsumexp(z, -1))[name]
+    torch.testing.assert_close(got, direct, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(token_stats_numpy([name], z.numpy())[name], direct.numpy(),
+                               rtol=1e-12, atol=1e-12)

@@ -18,7 +18,8 @@ from probsft.theory.spec import registered
 import probsft
 from probsft.errors import NonFiniteLogitsError
 from probsft.theory.losses import counted_tokens
-from tests.strategies import ALL_SPECS, batches, specs
+from probsft.theory.statistics import token_stats_torch
+from tests.strategies import LOSS_SPECS, batches, loss_specs
 
 
 def _param(spec):
@@ -28,18 +29,19 @@ def _param(spec):
 
 # f(p) with ordinary torch ops: (family or expr spec) -> (param, p, log p) -> f
 REFERENCE = {
-    "nll": lambda a, p, lp: -lp,
-    "p": lambda a, p, lp: 1 - p,
-    "alpha": lambda a, p, lp: (1 - p ** a) / a,
-    "log1mp": lambda a, p, lp: torch.log(-torch.expm1(lp)),      # exact as p -> 1, unlike log1p(-p)
-    "dft": lambda a, p, lp: -p.detach() * lp,
-    "focal": lambda a, p, lp: -(1 - p) ** a * lp,
-    "huber": lambda a, p, lp: torch.where(1 - p <= a, (1 - p) ** 2 / 2, a * ((1 - p) - a / 2)),
-    "expr:1/3 - p**3/3": lambda a, p, lp: (1 - p ** 3) / 3,
-    "expr:-p - log(p) + 1": lambda a, p, lp: -lp + (1 - p),
-    "expr:exp(-p)": lambda a, p, lp: torch.exp(-p),
-    "expr:-sqrt(p)": lambda a, p, lp: -torch.sqrt(p),
-    "expr:(1 - p)**2": lambda a, p, lp: (1 - p) ** 2,
+    "nll": lambda a, p, lp, q2: -lp,
+    "p": lambda a, p, lp, q2: 1 - p,
+    "alpha": lambda a, p, lp, q2: (1 - p ** a) / a,
+    "log1mp": lambda a, p, lp, q2: torch.log(-torch.expm1(lp)),  # exact as p -> 1, unlike log1p(-p)
+    "dft": lambda a, p, lp, q2: -p.detach() * lp,
+    "deft": lambda a, p, lp, q2: (1 - p ** q2) / q2,       # q2 = sum_j q_j^2, detached
+    "focal": lambda a, p, lp, q2: -(1 - p) ** a * lp,
+    "huber": lambda a, p, lp, q2: torch.where(1 - p <= a, (1 - p) ** 2 / 2, a * ((1 - p) - a / 2)),
+    "expr:1/3 - p**3/3": lambda a, p, lp, q2: (1 - p ** 3) / 3,
+    "expr:-p - log(p) + 1": lambda a, p, lp, q2: -lp + (1 - p),
+    "expr:exp(-p)": lambda a, p, lp, q2: torch.exp(-p),
+    "expr:-sqrt(p)": lambda a, p, lp, q2: -torch.sqrt(p),
+    "expr:(1 - p)**2": lambda a, p, lp, q2: (1 - p) ** 2,
 }
 
 
@@ -48,9 +50,11 @@ def reference_loss(obj, logits, labels, reduction="mean", ignore_index=-100):
     key = base.spec if base.family == "expr" else base.family
     valid = labels != ignore_index
     safe = torch.where(valid, labels, torch.zeros_like(labels))
-    lp = torch.log_softmax(logits, -1).gather(-1, safe[..., None])[..., 0]
+    logq = torch.log_softmax(logits, -1)
+    lp = logq.gather(-1, safe[..., None])[..., 0]
     p = lp.exp()
-    f = REFERENCE[key](_param(base.spec), p, lp)
+    q2 = (logq.exp() ** 2).sum(-1).detach()
+    f = REFERENCE[key](_param(base.spec), p, lp, q2)
     counted = valid
     if obj.interval is not None:
         counted = counted & torch.as_tensor(obj.interval.indicator(p.detach().numpy()))
@@ -70,13 +74,13 @@ def _grad(fn, logits):
 
 
 def test_reference_covers_every_spec():
-    for spec in ALL_SPECS:
+    for spec in LOSS_SPECS:
         obj = probsft.objective(spec).base
         assert (obj.spec if obj.family == "expr" else obj.family) in REFERENCE, spec
 
 
 @settings(max_examples=120, deadline=None)
-@given(spec=specs(), batch=batches(), reduction=st.sampled_from(["mean", "sum", "none"]))
+@given(spec=loss_specs(), batch=batches(), reduction=st.sampled_from(["mean", "sum", "none"]))
 def test_closed_form_gradient_equals_autograd(spec, batch, reduction):
     obj = probsft.objective(spec)
     logits, labels = batch
@@ -85,7 +89,8 @@ def test_closed_form_gradient_equals_autograd(spec, batch, reduction):
     # log p = z_y - logsumexp(z) carries an absolute rounding error of a few eps (|z|max + 1), which
     # f passes on times |df/dlog p| = s_f(p): large where f is ill-conditioned (log(1-p) at p -> 1).
     logp = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0)[:, None])[:, 0]
-    s = obj.base.s_of_logp(logp).abs().where(labels != -100, torch.zeros(()))
+    stats = token_stats_torch(obj.token_stats, logits, torch.logsumexp(logits, -1))   # deft: sum q^2
+    s = obj.base.s_of_logp(logp, stats).abs().where(labels != -100, torch.zeros(()))
     spread = 8 * torch.finfo(torch.float64).eps * (float(logits.abs().max()) + 1) * s
     atol = 1e-10 + float(spread.max() if reduction == "none" else
                          spread.sum() / (1 if reduction == "sum" else max(int((labels != -100).sum()), 1)))
@@ -130,7 +135,7 @@ def test_threshold_gradient_is_base_gradient_times_indicator(spec, batch):
 
 
 @settings(max_examples=30, deadline=None)
-@given(spec=specs(), batch=batches(), shift=st.floats(-50, 50))
+@given(spec=loss_specs(), batch=batches(), shift=st.floats(-50, 50))
 def test_ignore_index_mask_and_shift_invariance(spec, batch, shift):
     obj = probsft.objective(spec)
     logits, labels = batch
@@ -144,7 +149,7 @@ def test_ignore_index_mask_and_shift_invariance(spec, batch, shift):
 
 
 @settings(max_examples=40, deadline=None)
-@given(spec=specs(), batch=batches(), reduction=st.sampled_from(["mean", "sum", "none"]))
+@given(spec=loss_specs(), batch=batches(), reduction=st.sampled_from(["mean", "sum", "none"]))
 def test_numpy_equals_torch(spec, batch, reduction):
     obj = probsft.objective(spec)
     logits, labels = batch
@@ -166,7 +171,7 @@ def test_reductions():
     torch.testing.assert_close(obj.loss(logits, labels, num_items_in_batch=20), per.sum() / 20)
 
 
-@pytest.mark.parametrize("spec", registered())
+@pytest.mark.parametrize("spec", registered() + ["deft"])
 def test_extreme_logits_finite(spec):
     # p -> 0 and p -> 1 with logits of +-1e4
     logits = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]], dtype=torch.float64)
@@ -311,3 +316,45 @@ def test_low_precision_matches_float64_at_extreme_p(spec, dtype):
     assert torch.all((grad.double() - grad_ref).abs() <= tol_g)
     counted = counted_tokens(obj, z, labels)
     assert counted == len(EXTREME_P) if obj.interval is None else 0 < counted < len(EXTREME_P)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=batches(), probs=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=20))
+def test_probe_set_alpha_is_an_ordinary_alpha_objective(batch, probs):
+    """alpha(auto) resolves to alpha(mean p / (1 - mean p)) in [0, 10]; the resolved objective
+    passes the closed-form-vs-autograd check like every objective; unresolved, a loss refuses."""
+    logits, labels = batch
+    auto = probsft.objective("alpha(auto)")
+    obj = auto.resolve(probs)
+    mean_p = float(np.mean(probs))
+    want = 10.0 if mean_p >= 10 / 11 else mean_p / (1 - mean_p)
+    assert math.isclose(_alpha_of(obj), want, abs_tol=1e-3)
+    assert probsft.objective(obj.spec) == obj and not obj.needs_probe
+    v1, g1 = _grad(lambda z: obj.loss(z, labels), logits)
+    v2, g2 = _grad(lambda z: reference_loss(obj, z, labels), logits)
+    torch.testing.assert_close(v1, v2, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(g1, g2, rtol=1e-7, atol=1e-9)
+    with pytest.raises(probsft.SpecError, match="resolve"):
+        auto.loss(logits, labels)
+
+
+def _alpha_of(obj):
+    return {"nll": 0.0, "p": 1.0}.get(obj.family) if obj.family != "alpha" else _param(obj.spec)
+
+
+def test_deft_gradient_is_p_to_the_sumsq_times_q_minus_e_y():
+    """DEFT's logit gradient p^alpha (q - e_y) with alpha = sum q^2 (arXiv 2602.11424), and its
+    limits: a one-hot q (alpha = 1) gives -p's gradient, a uniform q (alpha = 1/V) NLL's at 1/V."""
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(5, 7, generator=gen, dtype=torch.float64) * 2
+    labels = torch.tensor([0, 3, 6, -100, 2])
+    _, g = _grad(lambda z: probsft.objective("deft").loss(z, labels, reduction="sum"), logits)
+    q = torch.softmax(logits, -1)
+    a = (q ** 2).sum(-1)
+    onehot = torch.nn.functional.one_hot(labels.clamp(min=0), 7).double()
+    p = (q * onehot).sum(-1)
+    want = (p ** a)[:, None] * (q - onehot) * (labels != -100)[:, None]
+    torch.testing.assert_close(g, want, rtol=1e-10, atol=1e-12)
+    uniform = torch.zeros(1, 7, dtype=torch.float64)
+    v, _ = _grad(lambda z: probsft.objective("deft").loss(z, torch.tensor([1])), uniform)
+    assert math.isclose(float(v), (1 - (1 / 7) ** (1 / 7)) / (1 / 7), rel_tol=1e-12)

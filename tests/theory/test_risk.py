@@ -13,6 +13,7 @@ import sympy
 import torch
 from hypothesis import given, settings
 from probsft.theory.risk import (
+    clean_and_noisy_rates,
     expected_risk_rate,
     noise_crossing,
     noise_threshold,
@@ -130,3 +131,24 @@ def test_uniform_prior_threshold_symbolic():
             q = np.full((1, Vn), 1 / Vn)
             want = float(expected_risk_rate(probsft.objective(spec), q, np.array([0]), En)[0])
             assert float(rate.subs({V: Vn, E: En})) == pytest.approx(want, rel=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=simplex(max_contexts=4, max_v=6, concentration=0.5))
+def test_deft_rate_is_the_alpha_rate_at_each_priors_sum_q2(data):
+    """At t = 0 DEFT weighs label j by s = q_j^a with a = sum_j q_j^2 of the context's prior, i.e. it
+    is alpha(a) context by context (Cor. E.6): Ṙ = q_{y*} q_ỹ^a <e_{y*} - q, e_ỹ - q>."""
+    q, y_star, y_label = data
+    deft = probsft.objective("deft")
+    a = np.sum(q ** 2, -1)                                                 # [C]
+    rows = np.arange(q.shape[0])
+    inner = lambda j: (j == y_star) - q[rows, y_star] - q[rows, j] + np.sum(q * q, -1)
+    want = q[rows, y_star] * q[rows, y_label] ** a * inner(y_label)
+    np.testing.assert_allclose(risk_rate(deft, q, y_star, y_label), want, rtol=1e-9, atol=1e-15)
+    clean, noisy = clean_and_noisy_rates(deft, q, y_star)
+    V = q.shape[1]
+    others = [np.mean([q[c, y_star[c]] * q[c, j] ** a[c] * inner(np.full_like(y_star, j))[c]
+                       for j in range(V) if j != y_star[c]]) for c in rows]
+    np.testing.assert_allclose(clean, q[rows, y_star] * q[rows, y_star] ** a * inner(y_star),
+                               rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(noisy, others, rtol=1e-9, atol=1e-15)

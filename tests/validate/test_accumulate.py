@@ -97,3 +97,39 @@ def test_fused_path_matches_logits_path(setup, spec):
     scale = max(float(r.abs().max()) for r in ref_grads)
     for g, r in zip(_grads(model), ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("spec", ["p", "nll@p>=0.2", "deft"])
+def test_logged_nll_and_weight_shares(setup, spec):
+    """log=True: train/nll is the NLL of the same response tokens, the W_f shares by p bucket are
+    the direct sums of s_f(p)(1 - p)·1{counted}; the fused path logs the same numbers."""
+    from probsft.validate.logstats import BUCKETS, P_EDGES
+
+    tok, examples, model = setup
+    obj = probsft.objective(spec)
+    batches = [collate(examples[:5], tok.pad_token_id), collate(examples[5:], tok.pad_token_id)]
+    model.zero_grad(set_to_none=True)
+    assert accumulate_gradients(model, batches, obj).log is None
+    model.zero_grad(set_to_none=True)
+    got = accumulate_gradients(model, batches, obj, log=True).log
+    nll, W, p = [], [], []
+    with torch.no_grad():
+        for b in batches:
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+            y = b["labels"][:, 1:]
+            z = logits[:, :-1][y != -100].double()
+            logq = torch.log_softmax(z, -1)
+            lp = logq.gather(-1, y[y != -100][:, None])[:, 0]
+            stats = {"sumsq": (logq.exp() ** 2).sum(-1)}
+            s = obj.s_of_logp(lp, stats) * (obj.interval.indicator(lp.exp()) if obj.interval
+                                            else 1.0)
+            nll.append(-lp), W.append(s * (1 - lp.exp())), p.append(lp.exp())
+    nll, W, p = torch.cat(nll), torch.cat(W), torch.cat(p)
+    assert got["train/nll"] == pytest.approx(float(nll.mean()), rel=1e-5)
+    edges = (0.0, *P_EDGES, 1.0 + 1e-12)
+    for b, lo, hi in zip(BUCKETS, edges, edges[1:]):
+        want = float(W[(p >= lo) & (p < hi)].sum() / W.sum())
+        assert got[f"train/wshare_{b}"] == pytest.approx(want, abs=1e-5), b
+    model.zero_grad(set_to_none=True)
+    fused = accumulate_gradients(model, batches, obj, fused=True, log=True).log
+    assert fused == pytest.approx(got, rel=1e-5, abs=1e-7)

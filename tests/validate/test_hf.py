@@ -150,3 +150,50 @@ def test_trl_loss_scales_by_the_number_of_processes(tmp_path, tok, fused):
         assert loss == pytest.approx(world * total / (3 * valid), rel=1e-5)
     # no num_items_in_batch: the micro-batch's own token mean, never scaled by the world size
     assert float(trainer.compute_loss(model, batch)) == pytest.approx(total / valid, rel=1e-5)
+
+
+def _logged(history):
+    return [h for h in history if "train/nll" in h]
+
+
+def test_hooks_log_nll_and_weight_shares(tmp_path, tok):
+    """train/nll is the NLL of the same tokens and the W_f shares sum to 1, in both hooks' logs."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+    from trl import SFTConfig
+
+    from probsft.validate.logstats import KEYS
+
+    examples = tokenize_sft(make_records(4, seed=3), tok, 64)
+    loss_func = trainer_loss("dft")
+    args = dict(logging_strategy="steps", logging_steps=1)
+    trainer = Trainer(model=make_model(tok), train_dataset=list(examples),
+                      args=TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4,
+                                        max_steps=1, report_to=[], save_strategy="no",
+                                        use_cpu=True, remove_unused_columns=False, **args),
+                      data_collator=lambda feats: collate(feats, tok.pad_token_id),
+                      compute_loss_func=loss_func, callbacks=[loss_func.log_callback])
+    model0 = make_model(tok)
+    trainer.train()
+    logged = _logged(trainer.state.log_history)
+    assert len(logged) == 1 and set(KEYS) <= set(logged[0])
+    b = collate(examples, tok.pad_token_id)
+    with torch.no_grad():
+        logits = model0(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    want = probsft.objective("nll").loss(logits[:, :-1], b["labels"][:, 1:])
+    assert logged[0]["train/nll"] == pytest.approx(float(want), rel=1e-4)
+    assert sum(logged[0][k] for k in KEYS[1:]) == pytest.approx(1.0)
+    records = make_records(4, seed=3)
+    ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["response"]} for r in records])
+    trl = objective_sft_trainer("p")(
+        model=make_model(tok), train_dataset=ds, processing_class=tok,
+        args=SFTConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=4,
+                       max_steps=1, report_to=[], save_strategy="no", use_cpu=True, bf16=False,
+                       max_length=64, **args))
+    trl.train()
+    logged = _logged(trl.state.log_history)
+    assert len(logged) == 1 and logged[0]["train/nll"] == pytest.approx(float(want), rel=1e-4)
+    with pytest.raises(probsft.SpecError, match="fused LM head"):
+        objective_sft_trainer("deft", fused_lm_head=True)
+    with pytest.raises(probsft.SpecError, match="resolve"):
+        trainer_loss("alpha(auto)")

@@ -36,6 +36,11 @@ def test_probe_matches_direct_nll(tok, records):
     by_answer = probe(model, tok, examples, batch_size=3, placement="answer")
     assert by_answer["placement_mean_p"] == by_answer["answer_mean_p"]
     assert by_answer["region"] == region_of(by_answer["answer_mean_p"]).name
+    # the full-distribution statistics: sum q^2 and the p histogram, directly
+    q = torch.softmax(logits[:, :-1][mask].double(), -1)
+    assert stats["mean_sumsq"] == pytest.approx(float((q * q).sum(-1).mean()), rel=1e-5)
+    hist = torch.histc(p, bins=10, min=0, max=1) / len(p)
+    assert list(stats["p_histogram"].values()) == pytest.approx(hist.tolist(), abs=1e-9)
     with pytest.raises(probsft.UserError, match="placement"):
         probe(model, tok, examples, placement="eos")
 

@@ -4,6 +4,7 @@ skipped, configs are strict, and the CLI commands run end to end on a tiny local
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,7 +31,7 @@ def _stable(metrics):
     return {k: v for k, v in metrics.items() if k not in VOLATILE}
 
 
-@pytest.mark.parametrize("spec", ["p", "nll@p>=0.05", "p@p>=Q30"])
+@pytest.mark.parametrize("spec", ["p", "nll@p>=0.05", "p@p>=Q30", "alpha(auto)"])
 def test_resume_is_bitwise_equal(tmp_path, tok, jsonl, spec):
     ref_model = make_model(tok, dropout=DROPOUT)
     ref = finetune(_cfg(jsonl, tmp_path / "a", objective=spec, checkpoint_every=2), ref_model, tok,
@@ -57,6 +58,7 @@ def test_resume_is_bitwise_equal(tmp_path, tok, jsonl, spec):
     assert not (tmp_path / "b" / "checkpoint.pt").exists()
     csv_rows = (tmp_path / "b" / "metrics.csv").read_text().splitlines()
     assert len(csv_rows) == 7 and csv_rows[0].startswith("step,train/loss")
+    assert "train/nll" in csv_rows[0] and "train/wshare_p<0.1" in csv_rows[0]
 
 
 def _float64_first_step(tok, cfg):
@@ -227,3 +229,24 @@ def test_a_data_flag_drops_the_hash_a_config_recorded_for_another_file(tmp_path,
     assert config_from_args(args).data_sha256 is None
     args = build_parser().parse_args(["finetune", "--config", str(tmp_path / "c.json")])
     assert config_from_args(args).data_sha256 == "0" * 64
+
+
+def test_adaptive_objectives_in_the_runner(tmp_path, tok, jsonl):
+    """alpha(auto) is resolved once on the base model's p and config.json saves the resolved
+    objective (a replayable fixed-alpha run); deft trains with and without the fused loss."""
+    from probsft.theory.statistics import alpha_from_probe
+    from probsft.validate.data import read_jsonl, tokenize_sft
+    from probsft.validate.probe import token_probs
+
+    model = make_model(tok)
+    probs = token_probs(model, tokenize_sft(read_jsonl(jsonl), tok, 64), tok.pad_token_id)
+    want = probsft.objective(f"alpha({alpha_from_probe(probs.numpy())})").spec
+    out = finetune(_cfg(jsonl, tmp_path / "auto", objective="alpha(auto)", max_steps=1), model, tok,
+                   progress=False)
+    assert out["objective"] == want and out["objective_requested"] == "alpha(auto)"
+    saved = json.loads((tmp_path / "auto" / "config.json").read_text())
+    assert saved["objective"] == want
+    for fused in (False, True):
+        m = finetune(_cfg(jsonl, objective="deft", max_steps=2, fused=fused), make_model(tok), tok,
+                     progress=False)
+        assert m["objective"] == "deft" and np.isfinite(m["train/loss"]) and "train/nll" in m

@@ -1,0 +1,75 @@
+"""`probsft recommend`: which objective for this model and this data (validate/recommend.py).
+
+    probsft recommend --model models/backbone --data data/validate/letter_jumble/train.jsonl
+    probsft recommend --model M --data D --noise 0.1 --sample-tokens 20000 --json rec.json
+"""
+
+from __future__ import annotations
+
+import json
+
+from probsft.commands import positive_int
+
+
+def _noise(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"the noise rate must lie in [0, 1), got {text}")
+    return value
+
+
+def add_parser(sub):
+    p = sub.add_parser("recommend", help="which objective for this model and data: a dry run "
+                                         "(probe + theory + measured dose-response)")
+    p.add_argument("--model", required=True, help="hub name or local path of a causal LM")
+    p.add_argument("--data", required=True, help="SFT JSONL (prompt/response or messages)")
+    p.add_argument("--noise", type=_noise, default=0.0,
+                   help="assumed label-noise rate E in [0, 1) (default 0: clean)")
+    p.add_argument("--supervision", default="token", choices=["token", "answer", "plausible"],
+                   help="noise kind to look up in the measured results when --noise > 0")
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
+    p.add_argument("--sample-tokens", type=positive_int, default=100_000,
+                   help="response tokens to probe (default 100000)")
+    p.add_argument("--results", help="paired.csv of the continuum experiment "
+                                      "(default results/validate/paired.csv when present)")
+    p.add_argument("--theory-only", action="store_true", help="ignore measured results")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="sequences per forward pass (default 64; lower it for large models)")
+    p.add_argument("--max-length", type=positive_int, default=1024)
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads for torch (default: torch's; 1 is fastest for small models "
+                        "on a busy machine)")
+    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                   help="print the result as JSON (or write it to FILE, atomically)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from probsft.files import atomic_write_json
+    from probsft.validate.recommend import format_report, recommend
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    out = recommend(args.model, args.data, noise=args.noise, sample_tokens=args.sample_tokens,
+                    device=args.device, results=False if args.theory_only else args.results,
+                    supervision=args.supervision, optimizer=args.optimizer,
+                    batch_size=args.batch_size, max_length=args.max_length,
+                    progress=args.progress)
+    if args.json == "-":
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    print(format_report(out))
+    if args.json:
+        atomic_write_json(args.json, out)
+        print(f"wrote {args.json}")
+    return 0

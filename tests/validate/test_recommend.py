@@ -1,0 +1,137 @@
+"""probsft recommend: the measured-results reader, the rule and its hit rate on synthetic cells with
+known answers, the first-order rates against a direct computation, and the command on a tiny model
+and on the shipped backbone (with its errors)."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import probsft
+from probsft.cli import main
+from probsft.paths import MODELS
+from probsft.validate.data import collate, tokenize_sft
+from probsft.validate.recommend import (PAIRED_COLUMNS, decide, dose_response, hit_rate,
+                                        read_paired, recommend, split_positions)
+
+# (position, probe p) and Δ vs nll in points for -p and alpha(10), clean supervision, AdamW
+POSITIONS = [("w1", 0.1), ("i1", 0.3), ("i2", 0.6), ("s1", 0.9)]
+DELTAS = {"p": [-10.0, -1.0, 1.0, 8.0], "alpha(10)": [-20.0, -5.0, 0.0, 12.0]}
+
+
+def _write_paired(path, half_width=1.5):
+    rows = []
+    for spec, ds in DELTAS.items():
+        for (pos, x), d in zip(POSITIONS, ds):
+            rows.append({"position": pos, "probe_answer_p": x, "supervision": "clean",
+                         "optimizer": "adamw", "objective": spec, "n_seeds": 5, "delta": d,
+                         "ci_low": d - half_width, "ci_high": d + half_width,
+                         "tost_low": d - 1, "tost_high": d + 1, "mde": 3.0, "verdict": ""})
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, PAIRED_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def test_reader_interpolates_and_the_rule_keeps_nll_inside_the_tie_margin(tmp_path):
+    cells = read_paired(_write_paired(tmp_path / "paired.csv"))
+    m = dose_response(cells, 0.75, "clean", "adamw")
+    assert m["p"]["delta"] == pytest.approx(4.5) and m["alpha(10)"]["delta"] == pytest.approx(6.0)
+    assert m["p"]["nearest_position"] in ("i2", "s1") and m["nll"]["delta"] == 0.0
+    assert dose_response(cells, 0.75, "token", "adamw") == {}          # no such supervision
+    rec = decide(m)
+    assert rec["objective"] == "alpha(10)" and rec["source"] == "measured"
+    assert rec["expected_gain"] == pytest.approx(6.0) and rec["confidence"] == "low"  # 0.15 away
+    assert decide(dose_response(cells, 0.9, "clean", "adamw"))["confidence"] == "high"
+    assert decide(dose_response(cells, 0.6, "clean", "adamw"))["objective"] == "nll"  # +1 < 2
+    assert decide({}, {"nll": 1.0, "p": 2.0})["objective"] == "p"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("position,delta\na,1\n")
+    with pytest.raises(probsft.UserError, match="missing column"):
+        read_paired(bad)
+
+
+def test_hit_rate_held_out_positions_on_known_cells(tmp_path):
+    cells = read_paired(_write_paired(tmp_path / "paired.csv", half_width=0.5))
+    rule, held = split_positions(cells)
+    assert rule == ["w1", "i2"] and held == ["i1", "s1"]
+    out = hit_rate(cells, rule)
+    by = {c["position"]: c for c in out["cells"]}
+    # rule positions: nll everywhere (all Δ <= +1 there) and within the band of the best
+    assert by["w1"]["recommended"] == by["i2"]["recommended"] == "nll"
+    assert out["rule"] == {"hits": 2, "scored": 2, "rate": 1.0}
+    # held out: at 0.3 interpolation says nll (a hit); at 0.9 the rule extrapolates i2 (nll), but
+    # alpha(10) measured +12 there: a miss
+    assert by["i1"]["hit"] and by["s1"]["best"] == "alpha(10)" and not by["s1"]["hit"]
+    assert out["held_out"] == {"hits": 1, "scored": 2, "rate": 0.5}
+    # deciding on every position makes s1 a hit
+    assert hit_rate(cells, rule + held)["rule"]["rate"] == 1.0
+
+
+def test_hit_rate_script(tmp_path, capsys):
+    from probsft.validate.recommend import main as hit_rate_main
+
+    hit_rate_main([str(_write_paired(tmp_path / "paired.csv", half_width=0.5))])
+    text = capsys.readouterr().out
+    assert '"rate": 0.5' in text and "MISS" in text and text.count("held-out") == 2
+
+
+def _direct_nll_rates(model, tok, records):
+    ex = tokenize_sft(records, tok, 64)
+    b = collate(ex, tok.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    y = b["labels"][:, 1:]
+    q = torch.softmax(logits[:, :-1][y != -100].double(), -1)
+    ys = y[y != -100]
+    qy = q.gather(-1, ys[:, None])[:, 0]
+    return float((qy * (1 - 2 * qy + (q * q).sum(-1))).mean())      # Cor. E.6 with s = 1
+
+
+def test_recommend_on_a_tiny_model_folder(tmp_path, saved_model, jsonl, records):
+    from probsft.validate.train import load_model_and_tokenizer
+
+    paired = _write_paired(tmp_path / "paired.csv")
+    out = recommend(saved_model, jsonl, sample_tokens=10_000, results=paired, progress=False)
+    assert out["probe"]["tokens"] == sum(len(r["response"]) + 1 for r in records)
+    assert out["ranking"][0] in ("p", "alpha(10)", "nll") and len(out["candidates"]) == 10
+    assert out["recommendation"]["source"] == "measured" and out["why"]
+    rates = {c["spec"]: c for c in out["candidates"]}
+    model, tok = load_model_and_tokenizer(str(saved_model))
+    assert rates["nll"]["rate_clean"] == pytest.approx(_direct_nll_rates(model, tok, records),
+                                                       rel=1e-5)
+    # DEFT's rate lies between NLL's and -p's (its alpha = sum q^2 lies in [1/V, 1])
+    assert rates["p"]["rate_clean"] <= rates["deft"]["rate_clean"] <= rates["nll"]["rate_clean"]
+    theory = recommend(saved_model, jsonl, sample_tokens=5, results=False, progress=False,
+                       noise=0.3)
+    assert theory["recommendation"]["source"] == "theory" and theory["probe"]["tokens"] >= 5
+    assert theory["probe"]["examples"] < len(records)
+    best = max(theory["candidates"], key=lambda c: c["rate_at_noise"])
+    assert theory["recommendation"]["resolved"] == best["resolved"]
+    with pytest.raises(probsft.UserError, match="noise"):
+        recommend(saved_model, jsonl, noise=1.0, progress=False)
+
+
+def test_cli_recommend_backbone_and_errors(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{w}>", "response": w[::-1]}) + "\n"
+                            for w in ["abc", "hello", "world", "jumble"]))
+    out = tmp_path / "rec.json"
+    assert main(["recommend", "--model", str(MODELS / "backbone"), "--data", str(data),
+                 "--theory-only", "--json", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "recommended:" in text and "region:" in text
+    saved = json.loads(out.read_text())
+    assert saved["recommendation"]["objective"] in saved["ranking"]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert main(["recommend", "--model", str(MODELS / "backbone"), "--data", str(empty)]) == 2
+    assert main(["recommend", "--model", str(tmp_path / "nope"), "--data", str(data)]) == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a"}\n')
+    assert main(["recommend", "--model", str(MODELS / "backbone"), "--data", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 3 and "Traceback" not in err

@@ -1,0 +1,407 @@
+"""Which objective for this model and this data? A dry run before any GPU time.
+
+``recommend(model, data)`` probes the base model on a bounded sample of the data (teacher forcing,
+probsft.validate.probe: mean target p, answer-token p, the p histogram, entropy, sum_j q_j^2), places
+the pair on the capability continuum, and ranks the candidate objectives by
+
+1. **the measured dose-response curve** of the continuum experiment when its ``paired.csv`` exists
+   (one row per position x supervision x optimizer x objective: Δ = exact match(objective) −
+   exact match(NLL) in points, with its 95% CI): Δ of each objective interpolated linearly in the
+   probe's answer p between the measured positions (constant beyond the ends);
+2. **the first-order theory** otherwise (paper Cor. E.6, probsft.theory.risk): the expected
+   risk-reduction rate E_ỹ[Ṙ_f] = (1 − E)·clean + E·noisy on the model's own next-token
+   distributions q of the sampled tokens (the data's targets taken as the true tokens, noisy labels
+   uniform over the others), and E*, the noise rate above which f reduces risk faster than NLL.
+
+The rule (:func:`decide`, also what :func:`hit_rate` scores): with measured results, the objective
+of largest interpolated Δ if Δ exceeds the tie margin (2 points), else NLL (no objective is expected
+to beat it by more than a tie); without them, the candidate of largest first-order rate at the
+assumed noise. Confidence: *high* when measured, the nearest measured position is within 0.1 of the
+probe's p and the CI of Δ excludes 0; *medium* when measured otherwise; *low* from theory alone.
+
+    probsft recommend --model models/backbone --data data/validate/letter_jumble/train.jsonl
+    >>> rec = probsft.recommend("models/backbone", "train.jsonl", noise=0.1)
+    >>> rec["recommendation"]["objective"], rec["why"]
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import probsft
+from probsft.errors import UserError
+
+CANDIDATES = ("nll", "alpha(0.1)", "alpha(0.5)", "p", "alpha(2)", "alpha(10)", "nll@p>=0.2", "dft",
+              "deft", "alpha(auto)")
+PAIRED_COLUMNS = ("position", "probe_answer_p", "supervision", "optimizer", "objective", "n_seeds",
+                  "delta", "ci_low", "ci_high", "tost_low", "tost_high", "mde", "verdict")
+TIE_MARGIN = 2.0              # exact-match points: a smaller gain is a tie (the experiment's ±2)
+NEAR = 0.1                    # a measured position this close in p counts as "at" the probe's p
+RATE_ELEMENTS = 1 << 24       # q values kept for the first-order rates: tokens x V <= 16M float32
+PLACEMENT = "answer"          # as the continuum experiment: answer tokens, not the eos format token
+
+
+# ---------------------------------------------------------------------------------------------
+# the measured dose-response results
+
+
+def read_paired(path) -> list[dict]:
+    """Rows of a ``paired.csv`` with numbers parsed; a missing column or bad number is a UserError."""
+    path = Path(path)
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in PAIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path}: missing column(s) {missing}; expected {list(PAIRED_COLUMNS)}")
+        rows = []
+        for i, r in enumerate(reader, 2):
+            try:
+                rows.append({**r, **{k: float(r[k]) for k in ("probe_answer_p", "delta", "ci_low",
+                                                              "ci_high", "mde")},
+                             "n_seeds": int(float(r["n_seeds"]))})
+            except ValueError as err:
+                raise UserError(f"{path}:{i}: {err}") from None
+    return rows
+
+
+def _interp(x: float, xs, ys) -> float:
+    order = np.argsort(xs)
+    return float(np.interp(x, np.asarray(xs, float)[order], np.asarray(ys, float)[order]))
+
+
+def dose_response(cells, x: float, supervision: str, optimizer: str, positions=None) -> dict:
+    """{objective: measured Δ at answer p ``x``} from paired cells of one supervision and optimizer
+    (only those at ``positions`` when given): delta, ci_low, ci_high linearly interpolated in p,
+    the nearest measured position, its distance in p and its verdict. NLL is the 0 reference."""
+    use = [c for c in cells if c["supervision"] == supervision and c["optimizer"] == optimizer
+           and (positions is None or c["position"] in positions)]
+    out = {}
+    for spec in dict.fromkeys(c["objective"] for c in use):
+        cs = [c for c in use if c["objective"] == spec]
+        xs = [c["probe_answer_p"] for c in cs]
+        near = min(cs, key=lambda c: abs(c["probe_answer_p"] - x))
+        out[probsft.objective(spec).spec] = {
+            **{k: _interp(x, xs, [c[k] for c in cs]) for k in ("delta", "ci_low", "ci_high")},
+            "nearest_position": near["position"], "distance": abs(near["probe_answer_p"] - x),
+            "verdict": near.get("verdict", "")}
+    if out:
+        out["nll"] = {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "nearest_position": None,
+                      "distance": min(v["distance"] for v in out.values()), "verdict": "reference"}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the rule
+
+
+def decide(measured: dict, rates: dict | None = None, margin: float = TIE_MARGIN) -> dict:
+    """The recommendation from measured Δs (``dose_response``) or, without them, first-order rates
+    ({spec: expected rate at the assumed noise}). Returns objective, source, gain, confidence."""
+    if measured:
+        best = max(measured, key=lambda s: measured[s]["delta"])
+        m = measured[best]
+        if m["delta"] <= margin:
+            best, m = "nll", measured["nll"]
+        near = m["distance"] <= NEAR
+        sure = near and (best == "nll" or m["ci_low"] > 0)
+        return {"objective": best, "source": "measured", "expected_gain": m["delta"],
+                "gain_ci": (m["ci_low"], m["ci_high"]),
+                "confidence": "high" if sure else "medium" if near else "low"}
+    if not rates:
+        raise UserError("nothing to decide from: no measured results and no first-order rates")
+    best = max(rates, key=lambda s: rates[s])
+    return {"objective": best, "source": "theory", "expected_gain": None, "gain_ci": None,
+            "confidence": "low"}
+
+
+def split_positions(cells) -> tuple[list[str], list[str]]:
+    """Positions sorted by probe p, alternately into (rule positions, held-out positions)."""
+    pos = sorted({(c["probe_answer_p"], c["position"]) for c in cells})
+    names = [name for _, name in pos]
+    return names[0::2], names[1::2]
+
+
+def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN) -> dict:
+    """How often :func:`decide`, set on ``rule_positions`` only, lands within the tie band of the
+    best measured objective of each (position, supervision, optimizer) cell.
+
+    In the tie band: Δ(recommended) >= Δ(best) − margin, or the recommended objective's CI reaches
+    Δ(best) (indistinguishable from the best); NLL's Δ is 0. A recommendation not measured in a
+    cell is not scored. Returns {"rule": {...}, "held_out": {...}, "cells": [...]}, each summary
+    with hits, scored and rate (None when nothing was scored)."""
+    rule = set(rule_positions)
+    groups = {}
+    for c in cells:
+        groups.setdefault((c["position"], c["supervision"], c["optimizer"]), []).append(c)
+    scored = []
+    for (pos, sup, opt), cs in sorted(groups.items()):
+        x = cs[0]["probe_answer_p"]
+        deltas = {probsft.objective(c["objective"]).spec: c for c in cs}
+        deltas["nll"] = {"delta": 0.0, "ci_high": 0.0}
+        best = max(deltas, key=lambda s: deltas[s]["delta"])
+        rec = decide(dose_response(cells, x, sup, opt, rule), margin=margin)["objective"]
+        if rec not in deltas:
+            continue
+        d_best, got = deltas[best]["delta"], deltas[rec]
+        hit = got["delta"] >= d_best - margin or got["ci_high"] >= d_best
+        scored.append({"position": pos, "probe_answer_p": x, "supervision": sup, "optimizer": opt,
+                       "held_out": pos not in rule, "recommended": rec, "best": best,
+                       "delta_recommended": got["delta"], "delta_best": d_best, "hit": hit})
+
+    def summary(rows):
+        hits = sum(r["hit"] for r in rows)
+        return {"hits": hits, "scored": len(rows), "rate": hits / len(rows) if rows else None}
+
+    return {"rule": summary([r for r in scored if not r["held_out"]]),
+            "held_out": summary([r for r in scored if r["held_out"]]), "cells": scored}
+
+
+# ---------------------------------------------------------------------------------------------
+# the probe and the theory
+
+
+def sample_examples(records, tokenizer, sample_tokens: int, max_length: int, seed: int = 0):
+    """Tokenised examples, in a seeded random order, until ``sample_tokens`` response tokens."""
+    from probsft.validate.data import SFTExamples, tokenize_sft
+
+    order = np.random.default_rng(seed).permutation(len(records))
+    out = SFTExamples()
+    for start in range(0, len(order), 64):
+        part = tokenize_sft([records[i] for i in order[start:start + 64]], tokenizer, max_length)
+        for ex in part:
+            if out.n_response_tokens >= sample_tokens:
+                return out
+            out.append(ex)
+            out.n_response_tokens += sum(1 for y in ex["labels"][1:] if y != -100)
+        out.n_truncated += part.n_truncated
+    return out
+
+
+class _RateTokens:
+    """Keeps q [n, V] of a seeded uniform subsample of the probed tokens, each token with chance
+    max_tokens / total_tokens (at most max_tokens in all), for the first-order rates."""
+
+    def __init__(self, max_tokens: int, total_tokens: int, seed: int = 0):
+        self.max_tokens, self.q, self.y = max_tokens, [], []
+        self.rate = min(1.0, max_tokens / max(total_tokens, 1))
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, logq, y):
+        room = self.max_tokens - sum(len(t) for t in self.y)
+        pick = (torch.rand(len(y), generator=self.gen) < self.rate).nonzero()[:room, 0]
+        if len(pick):
+            pick = pick.to(logq.device)
+            self.q.append(logq[pick].exp().float().cpu())
+            self.y.append(y[pick].cpu())
+
+    def arrays(self):
+        if not self.y:
+            raise UserError("recommend: no response tokens to compute the first-order rates on")
+        return torch.cat(self.q).numpy(), torch.cat(self.y).numpy()
+
+
+def first_order(candidates, q, y_star) -> dict[str, tuple[float, float]]:
+    """{spec: (mean clean rate, mean noisy rate)} on contexts q [n, V] with true tokens y_star [n]
+    (probsft.theory.risk.clean_and_noisy_rates; chunks keep the float64 temporaries small)."""
+    from probsft.theory.risk import clean_and_noisy_rates
+
+    chunk = max(1, (1 << 22) // q.shape[1])
+    out = {}
+    for obj in candidates:
+        c_sum = n_sum = 0.0
+        for lo in range(0, len(y_star), chunk):
+            qc = q[lo:lo + chunk].astype(np.float64)
+            qc /= qc.sum(-1, keepdims=True)
+            c, n = clean_and_noisy_rates(obj, qc, y_star[lo:lo + chunk])
+            c_sum, n_sum = c_sum + float(c.sum()), n_sum + float(n.sum())
+        out[obj.spec] = (c_sum / len(y_star), n_sum / len(y_star))
+    return out
+
+
+def _klass(obj) -> str:
+    from probsft.theory.symbolic import prior_class
+
+    if obj.token_stats:
+        return "adaptive: alpha = sum q^2 per token, between NLL (uniform q) and -p (one-hot q)"
+    return prior_class(obj)[0]   # Def. 3.3 relative to NLL
+
+
+def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, device: str = "auto",
+              results=None, supervision: str = "token", optimizer: str = "adamw",
+              tokenizer=None, batch_size: int = 64, max_length: int = 1024,
+              rate_tokens: int = 4096, progress: bool = True, seed: int = 0) -> dict:
+    """Recommend an objective for fine-tuning ``model`` on ``data`` (see the module docstring).
+
+    Args:
+        model: a causal LM folder / hub name, or a loaded model (then pass ``tokenizer``).
+        data: SFT JSONL path or a list of records (prompt/response or messages).
+        noise: the assumed label-noise rate E in [0, 1) (0: clean supervision).
+        sample_tokens: response tokens to probe (a seeded random sample of examples).
+        results: a ``paired.csv`` of the continuum experiment (default results/validate/paired.csv
+            when it exists; pass False to use the theory only).
+        supervision: the noise kind to look up in ``results`` when noise > 0 (clean when E = 0).
+        rate_tokens: probed tokens (a seeded uniform subsample) on which the first-order rates
+            are computed (also capped so that tokens x V <= 2^24).
+    Returns:
+        a JSON-ready dict: probe statistics, region, each candidate's class, rates and E* against
+        NLL (and measured Δ), the ranking, the recommendation and the ``why`` lines.
+    """
+    from probsft.theory.risk import crossing
+    from probsft.validate.data import read_jsonl
+    from probsft.validate.probe import probe
+
+    start = time.perf_counter()
+    if not 0 <= noise < 1:
+        raise UserError(f"noise must lie in [0, 1), got {noise}")
+    if sample_tokens < 1 or rate_tokens < 1:
+        raise UserError("sample_tokens and rate_tokens must be >= 1")
+    label = model if isinstance(model, (str, Path)) else type(model).__name__
+    if isinstance(model, (str, Path)):
+        from probsft.validate.train import load_model_and_tokenizer
+
+        model, tokenizer = load_model_and_tokenizer(str(model))
+    if tokenizer is None:
+        raise UserError("recommend: pass the tokenizer together with a loaded model")
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda but no CUDA GPU is available")
+    model.to("cuda" if cuda else "cpu")
+    records = read_jsonl(data) if isinstance(data, (str, Path)) else list(data)
+    if not records:
+        raise UserError("recommend: the data has no records")
+    examples = sample_examples(records, tokenizer, sample_tokens, max_length, seed)
+    examples.sort(key=lambda e: len(e["input_ids"]))       # little padding per batch: faster
+    V = model.get_output_embeddings().weight.shape[0]
+    keep = _RateTokens(max(1, min(rate_tokens, RATE_ELEMENTS // V)), examples.n_response_tokens,
+                       seed)
+    stats = probe(model, tokenizer, examples, batch_size, max_length, PLACEMENT, on_batch=keep,
+                  progress=progress)
+    q, y_star = keep.arrays()
+    x = stats["placement_mean_p"]
+    alpha_auto = probsft.objective("alpha(auto)").resolve([stats["mean_p"]])  # rule: mean p
+
+    objs = {spec: alpha_auto if spec == "alpha(auto)" else probsft.objective(spec)
+            for spec in CANDIDATES}
+    rates = first_order(dict.fromkeys(objs.values()), q, y_star)
+    sup = "clean" if noise == 0 else supervision
+    if results is None:
+        from probsft.paths import RESULTS
+
+        results = RESULTS / "validate" / "paired.csv"
+        results = results if results.exists() else False
+    measured = dose_response(read_paired(results), x, sup, optimizer) if results else {}
+    c_nll, n_nll = rates["nll"]
+    cands = []
+    for spec, obj in objs.items():
+        c, n = rates[obj.spec]
+        cross = crossing(c - c_nll, n - n_nll, obj.spec, "nll") if spec != "nll" else None
+        cands.append({
+            "spec": spec, "resolved": obj.spec, "label": obj.label, "class": _klass(obj),
+            "rate_clean": c, "rate_noisy": n, "rate_at_noise": (1 - noise) * c + noise * n,
+            "e_star_vs_nll": None if cross is None else cross.e_star,
+            "vs_nll": None if cross is None else cross.statement(),
+            "measured": measured.get(obj.spec)})
+    key = (lambda r: (r["measured"] is not None, r["measured"]["delta"] if r["measured"] else
+                      r["rate_at_noise"])) if measured else (lambda r: r["rate_at_noise"])
+    cands.sort(key=key, reverse=True)
+    theory_rates = {r["resolved"]: r["rate_at_noise"] for r in cands}
+    rec = decide(measured, theory_rates)
+    chosen = next(r for r in cands if r["resolved"] == rec["objective"])
+    out = {
+        "model": str(label), "data": str(data) if isinstance(data, (str, Path)) else "records",
+        "noise": noise, "supervision": sup, "optimizer": optimizer,
+        "results": str(results) if results else None,
+        "probe": {k: stats[k] for k in ("examples", "tokens", "eos_tokens", "mean_p", "answer_mean_p",
+                                        "eos_mean_p", "placement_mean_p", "frac_p_gt_0.55",
+                                        "mean_entropy", "mean_sumsq", "p_histogram", "quantiles",
+                                        "region", "reference", "expected_winners", "why")},
+        "rate_tokens": int(len(y_star)), "alpha_auto": alpha_auto.spec,
+        "candidates": cands, "ranking": [r["spec"] for r in cands],
+        "recommendation": {**rec, "objective": chosen["spec"] if chosen["spec"] == "alpha(auto)"
+                           else rec["objective"], "resolved": rec["objective"]},
+        "seconds": round(time.perf_counter() - start, 2)}
+    out["why"] = explain(out)
+    return out
+
+
+def explain(out: dict) -> list[str]:
+    """The few checkable lines behind a recommendation."""
+    pr, rec = out["probe"], out["recommendation"]
+    by_spec = {r["resolved"]: r for r in out["candidates"]}
+    lines = [f"probe: {pr['tokens']} response tokens of {pr['examples']} examples; mean p "
+             f"{pr['mean_p']:.3f} (answer tokens {pr['answer_mean_p']:.3f}), mean entropy "
+             f"{pr['mean_entropy']:.3f} nats, mean sum q^2 {pr['mean_sumsq']:.3f}",
+             f"region: {pr['region']} by answer p {pr['placement_mean_p']:.3f} "
+             f"(reference {pr['reference']}); the theory's expected winners there: "
+             f"{', '.join(pr['expected_winners'])}",
+             f"assumed label noise E = {out['noise']:g} ({out['supervision']} supervision); "
+             f"alpha(auto) here is {out['alpha_auto']}"]
+    chosen = by_spec[rec["resolved"]]
+    if rec["source"] == "measured":
+        m = chosen["measured"]
+        lines.append(f"measured ({out['results']}): {rec['resolved']} vs nll Δ = {m['delta']:+.1f} "
+                     f"exact-match points (95% CI {m['ci_low']:+.1f} .. {m['ci_high']:+.1f}), "
+                     f"interpolated at p {pr['placement_mean_p']:.3f}; nearest measured position "
+                     f"{m['nearest_position'] or '-'} at distance {m['distance']:.2f}")
+        if rec["resolved"] == "nll":
+            lines.append(f"no objective beats nll by more than the {TIE_MARGIN:g}-point tie margin "
+                         "here: keep nll")
+    else:
+        lines.append("no measured dose-response results: ranked by the first-order risk-reduction "
+                     f"rate at E on the model's own distributions ({out['rate_tokens']} tokens); "
+                     "the expected gain's size is not predicted by the linearised theory")
+    if chosen["vs_nll"]:
+        lines.append(f"first order: {chosen['vs_nll']}")
+    rival = next((r for r in out["candidates"] if r["resolved"] not in (rec["resolved"], "nll")
+                  and r["e_star_vs_nll"] is not None), None)
+    if rival:
+        lines.append(f"runner-up {rival['spec']} ({rival['class']}): {rival['vs_nll']}")
+    lines.append(f"recommendation: {rec['objective']} ({chosen['class']}), confidence "
+                 f"{rec['confidence']}")
+    return lines
+
+
+def format_report(out: dict) -> str:
+    """The recommendation, its ``why`` lines and the ranked table as text."""
+    rows = [f"{'objective':<14} {'class':<14} {'rate@E':>10} {'E* vs nll':>10} {'measured Δ':>12}"]
+    for r in out["candidates"]:
+        e = r["e_star_vs_nll"]
+        e_txt = "-" if e is None else "none" if math.isinf(e) else "tie" if math.isnan(e) \
+            else f"{e:.3g}"
+        m = r["measured"]
+        rows.append(f"{r['spec']:<14} {r['class'].split(':')[0]:<14} {r['rate_at_noise']:>10.3g} "
+                    f"{e_txt:>10} {'-' if m is None else format(m['delta'], '+.1f'):>12}")
+    return "\n".join([f"recommended: {out['recommendation']['objective']}", *out["why"], "",
+                      *rows, f"({out['seconds']:.1f} s)"])
+
+
+def main(argv=None) -> None:
+    """``python -m probsft.validate.recommend PAIRED_CSV``: the rule's hit rate on the continuum
+    grid, decided on every other position (by probe p) and reported on the rest."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m probsft.validate.recommend results/validate/paired.csv")
+    cells = read_paired(args[0])
+    rule, held = split_positions(cells)
+    out = hit_rate(cells, rule)
+    print(json.dumps({"rule_positions": rule, "held_out_positions": held, "rule": out["rule"],
+                      "held_out": out["held_out"]}, indent=2))
+    for c in out["cells"]:
+        print(f"{c['position']:<14} p={c['probe_answer_p']:.3f} {c['supervision']:<9} "
+              f"{c['optimizer']:<5} {'held-out' if c['held_out'] else 'rule':<8} "
+              f"rec {c['recommended']:<11} best {c['best']:<11} "
+              f"Δ {c['delta_recommended']:+.1f} vs {c['delta_best']:+.1f}  "
+              f"{'hit' if c['hit'] else 'MISS'}")
+
+
+if __name__ == "__main__":
+    main()
