@@ -1,47 +1,31 @@
 """Subcommands of the `probsft` CLI; each module is thin and calls into theory/sim/validate."""
 
 import argparse
+import math
 
 
-def positive_int(text: str) -> int:
-    """argparse type for counts and sizes: a whole number >= 1 (argparse reports the error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _number_type(convert, ok, rule: str, kind: str = "number"):
+    """An argparse type: ``convert(text)`` must succeed and satisfy ``ok`` (argparse reports the
+    error as ``must be <rule>``)."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    parse.__doc__ = f"argparse type: a {kind} that is {rule}"
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type for rates: a finite number > 0 (argparse reports the error)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def temperature(text: str) -> float:
-    """argparse type for a sampling temperature: a finite number >= 0 (0: greedy decoding)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (0 <= value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0: greedy), got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    """argparse type for a nucleus mass (top-p): a number in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
-    return value
+positive_int = _number_type(int, lambda v: v >= 1, ">= 1", "whole number")
+"""Counts and sizes: a whole number >= 1."""
+positive_float = _number_type(float, lambda v: 0 < v < math.inf, "a finite number > 0")
+"""Rates: a finite number > 0."""
+temperature = _number_type(float, lambda v: 0 <= v < math.inf, "a finite number >= 0 (0: greedy)")
+"""A sampling temperature (0: greedy decoding)."""
+probability = _number_type(float, lambda v: 0 < v <= 1, "in (0, 1]")
+"""A nucleus mass (top-p)."""
