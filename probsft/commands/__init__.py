@@ -29,3 +29,19 @@ temperature = _number_type(float, lambda v: 0 <= v < math.inf, "a finite number 
 """A sampling temperature (0: greedy decoding)."""
 probability = _number_type(float, lambda v: 0 < v <= 1, "in (0, 1]")
 """A nucleus mass (top-p)."""
+
+
+def emit(result: dict, text: str, json_path) -> None:
+    """A command's result: ``--json -`` prints it as JSON only; otherwise the human ``text``, and
+    with ``--json PATH`` the JSON written atomically to PATH too."""
+    import json
+
+    from probsft.files import atomic_write_json
+
+    if json_path == "-":
+        print(json.dumps(result, indent=2, default=str))
+        return
+    print(text)
+    if json_path:
+        atomic_write_json(json_path, result)
+        print(f"wrote {json_path}")

@@ -5,9 +5,8 @@
 
 from __future__ import annotations
 
-import json
 
-from probsft.commands import positive_int
+from probsft.commands import emit, positive_int
 
 
 def add_parser(sub):
@@ -31,7 +30,6 @@ def run(args) -> int:
     from probsft.validate.data import read_jsonl
     from probsft.validate.loading import load_model_and_tokenizer
     from probsft.validate.probe import format_table, probe
-    from probsft.validate.store import atomic_write_json
     from probsft.validate.train import pick_device
 
     if args.json and args.json != "-":
@@ -43,11 +41,5 @@ def run(args) -> int:
     stats = probe(model, tokenizer, records, batch_size=args.batch_size, max_length=args.max_length,
                   placement=args.placement)
     stats = {"model": args.model, "data": args.data, **stats}
-    if args.json == "-":
-        print(json.dumps(stats, indent=2))
-        return 0
-    print(format_table(stats))
-    if args.json:
-        atomic_write_json(args.json, stats)
-        print(f"wrote {args.json}")
+    emit(stats, format_table(stats), args.json)
     return 0

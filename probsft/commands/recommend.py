@@ -6,9 +6,8 @@
 
 from __future__ import annotations
 
-import json
 
-from probsft.commands import positive_int
+from probsft.commands import emit, positive_int
 
 
 def _noise(text: str) -> float:
@@ -54,7 +53,6 @@ def add_parser(sub):
 def run(args) -> int:
     import torch
 
-    from probsft.files import atomic_write_json
     from probsft.validate.recommend import format_report, recommend
 
     if args.threads:
@@ -65,11 +63,5 @@ def run(args) -> int:
                     supervision=args.supervision, optimizer=args.optimizer,
                     batch_size=args.batch_size, max_length=args.max_length,
                     progress=args.progress)
-    if args.json == "-":
-        print(json.dumps(out, indent=2, default=str))
-        return 0
-    print(format_report(out))
-    if args.json:
-        atomic_write_json(args.json, out)
-        print(f"wrote {args.json}")
+    emit(out, format_report(out), args.json)
     return 0
