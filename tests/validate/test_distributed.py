@@ -40,12 +40,40 @@ def _run(model, tok, examples, world):
     return {"records": records, "step_grads": steps}
 
 
-def _worker(rank, world, tmp):
+def join_ranks(rank, world):
+    """In a spawned worker: the torch.distributed environment of ``spawn_ranks``, one thread."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["PROBSFT_TEST_PORT"])
     import sys
     sys.path.insert(0, os.getcwd())
     torch.set_num_threads(1)
+
+
+def spawn_ranks(worker, tmp_path, world=2) -> list[dict]:
+    """Run ``worker(rank, world, tmp)`` on ``world`` processes (a free local port); their saved
+    ``rank<r>.pt`` results."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        os.environ["PROBSFT_TEST_PORT"] = str(s.getsockname()[1])
+    mp.spawn(worker, args=(world, str(tmp_path)), nprocs=world, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(world)]
+
+
+def one_process_step():
+    """(tok, examples, new_model, stats, grads, grad scale) of one process on the global batch."""
+    tok, examples, new_model = _setup()
+    model = new_model()
+    stats = accumulate_gradients(model, micro_batches_for_step(examples, 0, _cfg(1), 0, 1,
+                                                               tok.pad_token_id),
+                                 probsft.objective(SPEC))
+    ref = [p.grad for p in model.parameters()]
+    return tok, examples, new_model, stats, ref, max(float(g.abs().max()) for g in ref)
+
+
+def _worker(rank, world, tmp):
+    join_ranks(rank, world)
     import torch.distributed as dist
 
     tok, examples, new_model = _setup()
@@ -61,22 +89,9 @@ def _worker(rank, world, tmp):
 
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        os.environ["PROBSFT_TEST_PORT"] = str(s.getsockname()[1])
-    mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
-
-    tok, examples, new_model = _setup()
-    model = new_model()
-    stats = accumulate_gradients(model, micro_batches_for_step(examples, 0, _cfg(1), 0, 1,
-                                                               tok.pad_token_id),
-                                 probsft.objective(SPEC))
+    ranks = spawn_ranks(_worker, tmp_path)
+    tok, examples, new_model, stats, ref, scale = one_process_step()
     assert 0 < stats.counted < stats.valid
-    ref = [p.grad for p in model.parameters()]
-    scale = max(float(g.abs().max()) for g in ref)
     for r in ranks:
         assert r["stats"].counted == stats.counted and r["stats"].valid == stats.valid
         assert r["stats"].loss == pytest.approx(stats.loss, rel=1e-6)

@@ -5,12 +5,12 @@ import os
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 import probsft
 from probsft.validate.accumulate import accumulate_gradients
 from probsft.validate.train import finetune, micro_batches_for_step, shard_model
-from tests.validate.test_distributed import SPEC, _cfg, _setup
+from tests.validate.test_distributed import (SPEC, _cfg, _setup, join_ranks, one_process_step,
+                                            spawn_ranks)
 
 pytest.importorskip("torch.distributed.fsdp", reason="FSDP2 needs torch >= 2.6")
 
@@ -24,11 +24,7 @@ def _curve(cfg, model, tok, examples):
 
 
 def _worker(rank, world, tmp):
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["PROBSFT_TEST_PORT"])
-    import sys
-    sys.path.insert(0, os.getcwd())
-    torch.set_num_threads(1)
+    join_ranks(rank, world)
     import dataclasses
 
     import torch.distributed as dist
@@ -48,21 +44,9 @@ def _worker(rank, world, tmp):
 @pytest.mark.slow
 def test_fsdp_two_processes_match_one(tmp_path):
     import dataclasses
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        os.environ["PROBSFT_TEST_PORT"] = str(s.getsockname()[1])
-    mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
-
-    tok, examples, new_model = _setup()
-    model = new_model()
-    stats = accumulate_gradients(model, micro_batches_for_step(examples, 0, _cfg(1), 0, 1,
-                                                               tok.pad_token_id),
-                                 probsft.objective(SPEC))
-    ref = [p.grad for p in model.parameters()]
-    scale = max(float(g.abs().max()) for g in ref)
+    ranks = spawn_ranks(_worker, tmp_path)
+    tok, examples, new_model, stats, ref, scale = one_process_step()
     curve = _curve(dataclasses.replace(_cfg(1), max_steps=3), new_model(), tok, examples)
     assert 0 < stats.counted < stats.valid
     for r in ranks:
