@@ -53,8 +53,11 @@ def add_parser(sub):
 def run(args) -> int:
     import torch
 
+    from probsft.files import output_file
     from probsft.validate.recommend import format_report, recommend
 
+    if args.json and args.json != "-":
+        output_file(args.json, "--json")             # before the work, not after it
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -55,9 +55,10 @@ def test_finetune_file_valued_output_is_refused_before_loading_the_model(tmp_pat
     _one_line_error(capsys, "--output", "a file is in the way")
 
 
-def test_probe_json_into_a_folder_is_refused_before_loading_the_model(tmp_path, data, capsys):
+@pytest.mark.parametrize("command", ["probe", "recommend"])
+def test_json_into_a_folder_is_refused_before_loading_the_model(command, tmp_path, data, capsys):
     # the model path does not exist: had the model been loaded first, the error would name it
-    assert main(["probe", "--model", str(tmp_path / "no" / "model"), "--data", str(data),
+    assert main([command, "--model", str(tmp_path / "no" / "model"), "--data", str(data),
                  "--json", str(tmp_path)]) == 2
     _one_line_error(capsys, "--json", "is a folder")
 
