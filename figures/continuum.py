@@ -31,9 +31,15 @@ def draw(verdicts_json, out_stem) -> list[Path]:
     result = json.loads(Path(verdicts_json).read_text())
     cells = [c for c in result["cells"] if c["objective"] == "p"]
     panels = list(dict.fromkeys((c["supervision"], c["optimizer"]) for c in cells)) or [("clean", "adamw")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.2), sharey=False,
-                             squeeze=False)
-    for ax, (sup, opt) in zip(axes[0], panels):
+    sups = list(dict.fromkeys(s for s, _ in panels))
+    opts = list(dict.fromkeys(o for _, o in panels))
+    fig, axes = plt.subplots(len(opts), len(sups), figsize=(5.4 * len(sups), 4.2 * len(opts)),
+                             sharey=False, squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for sup, opt in panels:
+        ax = axes[opts.index(opt)][sups.index(sup)]
+        ax.set_visible(True)
         cs = sorted((c for c in cells if (c["supervision"], c["optimizer"]) == (sup, opt)),
                     key=lambda c: c["probe_answer_p"])
         x = np.array([c["probe_answer_p"] for c in cs])
@@ -70,7 +76,42 @@ def draw(verdicts_json, out_stem) -> list[Path]:
         ax.set_xlabel("base-model mean p of the answer tokens (probe)")
         ax.set_title(f"{sup} supervision, {opt}\nmetric: held-out exact match", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
-    axes[0][0].set_ylabel("exact match −p minus NLL (points, paired)")
+    for row in axes:
+        row[0].set_ylabel("exact match −p minus NLL (points, paired)")
+    fig.tight_layout()
+    paths = save_figure(fig, out_stem, tight=False)
+    if result.get("alpha"):
+        paths += draw_alpha(result, Path(str(out_stem) + "_alpha"))
+    return paths
+
+
+def draw_alpha(result: dict, out_stem) -> list[Path]:
+    """``<out_stem>.png``/``.svg``: the best α of the (1 − p^α)/α family (NLL α → 0, −p α = 1) against
+    probe p, one line per supervision/optimizer; hollow markers where several α share the best
+    score (left out of the trend); the legend gives Spearman's ρ and its one-sided p-value."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    alphas = sorted({a["best_alpha"] for a in result["alpha"]} | {0.0, 1.0})
+    level = {a: i for i, a in enumerate(alphas)}         # α on an ordinal axis (0 … 10)
+    groups = list(dict.fromkeys((a["supervision"], a["optimizer"]) for a in result["alpha"]))
+    for k, (sup, opt) in enumerate(groups):
+        rows = [a for a in result["alpha"] if (a["supervision"], a["optimizer"]) == (sup, opt)]
+        x = np.array([a["probe_answer_p"] for a in rows])
+        y = np.array([level[a["best_alpha"]] for a in rows]) + 0.06 * (k - len(groups) / 2)
+        tied = np.array([a["tied"] for a in rows])
+        tr = result["alpha_trend"][f"{sup}/{opt}"]
+        label = f"{sup}/{opt}" + ("" if tr["rho"] is None else
+                                  f" (ρ {tr['rho']:+.2f}, p {tr['p_value']:.2f})")
+        line, = ax.plot(x[~tied], y[~tied], "o-", ms=5, lw=1, label=label)
+        ax.plot(x[tied], y[tied], "o", ms=5, mfc="none", color=line.get_color())
+    ax.set_yticks(range(len(alphas)), [f"{a:g}" + (" (nll)" if a == 0 else " (−p)" if a == 1
+                                                   else "") for a in alphas])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("base-model mean p of the answer tokens (probe)")
+    ax.set_ylabel("best α (held-out exact match)")
+    ax.set_title("Best α against prior strength (prediction: rises with p)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return save_figure(fig, out_stem, tight=False)
 

@@ -114,7 +114,7 @@ class ExperimentConfig:
 REDUCED = ExperimentConfig()
 FULL = ExperimentConfig(
     objectives=("nll", "p", "alpha(0.1)", "alpha(0.5)", "alpha(2)", "alpha(10)", "nll@p>=0.2",
-                "dft"),
+                "dft", "deft", "alpha(auto)"),
     optimizers=("adamw", "sgd"), supervision=pred.SUPERVISION)
 
 
@@ -172,98 +172,211 @@ def _lr(cfg: ExperimentConfig, optimizer: str) -> float:
     return cfg.sgd_lr if optimizer == "sgd" else cfg.lr
 
 
+def default_workers() -> int:
+    """Grid processes by default: the CPUs this process may use, at most 8."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, cpus or 1))
+
+
+AXES = ("tasks", "objectives", "optimizers", "supervision", "seeds")
+
+
+def run_settings(config: dict) -> dict:
+    """What defines one run's result in a saved grid config: everything but the grid's axes
+    (:data:`AXES`) and the thread count, including the backbone's fingerprint."""
+    return {k: v for k, v in config.items() if k not in AXES and k != "threads"}
+
+
+def model_fingerprint(model_path=None) -> str:
+    """sha256 of the backbone's weights file (the shipped backbone by default): a grid resumed on
+    another backbone starts over."""
+    from probsft.files import sha256_file
+    from probsft.validate import backbone
+
+    folder = Path(model_path) if model_path else backbone.SHIPPED
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    if not files:
+        raise ConfigError(f"no weights (*.safetensors or *.bin) in {folder}")
+    return sha256_file(files[0]) if len(files) == 1 else "+".join(sha256_file(f) for f in files)
+
+
+class _Grid:
+    """What every run of a grid needs, loaded once per process: the base model, the tokenizer, each
+    position's records (train, tokenised train, held out) and the probes."""
+
+    def __init__(self, cfg: ExperimentConfig, model_path, probes: dict | None = None):
+        from probsft.validate import backbone
+        from probsft.validate.data import tokenize_sft
+        from probsft.validate.tasks import read_prefix, write_task_data
+
+        torch.set_num_threads(cfg.threads)
+        torch.set_flush_denormal(True)        # see probsft.validate.backbone.build
+        self.cfg = cfg
+        self.base, self.tok = backbone.load(model_path)
+        self.base.to(cfg.device)
+        paths = write_task_data(DATA / "validate", cfg.tasks, cfg.n_train, cfg.n_heldout)
+        self.data = {}
+        for t in cfg.tasks:
+            recs = read_prefix(paths[t]["train"], cfg.n_train)
+            self.data[t] = (recs, tokenize_sft(recs, self.tok, 256),
+                            read_prefix(paths[t]["heldout"], cfg.n_heldout))
+        self.probes = dict(probes or {})
+
+    def probe_positions(self, save) -> None:
+        """Probe every position not yet probed (the base model on its SFT-train items); ``save``
+        is called with the probes after each."""
+        from probsft.validate.probe import probe
+
+        for t in self.cfg.tasks:
+            if t not in self.probes:
+                stats = probe(self.base, self.tok, self.data[t][1], batch_size=64,
+                              placement=pred.PLACEMENT)
+                self.probes[t] = {k: stats[k] for k in (
+                    "placement_mean_p", "mean_p", "answer_mean_p", "eos_mean_p", "placement",
+                    "region", "expected_winners", "frac_p_gt_0.55")}
+                save(self.probes)
+
+    def runs(self, group) -> list[dict]:
+        """The rows of one group (position, supervision, seed, [(optimizer, objective), …]): the
+        supervision noise is drawn once and shared by every objective (the paired design)."""
+        import probsft
+        from probsft.validate.evaluate import evaluate
+        from probsft.validate.probe import probe
+        from probsft.validate.train import FinetuneConfig, finetune
+
+        t, sup, seed, todo = group
+        cfg, (records, clean, held), pr = self.cfg, self.data[group[0]], self.probes[group[0]]
+        noisy = None
+        rows = []
+        for opt, spec in todo:
+            start = time.perf_counter()
+            model = copy.deepcopy(self.base)
+            n_noisy = 0
+            if spec != "base":
+                if noisy is None:
+                    noisy = supervised(sup, records, clean, self.base, self.tok, cfg, seed)
+                examples, n_noisy = noisy
+                fc = FinetuneConfig(model="backbone", objective=spec, max_steps=cfg.steps,
+                                    lr=_lr(cfg, opt), optimizer=opt, batch_size=cfg.batch_size,
+                                    seed=seed, max_length=256, device=cfg.device, log_every=10 ** 6)
+                finetune(fc, model=model, tokenizer=self.tok, progress=False, examples=examples)
+            summary, per_item = evaluate(model, self.tok, held, max_new_tokens=cfg.max_new_tokens,
+                                         batch_size=256)
+            fit = probe(model, self.tok, clean, batch_size=256, placement=pred.PLACEMENT)
+            rows.append({"position": t, "region": pr["region"],
+                         "probe_answer_p": round(pr["answer_mean_p"], 4),
+                         "probe_mean_p_all": round(pr["mean_p"], 4), "supervision": sup,
+                         "optimizer": opt, "objective": spec,
+                         "label": "base" if spec == "base" else probsft.objective(spec).label,
+                         "seed": seed, "noisy": n_noisy,
+                         "exact_match": round(summary["eval/exact_match"], 4),
+                         "train_mean_p": round(fit["mean_p"], 4),
+                         "train_answer_p": round(fit["answer_mean_p"], 4),
+                         "train_eos_p": round(fit["eos_mean_p"] or 0.0, 4),
+                         "items": "".join(str(int(r["exact_match"])) for r in per_item),
+                         "seconds": round(time.perf_counter() - start, 2)})
+        return rows
+
+
+_WORKER: _Grid | None = None
+
+
+def _worker_init(cfg, model_path, probes) -> None:
+    global _WORKER
+    _WORKER = _Grid(cfg, model_path, probes)
+
+
+def _worker_runs(group) -> list[dict]:
+    return _WORKER.runs(group)
+
+
+def plan(cfg: ExperimentConfig, done=frozenset()) -> list[tuple]:
+    """The grid's groups not yet done, in run order: (position, supervision, seed, [(optimizer,
+    objective), …]). The base evaluations come first, then seeds 0 and 1 of each position in turn
+    (the first paired CI), then every position for each further seed, so an interrupted grid holds
+    complete paired cells. A group's runs share one draw of the supervision noise."""
+    groups = [(t, "clean", cfg.seeds[0], [("none", "base")]) for t in cfg.tasks]
+    blocks = [cfg.seeds[:2]] + [(seed,) for seed in cfg.seeds[2:]]
+    groups += [(t, s, seed, [(o, spec) for o in cfg.optimizers for spec in cfg.objectives])
+               for block in blocks for t in cfg.tasks for seed in block for s in cfg.supervision]
+    out = []
+    for t, s, seed, todo in groups:
+        todo = [(o, spec) for o, spec in todo if (t, s, o, spec, seed) not in done]
+        if todo:
+            out.append((t, s, seed, todo))
+    return out
+
+
 def run_grid(cfg: ExperimentConfig, out: Path, model_path=None, progress: bool = True,
-             deadline_s: float | None = None) -> Path:
+             deadline_s: float | None = None, workers: int = 1) -> Path:
     """Run (or resume) the grid; returns the results CSV path.
 
-    Runs go by blocks of seeds: seeds 0 and 1 of each position in turn (the first paired CI), then
-    every position for each further seed, so an interrupted grid holds complete paired cells. ``deadline_s``: stop starting new runs after
-    this many seconds (the rest resumes later).
+    ``workers`` > 1 runs the groups of :func:`plan` in that many processes (each with
+    ``cfg.threads`` torch threads); a run is a pure function of its seed, so the rows do not depend
+    on the number of workers. This process alone writes ``results.csv``, after every group.
+    ``deadline_s``: stop starting new groups after this many seconds (the rest resumes later).
     """
+    import concurrent.futures as cf
+    import multiprocessing
+
     from tqdm.auto import tqdm
 
-    import probsft
-    from probsft.validate import backbone
-    from probsft.validate.data import tokenize_sft
-    from probsft.validate.evaluate import evaluate
-    from probsft.validate.probe import probe
-    from probsft.validate.tasks import read_prefix, write_task_data
-    from probsft.validate.train import FinetuneConfig, finetune
-
-    torch.set_num_threads(cfg.threads)
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config_text = json.dumps(dataclasses.asdict(cfg), indent=1) + "\n"
-    if (out / "config.json").exists() and (out / "config.json").read_text() != config_text:
-        # results of another grid never mix with this one: set them aside (with the config that
-        # made them, numbered so an earlier set is never overwritten), start over
+    saved = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else None
+    config = {**dataclasses.asdict(cfg), "model_sha256": model_fingerprint(model_path)}
+    if saved is not None and run_settings(saved) != run_settings(config):
+        # results of other runs never mix with these: set them aside (with the config that made
+        # them, numbered so an earlier set is never overwritten), start over. A grid with other
+        # axes (positions, objectives, optimizers, supervision, seeds) keeps its finished runs.
         suffix = set_aside(out, ("results.csv", "probes.json", "config.json"))
-        print(f"{out}: config changed; previous results moved to *{suffix}", flush=True)
-    if not (out / "config.json").exists() or (out / "config.json").read_text() != config_text:
-        atomic_write(out / "config.json", config_text)
+        print(f"{out}: run settings or backbone changed; previous results moved to *{suffix}",
+              flush=True)
+    atomic_write(out / "config.json", json.dumps(config, indent=1) + "\n")
     t0 = time.perf_counter()
-    base, tok = backbone.load(model_path)
-    base.to(cfg.device)
-    paths = write_task_data(DATA / "validate", cfg.tasks, cfg.n_train, cfg.n_heldout)
+    probes = json.loads((out / "probes.json").read_text()) if (out / "probes.json").exists() else {}
+    grid = _Grid(cfg, model_path, probes)
+    grid.probe_positions(lambda pr: atomic_write(out / "probes.json", json.dumps(pr, indent=1) + "\n"))
     csv_path = out / "results.csv"
     rows = read_rows(csv_path)
     key = lambda r: (r["position"], r["supervision"], r["optimizer"], r["objective"], int(r["seed"]))
-    done = {key(r) for r in rows}
-    probes = json.loads((out / "probes.json").read_text()) if (out / "probes.json").exists() else {}
-    data = {}
-    for t in cfg.tasks:
-        recs = read_prefix(paths[t]["train"], cfg.n_train)
-        data[t] = (recs, tokenize_sft(recs, tok, 256), read_prefix(paths[t]["heldout"], cfg.n_heldout))
-        if t not in probes:
-            stats = probe(base, tok, data[t][1], batch_size=64, placement=pred.PLACEMENT)
-            probes[t] = {k: stats[k] for k in (
-                "placement_mean_p", "mean_p", "answer_mean_p", "eos_mean_p", "placement", "region",
-                "expected_winners", "frac_p_gt_0.55")}
-            atomic_write(out / "probes.json", json.dumps(probes, indent=1) + "\n")
-    runs = [(t, "clean", "none", "base", cfg.seeds[0]) for t in cfg.tasks]
-    blocks = [cfg.seeds[:2]] + [(seed,) for seed in cfg.seeds[2:]]   # 2 seeds: the first CI
-    runs += [(t, s, o, spec, seed) for block in blocks for t in cfg.tasks for seed in block
-             for s in cfg.supervision for o in cfg.optimizers for spec in cfg.objectives]
-    bar = tqdm(total=len(runs), initial=sum(r in done for r in runs), desc="validate grid",
-               disable=not progress, dynamic_ncols=True)
-    noisy_cache: dict = {}
-    for run in runs:
-        t, sup, opt, spec, seed = run
-        if run in done:
-            continue
-        if deadline_s is not None and time.perf_counter() - t0 > deadline_s:
-            break
-        start = time.perf_counter()
-        records, clean, held = data[t]
-        model = copy.deepcopy(base)
-        n_noisy = 0
-        if spec != "base":
-            if (t, sup, seed) not in noisy_cache:       # the same noise for every objective
-                noisy_cache = {(t, sup, seed): supervised(sup, records, clean, base, tok, cfg, seed)}
-            examples, n_noisy = noisy_cache[(t, sup, seed)]
-            fc = FinetuneConfig(model="backbone", objective=spec, max_steps=cfg.steps,
-                                lr=_lr(cfg, opt), optimizer=opt, batch_size=cfg.batch_size,
-                                seed=seed, max_length=256, device=cfg.device, log_every=10 ** 6)
-            finetune(fc, model=model, tokenizer=tok, progress=False, examples=examples)
-        summary, per_item = evaluate(model, tok, held, max_new_tokens=cfg.max_new_tokens,
-                                     batch_size=256)
-        fit = probe(model, tok, clean, batch_size=256, placement=pred.PLACEMENT)   # after SFT
-        pr = probes[t]
-        rows.append({"position": t, "region": pr["region"],
-                     "probe_answer_p": round(pr["answer_mean_p"], 4),
-                     "probe_mean_p_all": round(pr["mean_p"], 4), "supervision": sup,
-                     "optimizer": opt, "objective": spec,
-                     "label": "base" if spec == "base" else probsft.objective(spec).label,
-                     "seed": seed, "noisy": n_noisy,
-                     "exact_match": round(summary["eval/exact_match"], 4),
-                     "train_mean_p": round(fit["mean_p"], 4),
-                     "train_answer_p": round(fit["answer_mean_p"], 4),
-                     "train_eos_p": round(fit["eos_mean_p"] or 0.0, 4),
-                     "items": "".join(str(int(r["exact_match"])) for r in per_item),
-                     "seconds": round(time.perf_counter() - start, 2)})
+    groups = plan(cfg, {key(r) for r in rows})
+    total = len(cfg.tasks) * (1 + len(cfg.seeds) * len(cfg.supervision) * len(cfg.optimizers)
+                              * len(cfg.objectives))
+    bar = tqdm(total=total, initial=len(rows), desc="validate grid", disable=not progress,
+               dynamic_ncols=True)
+    late = lambda: deadline_s is not None and time.perf_counter() - t0 > deadline_s
+
+    def finished(new):
+        rows.extend(new)
         _write_rows(csv_path, rows)
-        done.add(run)
-        bar.update(1)
+        bar.update(len(new))
+
+    if workers == 1:
+        for group in groups:
+            if late():
+                break
+            finished(grid.runs(group))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                    initargs=(cfg, model_path, grid.probes)) as pool:
+            pending, queue = set(), iter(groups)
+            while True:
+                while len(pending) < 2 * workers and not late():
+                    group = next(queue, None)
+                    if group is None:
+                        break
+                    pending.add(pool.submit(_worker_runs, group))
+                if not pending:
+                    break
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    finished(fut.result())
     bar.close()
     return csv_path
 
@@ -339,26 +452,108 @@ def analyse(rows: list[dict], margin: float = pred.TIE_MARGIN) -> dict:
             else "nll"} for c in verdicts]
     alpha = best_alpha(rows)
     return {"cells": cells, "counts": counts, "crossover": cross, "base_exact_match": base,
-            "fit": fit, "alpha": alpha}
+            "fit": fit, "alpha": alpha, "alpha_trend": alpha_trend(alpha),
+            "adaptive": adaptive_vs_fixed(rows, margin)}
+
+
+def alpha_of(spec: str) -> float | None:
+    """α of an objective of the (1 − p^α)/α family with a fixed α: NLL is its α → 0 limit, −p its
+    α = 1; None for every other objective (thresholds, DFT, the adaptive ones)."""
+    import probsft
+
+    obj = probsft.objective(spec)
+    if obj.interval is not None or obj.needs_probe:
+        return None
+    if obj.family in ("nll", "p"):
+        return 0.0 if obj.family == "nll" else 1.0
+    if obj.family == "alpha":
+        return float(obj.spec[len("alpha("):-1])
+    return None
 
 
 def best_alpha(rows: list[dict]) -> list[dict]:
-    """Per (position, supervision, optimizer): the α of alpha(α) with the highest mean exact match
-    (empty unless the grid ran alpha objectives, i.e. the full grid)."""
+    """Per (position, supervision, optimizer): the α of the (1 − p^α)/α family (NLL α = 0, −p
+    α = 1, alpha(α)) with the highest mean exact match, when the grid ran ≥ 3 values of α; cells
+    where the best value is shared by several α (e.g. all at the floor) are marked ``tied``."""
     groups: dict = {}
     for r in rows:
-        spec = r["objective"]
-        if spec.startswith("alpha("):
-            a = float(spec[len("alpha("):-1])
+        a = None if r["objective"] == "base" else alpha_of(r["objective"])
+        if a is not None:
             groups.setdefault((r["position"], r["supervision"], r["optimizer"]), {}).setdefault(
                 a, []).append(float(r["exact_match"]))
     out = []
     for (pos, sup, opt), by_a in groups.items():
+        if len(by_a) < 3:
+            continue
         p = next(float(r["probe_answer_p"]) for r in rows if r["position"] == pos)
-        best = max(by_a, key=lambda a: np.mean(by_a[a]))
+        means = {a: float(np.mean(v)) for a, v in by_a.items()}
+        best = max(means, key=means.get)
         out.append({"position": pos, "probe_answer_p": p, "supervision": sup, "optimizer": opt,
-                    "best_alpha": best})
+                    "best_alpha": best, "tied": sum(m == means[best] for m in means.values()) > 1,
+                    "means": {f"{a:g}": round(100 * m, 2) for a, m in sorted(means.items())}})
     return sorted(out, key=lambda x: (x["supervision"], x["optimizer"], x["probe_answer_p"]))
+
+
+def alpha_trend(best: list[dict], perms: int = 10000, seed: int = 0) -> dict:
+    """Per supervision/optimizer: Spearman's ρ between probe p and the best α over the untied
+    positions, with a one-sided permutation p-value for the prediction that α rises with p."""
+    from scipy.stats import spearmanr
+
+    out = {}
+    for sup, opt in dict.fromkeys((b["supervision"], b["optimizer"]) for b in best):
+        bs = [b for b in best if (b["supervision"], b["optimizer"]) == (sup, opt) and not b["tied"]]
+        x = np.array([b["probe_answer_p"] for b in bs])
+        y = np.array([b["best_alpha"] for b in bs])
+        if len(bs) < 3 or len(set(y)) < 2:
+            out[f"{sup}/{opt}"] = {"n": len(bs), "rho": None, "p_value": None}
+            continue
+        rho = float(spearmanr(x, y).statistic)
+        rng = np.random.default_rng(seed)
+        null = np.array([spearmanr(x, rng.permutation(y)).statistic for _ in range(perms)])
+        out[f"{sup}/{opt}"] = {"n": len(bs), "rho": round(rho, 3),
+                               "p_value": float((1 + np.sum(null >= rho - 1e-12)) / (1 + perms))}
+    return out
+
+
+ADAPTIVE = ("deft", "alpha(auto)")
+
+
+def adaptive_vs_fixed(rows: list[dict], margin: float = pred.TIE_MARGIN) -> list[dict]:
+    """Per (position, supervision, optimizer) and adaptive objective (:data:`ADAPTIVE`) in the
+    grid: the paired difference against the best *fixed* objective of the cell (the highest mean
+    exact match among the others, NLL included; chosen after the fact, so this favours the fixed
+    side). ``status``: ``not worse`` when the one-sided 95% bound (the TOST interval's low end)
+    lies above −margin, ``worse`` when the 95% CI lies below 0, else ``inconclusive``."""
+    from probsft.validate.stats import paired
+
+    by: dict = {}
+    for r in rows:
+        if r["objective"] != "base":
+            by.setdefault((r["position"], r["supervision"], r["optimizer"]), {}).setdefault(
+                r["objective"], {})[int(r["seed"])] = r
+    out = []
+    for (pos, sup, opt), objs in sorted(by.items()):
+        fixed = {k: v for k, v in objs.items() if k not in ADAPTIVE}
+        for spec in (a for a in ADAPTIVE if a in objs):
+            if not fixed:
+                continue
+            best = max(fixed, key=lambda k: np.mean([float(r["exact_match"])
+                                                    for r in fixed[k].values()]))
+            seeds = sorted(set(objs[spec]) & set(fixed[best]))
+            if len(seeds) < 2:
+                continue
+            st = paired(np.stack([_items(objs[spec][s]) for s in seeds]),
+                        np.stack([_items(fixed[best][s]) for s in seeds]), margin)
+            status = ("not worse" if st["tost_low"] > -margin else
+                      "worse" if st["ci_high"] < 0 else "inconclusive")
+            out.append({"position": pos, "probe_answer_p": float(objs[spec][seeds[0]]["probe_answer_p"]),
+                        "supervision": sup, "optimizer": opt, "objective": spec,
+                        "best_fixed": best, "delta": round(100 * st["delta"], 2),
+                        "ci_low": round(100 * st["ci_low"], 2),
+                        "ci_high": round(100 * st["ci_high"], 2),
+                        "tost_low": round(100 * st["tost_low"], 2), "status": status})
+    return sorted(out, key=lambda c: (c["objective"], c["supervision"], c["optimizer"],
+                                      c["probe_answer_p"]))
 
 
 def write_analysis(rows: list[dict], out: Path) -> dict:

@@ -133,8 +133,10 @@ def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN) -> dict:
 
     In the tie band: Δ(recommended) >= Δ(best) − margin, or the recommended objective's CI reaches
     Δ(best) (indistinguishable from the best); NLL's Δ is 0. A recommendation not measured in a
-    cell is not scored. Returns {"rule": {...}, "held_out": {...}, "cells": [...]}, each summary
-    with hits, scored and rate (None when nothing was scored)."""
+    cell is not scored. A cell is *informative* when the best objective beats NLL by more than the
+    margin (there, always answering NLL would miss). Returns {"rule": {...}, "held_out": {...},
+    "held_out_informative": {...}, "cells": [...]}, each summary with hits, scored and rate (None
+    when nothing was scored)."""
     rule = set(rule_positions)
     groups = {}
     for c in cells:
@@ -152,14 +154,17 @@ def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN) -> dict:
         hit = got["delta"] >= d_best - margin or got["ci_high"] >= d_best
         scored.append({"position": pos, "probe_answer_p": x, "supervision": sup, "optimizer": opt,
                        "held_out": pos not in rule, "recommended": rec, "best": best,
-                       "delta_recommended": got["delta"], "delta_best": d_best, "hit": hit})
+                       "delta_recommended": got["delta"], "delta_best": d_best, "hit": hit,
+                       "informative": d_best > margin})
 
     def summary(rows):
         hits = sum(r["hit"] for r in rows)
         return {"hits": hits, "scored": len(rows), "rate": hits / len(rows) if rows else None}
 
     return {"rule": summary([r for r in scored if not r["held_out"]]),
-            "held_out": summary([r for r in scored if r["held_out"]]), "cells": scored}
+            "held_out": summary([r for r in scored if r["held_out"]]),
+            "held_out_informative": summary([r for r in scored if r["held_out"]
+                                             and r["informative"]]), "cells": scored}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,7 +399,8 @@ def main(argv=None) -> None:
     rule, held = split_positions(cells)
     out = hit_rate(cells, rule)
     print(json.dumps({"rule_positions": rule, "held_out_positions": held, "rule": out["rule"],
-                      "held_out": out["held_out"]}, indent=2))
+                      "held_out": out["held_out"],
+                      "held_out_informative": out["held_out_informative"]}, indent=2))
     for c in out["cells"]:
         print(f"{c['position']:<14} p={c['probe_answer_p']:.3f} {c['supervision']:<9} "
               f"{c['optimizer']:<5} {'held-out' if c['held_out'] else 'rule':<8} "

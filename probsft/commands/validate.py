@@ -19,8 +19,18 @@ def add_parser(sub):
     p.add_argument("--tasks", nargs="+", default=None, help="subset of the dial's positions")
     p.add_argument("--steps", type=positive_int, default=None, help="override fine-tune steps")
     p.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
+    p.add_argument("--objectives", nargs="+", default=None, metavar="SPEC",
+                   help="override the objectives (nll is the paired reference and must be one)")
+    p.add_argument("--optimizers", nargs="+", default=None, choices=("adamw", "sgd"),
+                   help="override the optimizers")
+    p.add_argument("--supervision", nargs="+", default=None,
+                   choices=("clean", "token", "answer", "plausible"),
+                   help="override the supervision kinds")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="override the AdamW fine-tune learning rate (default 3e-4)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="processes running the grid, one torch thread each (default: the CPUs "
+                        "this process may use, at most 8); the results do not depend on it")
     p.set_defaults(func=run)
 
 
@@ -31,6 +41,9 @@ def run(args) -> int:
 
     cfg = ex.FULL if args.full else ex.REDUCED
     over = {"tasks": tuple(args.tasks)} if args.tasks else {}
+    for axis in ("objectives", "optimizers", "supervision"):
+        if getattr(args, axis):
+            over[axis] = tuple(getattr(args, axis))
     if args.steps:
         over["steps"] = args.steps
     if args.seeds:
@@ -44,7 +57,7 @@ def run(args) -> int:
 
         check_model_path(args.model)                 # before the lock and the work
     with locked_output(out, "--out"):
-        result, _ = run_grid(cfg, out, args.model)
+        result, _ = run_grid(cfg, out, args.model, workers=args.workers or ex.default_workers())
     print("\n".join(report_lines(result, cfg, ex.read_rows(out / "results.csv"),
                                  "probsft validate" + (" --full" if args.full else ""))))
     return 0

@@ -14,13 +14,14 @@ from probsft.validate import experiment as ex
 from probsft.validate import predictions as pred
 
 
-def run(cfg, out: Path, model_path=None, progress: bool = True, deadline_s=None):
+def run(cfg, out: Path, model_path=None, progress: bool = True, deadline_s=None, workers: int = 1):
     """Run or resume ``cfg`` into ``out``; save paired.csv and verdicts.json, then draw the figure
     from the saved verdicts.json. Returns (analysis, figure paths)."""
     import torch
 
     torch.set_flush_denormal(True)        # see probsft.validate.backbone.build
-    csv_path = ex.run_grid(cfg, out, model_path, progress=progress, deadline_s=deadline_s)
+    csv_path = ex.run_grid(cfg, out, model_path, progress=progress, deadline_s=deadline_s,
+                           workers=workers)
     result = ex.write_analysis(ex.read_rows(csv_path), out)
     return result, draw(out / "verdicts.json", out / "continuum")
 
@@ -66,13 +67,15 @@ def report_lines(result: dict, cfg, rows: list[dict], command: str) -> list[str]
     lines += [f"- {c['verdict']}: {c['position']} (p {c['probe_answer_p']:.2f}, {c['region']}), "
               f"{c['supervision']}/{c['optimizer']}, predicted {c['prediction']}: {_ci(c)}"
               for c in bad] or ["- none"]
-    lines += ["", f"Crossover of −p − NLL (root of a least-squares line through the positions' Δ; "
-              f"95% CI from a bootstrap over seeds), against the paper's ≈ {pred.PAPER_CROSSOVER}:"]
+    lines += ["", "Crossover of −p − NLL: where a non-decreasing (isotonic) fit of the positions' "
+              "mean Δ on probe p turns positive, interpolated between neighbouring positions; 95% "
+              f"CI from a bootstrap over seeds; against the paper's ≈ {pred.PAPER_CROSSOVER}:"]
     for key, cr in result["crossover"].items():
-        where = "no root in [0, 1]" if cr["p"] is None else f"p = {cr['p']:.2f}"
+        where = "no upward crossing" if cr["p"] is None else f"p = {cr['p']:.2f}"
         ci = "" if cr["ci"] is None else f", CI [{cr['ci'][0]:.2f}, {cr['ci'][1]:.2f}]"
-        lines.append(f"- {key}: {where}{ci} (slope {cr['slope']:+.1f} points per unit p; "
-                     f"{100 * cr['frac_in_range']:.0f}% of replicates cross inside [0, 1])")
+        lines.append(f"- {key}: {where}{ci} ({100 * cr['frac_in_range']:.0f}% of replicates "
+                     f"cross; the mean Δ changes sign {cr['sign_changes']} time(s) along p; "
+                     f"least-squares slope {cr['slope']:+.1f} points per unit p)")
     lines += ["", "Fit follows winner (mean answer-token p on the training set after SFT; Eq. 5's "
               "p is 1 − L₋ₚ): does the objective with the higher training p also win held out?", "",
               "| position | p | supervision | optimizer | train p (NLL) | train p (−p) | held-out "
@@ -83,15 +86,94 @@ def report_lines(result: dict, cfg, rows: list[dict], command: str) -> list[str]
                      f"{f['winner']} |")
     agree = sum(f["winner"] == f["fit_winner"] for f in result["fit"])
     lines += ["", f"The higher-fit objective is the held-out winner in {agree} of "
-              f"{len(result['fit'])} cells.", ""]
+              f"{len(result['fit'])} cells."]
+    lines += objective_matrix(result)
+    lines += adaptive_lines(result)
+    lines += hit_rate_lines(result)
     if result["alpha"]:
-        lines += ["Best α of −p^α against probe p (prediction: rises with p):", ""]
-        lines += [f"- {a['supervision']}/{a['optimizer']}: p {a['probe_answer_p']:.2f} → α "
-                  f"{a['best_alpha']:g}" for a in result["alpha"]]
+        lines += ["", "Best α of the (1 − p^α)/α family (NLL is α → 0, −p is α = 1) by mean exact "
+                  "match, against probe p (prediction: rises with p); `tied`: several α share the "
+                  "best score (e.g. all at the floor), left out of the trend:", ""]
+        groups = dict.fromkeys((a["supervision"], a["optimizer"]) for a in result["alpha"])
+        for sup, opt in groups:
+            tr = result["alpha_trend"][f"{sup}/{opt}"]
+            cells = ", ".join(f"{a['probe_answer_p']:.2f} → {a['best_alpha']:g}"
+                              + (" (tied)" if a["tied"] else "")
+                              for a in result["alpha"] if (a["supervision"], a["optimizer"]) == (sup, opt))
+            trend = ("too few untied positions" if tr["rho"] is None else
+                     f"Spearman ρ {tr['rho']:+.2f} over {tr['n']} untied positions, one-sided "
+                     f"permutation p {tr['p_value']:.3f}")
+            lines.append(f"- {sup}/{opt}: {cells}; {trend}")
     else:
-        lines.append("Best α against probe p: needs the full grid (`probsft reproduce --only "
-                     "validate --full`), not run here.")
+        lines += ["", "Best α against probe p: needs the α family in the grid (`probsft reproduce "
+                     "--only validate --full`), not run here."]
     return lines
+
+
+def objective_matrix(result: dict) -> list[str]:
+    """Every objective against NLL: one table per supervision/optimizer, positions by probe p;
+    Δ in points, ▲/▼ where the 95% CI excludes 0 (only with more than nll and −p in the grid)."""
+    cells = result["cells"]
+    if len({c["objective"] for c in cells}) < 2:
+        return []
+    lines = ["", "Every objective against NLL (Δ exact match in points, paired; ▲/▼: the 95% CI "
+             "lies above/below 0):"]
+    for sup, opt in dict.fromkeys((c["supervision"], c["optimizer"]) for c in cells):
+        cs = [c for c in cells if (c["supervision"], c["optimizer"]) == (sup, opt)]
+        pos = sorted({(c["probe_answer_p"], c["position"]) for c in cs})
+        lines += ["", f"{sup}/{opt}:", "", "| objective | " + " | ".join(
+            f"{name} ({p:.2f})" for p, name in pos) + " |", "|---" * (len(pos) + 1) + "|"]
+        for spec in dict.fromkeys(c["objective"] for c in cs):
+            by = {c["position"]: c for c in cs if c["objective"] == spec}
+            mark = lambda c: "▲" if c["ci_low"] > 0 else "▼" if c["ci_high"] < 0 else ""
+            lines.append(f"| {spec} | " + " | ".join(
+                f"{by[n]['delta']:+.1f}{mark(by[n])}" if n in by else "-" for _, n in pos) + " |")
+    return lines
+
+
+def adaptive_lines(result: dict) -> list[str]:
+    """Where an adaptive objective is not worse than the best fixed one of each cell."""
+    rows = result.get("adaptive") or []
+    if not rows:
+        return []
+    lines = ["", "Adaptive objectives against the best fixed objective of each cell (chosen after "
+             "the fact, which favours the fixed side); *not worse*: the one-sided 95% bound lies "
+             f"above −{100 * pred.TIE_MARGIN:g} points; *worse*: the 95% CI lies below 0:", ""]
+    for spec in dict.fromkeys(r["objective"] for r in rows):
+        rs = [r for r in rows if r["objective"] == spec]
+        counts = {k: sum(r["status"] == k for r in rs) for k in ("not worse", "worse",
+                                                                   "inconclusive")}
+        lines.append(f"- {spec}: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+                     + f" of {len(rs)} cells.")
+        lines += [f"  - {r['status']}: {r['position']} (p {r['probe_answer_p']:.2f}) "
+                  f"{r['supervision']}/{r['optimizer']}: {r['delta']:+.1f} "
+                  f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}] against {r['best_fixed']}"
+                  for r in rs if r["status"] != "not worse"]
+    return lines
+
+
+def hit_rate_lines(result: dict) -> list[str]:
+    """The recommendation rule's hit rate on these cells, set on every other position."""
+    from probsft.validate.recommend import hit_rate, split_positions
+
+    cells = result["cells"]
+    if not cells:
+        return []
+    rule, held = split_positions(cells)
+    out = hit_rate(cells, rule)
+    fmt = lambda s: (f"{s['hits']}/{s['scored']}" + ("" if s["rate"] is None else
+                                                      f" ({100 * s['rate']:.0f}%)"))
+    return ["", "Recommendation (`probsft recommend`'s measured rule) against the best measured "
+            "objective of each cell, the rule set on the positions "
+            f"{', '.join(rule)} and scored on those and, held out, on {', '.join(held)} "
+            f"(`python -m probsft.validate.recommend <folder>/paired.csv`): rule positions "
+            f"{fmt(out['rule'])}, held-out {fmt(out['held_out'])}, held-out cells where NLL "
+            f"would miss {fmt(out['held_out_informative'])}. Misses:"] + [
+        f"- {c['position']} (p {c['probe_answer_p']:.2f}) {c['supervision']}/{c['optimizer']}"
+        f"{' (held out)' if c['held_out'] else ''}: recommended {c['recommended']} "
+        f"({c['delta_recommended']:+.1f}), best {c['best']} ({c['delta_best']:+.1f})"
+        for c in out["cells"] if not c["hit"]] + ([] if any(not c["hit"] for c in out["cells"])
+                                                  else ["- none"])
 
 
 def reproduce(out_dir: Path, full: bool) -> list[str]:
@@ -104,7 +186,8 @@ def reproduce(out_dir: Path, full: bool) -> list[str]:
     cfg = ex.FULL if full else ex.REDUCED
     out = Path(out_dir) / ex.folder(full)
     deadline = os.environ.get("PROBSFT_VALIDATE_DEADLINE_S")
-    result, pictures = run(cfg, out, deadline_s=float(deadline) if deadline else None)
+    result, pictures = run(cfg, out, deadline_s=float(deadline) if deadline else None,
+                           workers=ex.default_workers())
     command = "probsft reproduce --only validate" + (" --full" if full else "")
     return [*report_lines(result, cfg, ex.read_rows(out / "results.csv"), command), "",
             *[f"![continuum]({p.relative_to(Path(out_dir))})" for p in pictures

@@ -108,7 +108,7 @@ def test_grids_cover_the_brief():
     assert ex.REDUCED.supervision == ("clean", "token") and len(ex.REDUCED.seeds) >= 5
     assert ex.REDUCED.n_heldout >= 200 and len(ex.REDUCED.tasks) >= 8
     assert set(ex.FULL.objectives) == {"nll", "p", "alpha(0.1)", "alpha(0.5)", "alpha(2)",
-                                       "alpha(10)", "nll@p>=0.2", "dft"}
+                                       "alpha(10)", "nll@p>=0.2", "dft", "deft", "alpha(auto)"}
     assert ex.FULL.optimizers == ("adamw", "sgd") and len(ex.FULL.supervision) == 4
     assert ex.folder(False) == "validate" and ex.folder(True) == "validate_full"
 
@@ -204,3 +204,140 @@ def test_a_changed_config_never_overwrites_earlier_stale_results(tmp_path):
     assert json.loads((tmp_path / "config.json.stale").read_text())["steps"] == 1
     assert json.loads((tmp_path / "config.json.stale2").read_text())["steps"] == 2
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 3
+
+
+def test_plan_runs_base_first_then_seed_blocks_and_skips_finished_runs():
+    cfg = ex.ExperimentConfig(tasks=("t_rev", "t_sh1"), objectives=("nll", "p"), seeds=(0, 1, 2),
+                              supervision=("clean", "token"))
+    groups = ex.plan(cfg)
+    assert [g[:3] for g in groups[:2]] == [("t_rev", "clean", 0), ("t_sh1", "clean", 0)]
+    assert all(g[3] == [("none", "base")] for g in groups[:2])
+    # seeds 0 and 1 of every position before seed 2 of any (the first paired CI comes first)
+    seeds = [g[2] for g in groups[2:]]
+    assert seeds == [0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 2, 2]
+    assert sum(len(g[3]) for g in groups) == 2 + 2 * 3 * 2 * 2
+    done = {("t_rev", "token", "adamw", "nll", 1), ("t_sh1", "clean", "none", "base", 0)}
+    left = ex.plan(cfg, done)
+    assert sum(len(g[3]) for g in left) == 2 + 2 * 3 * 2 * 2 - 2
+    assert ("t_rev", "token", 1, [("adamw", "p")]) in left
+
+
+def test_workers_give_the_same_rows_as_one_process(tmp_path):
+    """A run is a pure function of its seed: two worker processes write the rows one process does
+    (all but the timings), including the shared noise draw of a group."""
+    cfg = ex.ExperimentConfig(tasks=("t_rev", "t_sh1"), objectives=("nll", "p"), seeds=(0, 1),
+                              supervision=("token",), steps=2, batch_size=4, n_train=8,
+                              n_heldout=6, max_new_tokens=3)
+    one = list(csv.DictReader(open(ex.run_grid(cfg, tmp_path / "one", progress=False))))
+    two = list(csv.DictReader(open(ex.run_grid(cfg, tmp_path / "two", progress=False, workers=2))))
+    strip = lambda rows: sorted(tuple((k, v) for k, v in r.items() if k != "seconds") for r in rows)
+    assert len(one) == 2 + 2 * 2 * 2 and strip(one) == strip(two)
+    with pytest.raises(ConfigError, match="workers"):
+        ex.run_grid(cfg, tmp_path / "one", progress=False, workers=0)
+
+
+def test_more_axes_keep_finished_runs_but_another_backbone_starts_over(tmp_path):
+    import dataclasses
+
+    from probsft.validate.backbone import SHIPPED
+
+    cfg = ex.ExperimentConfig(tasks=("t_rev",), objectives=("nll", "p"), seeds=(0, 1),
+                              supervision=("clean",), steps=1, batch_size=4, n_train=8,
+                              n_heldout=4, max_new_tokens=3)
+    path = ex.run_grid(cfg, tmp_path, progress=False)
+    rows = list(csv.DictReader(open(path)))
+    rows[-1]["seconds"] = "-1"                  # marks a finished run
+    ex._write_rows(path, rows)
+    grown = dataclasses.replace(cfg, objectives=("nll", "p", "dft"), seeds=(0, 1, 2))
+    ex.run_grid(grown, tmp_path, progress=False, deadline_s=0)
+    assert not list(tmp_path.glob("*.stale*"))
+    assert list(csv.DictReader(open(path)))[-1]["seconds"] == "-1"
+    assert ex.run_settings(json.loads((tmp_path / "config.json").read_text())) == \
+        ex.run_settings({**dataclasses.asdict(cfg), "model_sha256": ex.model_fingerprint()})
+    model, tok = load()                          # another backbone: the same one, one weight moved
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1.0
+    other = tmp_path / "other_backbone"
+    model.save_pretrained(other)
+    tok.save_pretrained(other)
+    assert ex.model_fingerprint(other) != ex.model_fingerprint(SHIPPED)
+    ex.run_grid(grown, tmp_path / "grid", progress=False, deadline_s=0)
+    ex.run_grid(grown, tmp_path / "grid", model_path=other, progress=False, deadline_s=0)
+    assert (tmp_path / "grid" / "config.json.stale").exists()
+    with pytest.raises(ConfigError, match="no weights"):
+        ex.model_fingerprint(tmp_path / "grid")
+
+
+def test_alpha_of_places_nll_and_p_in_the_family():
+    assert [ex.alpha_of(s) for s in ("nll", "p", "alpha(0.1)", "alpha(10)", "alpha(1)")] == \
+        [0.0, 1.0, 0.1, 10.0, 1.0]
+    assert [ex.alpha_of(s) for s in ("dft", "deft", "alpha(auto)", "nll@p>=0.2")] == [None] * 4
+
+
+def test_best_alpha_and_its_trend_on_known_rows():
+    """Three positions whose best α is planted at 0, 1 and 10: the trend is +1 (p-value small);
+    a position where every α scores the same is tied and left out of the trend."""
+    rows = []
+    plant = {"a": (0.1, 0.0), "b": (0.5, 1.0), "c": (0.9, 10.0), "d": (0.7, None)}
+    for pos, (p, best) in plant.items():
+        for spec in ("nll", "p", "alpha(0.5)", "alpha(10)", "dft"):
+            a = ex.alpha_of(spec)
+            score = 0.3 if best is None else 0.6 if a == best else 0.2
+            for seed in (0, 1):
+                rows.append({"position": pos, "probe_answer_p": str(p), "supervision": "clean",
+                             "optimizer": "adamw", "objective": spec, "seed": str(seed),
+                             "exact_match": str(score)})
+    best = ex.best_alpha(rows)
+    assert [(b["position"], b["best_alpha"], b["tied"]) for b in best] == [
+        ("a", 0.0, False), ("b", 1.0, False), ("d", 0.0, True), ("c", 10.0, False)]
+    assert best[0]["means"] == {"0": 60.0, "0.5": 20.0, "1": 20.0, "10": 20.0}
+    trend = ex.alpha_trend(best, perms=2000)["clean/adamw"]
+    assert trend["n"] == 3 and trend["rho"] == pytest.approx(1.0)
+    assert trend["p_value"] == pytest.approx(1 / 6, abs=0.03)     # 1 of 3! orders is as extreme
+    assert ex.best_alpha([r for r in rows if r["objective"] in ("nll", "p")]) == []
+
+
+def test_adaptive_against_the_best_fixed_objective_on_known_items():
+    """deft planted equal to the best fixed objective: not worse; alpha(auto) planted 15 points
+    below it in every seed: worse. The best fixed one is chosen by mean exact match."""
+    rng = np.random.default_rng(3)
+    nll = (rng.random((5, 200)) < 0.3).astype(int)
+    good = nll.copy()
+    good[:, :40] = 1
+    bad = good.copy()
+    bad[:, 40:100] = 0
+    bad[:, :30] = 0
+    rows = _rows({"nll": nll, "p": good, "deft": good, "alpha(auto)": bad})
+    got = {c["objective"]: c for c in ex.adaptive_vs_fixed(rows)}
+    assert got["deft"]["best_fixed"] == "p" and got["deft"]["status"] == "not worse"
+    assert got["deft"]["delta"] == 0
+    assert got["alpha(auto)"]["status"] == "worse" and got["alpha(auto)"]["ci_high"] < 0
+    assert ex.adaptive_vs_fixed(_rows({"nll": nll, "p": good})) == []
+
+
+def test_figures_draw_every_panel_and_the_alpha_trend_from_saved_results(tmp_path):
+    """Two optimizers x two supervision kinds and the α family in the rows: the continuum figure
+    and the α figure are drawn from the saved verdicts.json alone."""
+    from probsft.figures.continuum import draw
+
+    rng = np.random.default_rng(4)
+    rows = []
+    for pos, p in (("a", 0.1), ("b", 0.5), ("c", 0.9)):
+        for sup in ("clean", "token"):
+            for opt in ("adamw", "sgd"):
+                for spec in ("nll", "p", "alpha(10)", "deft"):
+                    items = (rng.random((3, 20)) < p).astype(int)
+                    rows += [{**r, "optimizer": opt} for r in
+                             _rows({spec: items}, region=ex.pred.region_of(p).name, sup=sup,
+                                   p_probe=p)]
+    for r in rows:
+        r["position"] = f"t_{r['probe_answer_p']}"
+    result = ex.write_analysis(rows, tmp_path)
+    assert {(c["supervision"], c["optimizer"]) for c in result["cells"]} == {
+        (s, o) for s in ("clean", "token") for o in ("adamw", "sgd")}
+    assert len(result["alpha"]) == 12 and set(result["alpha_trend"]) == {
+        f"{s}/{o}" for s in ("clean", "token") for o in ("adamw", "sgd")}
+    paths = draw(tmp_path / "verdicts.json", tmp_path / "continuum")
+    names = sorted(p.name for p in paths)
+    assert names == ["continuum.png", "continuum.svg", "continuum_alpha.png", "continuum_alpha.svg"]
+    assert all(p.stat().st_size > 1000 for p in paths)

@@ -67,6 +67,8 @@ def test_hit_rate_held_out_positions_on_known_cells(tmp_path):
     # alpha(10) measured +12 there: a miss
     assert by["i1"]["hit"] and by["s1"]["best"] == "alpha(10)" and not by["s1"]["hit"]
     assert out["held_out"] == {"hits": 1, "scored": 2, "rate": 0.5}
+    # informative: only s1 (best +12 > 2); at i1 answering nll is already within the band
+    assert out["held_out_informative"] == {"hits": 0, "scored": 1, "rate": 0.0}
     # deciding on every position makes s1 a hit
     assert hit_rate(cells, rule + held)["rule"]["rate"] == 1.0
 
@@ -135,3 +137,26 @@ def test_cli_recommend_backbone_and_errors(tmp_path, capsys):
     assert main(["recommend", "--model", str(MODELS / "backbone"), "--data", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 3 and "Traceback" not in err
+
+
+def test_recommend_default_threads_follow_the_idle_cpus(monkeypatch):
+    import os
+
+    import torch
+
+    from probsft.commands.recommend import idle_threads
+
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (10.0 * cpus, 0.0, 0.0))
+    assert idle_threads() == 1                            # a busy machine: one thread
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert idle_threads() == max(1, min(torch.get_num_threads(), cpus))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    monkeypatch.setattr(os, "getloadavg", lambda: (cpus - 1.2, 0.0, 0.0))
+    assert idle_threads() == 1
+
+    def unavailable():
+        raise OSError
+
+    monkeypatch.setattr(os, "getloadavg", unavailable)
+    assert idle_threads() == cpus

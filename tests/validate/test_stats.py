@@ -101,4 +101,23 @@ def test_crossover_finds_the_root_of_a_known_line():
     assert cr["p"] == pytest.approx(0.4, abs=0.02)
     assert cr["ci"][0] < 0.4 < cr["ci"][1] and cr["frac_in_range"] == 1.0
     flat = crossover(p, np.full((8, 5), 0.05) + noise)     # never crosses inside [0, 1]
-    assert flat["p"] is None
+    assert flat["p"] is None and flat["ci"] is None and flat["frac_in_range"] == 0
+    down = crossover(p, -y)                                # falls through 0: no upward crossing
+    assert down["p"] is None
+
+
+def test_crossover_is_not_pulled_by_a_floor_at_the_weak_end():
+    """Δ at the floor (0) for weak positions, negative in the middle, positive at the strong end:
+    the crossing lies between the last negative and the first positive position, where a
+    least-squares line through all positions would put it far lower."""
+    p = np.array([0.05, 0.1, 0.15, 0.33, 0.41, 0.58, 0.77, 0.9])
+    mean = np.array([0, 0, 0, -6, -5, 4, 18, 20], float)
+    y = mean[:, None] + np.random.default_rng(2).normal(0, 0.5, (8, 5)) * (mean != 0)[:, None]
+    cr = crossover(p, y)
+    # isotonic fit pools the first five positions to their mean, then rises through 0 towards 0.58
+    pooled = y[:5].mean()
+    expect = 0.41 + (0.58 - 0.41) * (0 - pooled) / (y[5].mean() - pooled)
+    assert cr["p"] == pytest.approx(expect, abs=1e-9) and 0.41 < cr["p"] < 0.58
+    assert cr["sign_changes"] == 1 and cr["ci"][0] < cr["p"] < cr["ci"][1]
+    slope, icpt = np.polyfit(p, y.mean(axis=1), 1)
+    assert -icpt / slope < 0.35                            # the line's root: biased low
