@@ -41,9 +41,9 @@ SHIPPED = MODELS / "backbone"
 # documents. Doses were set on the probe's answer-token p only (README, "the dial"), never on a
 # fine-tuning outcome; a transformation absent from the mix has dose 0.
 DIAL_MIX: tuple[tuple[str, float], ...] = (
-    ("spell_backward", 0.21), ("letter_jumble", 0.05),          # replay of stage 1
-    ("t_sh1", 0.18), ("t_nov", 0.20), ("t_swp", 0.10), ("t_srt", 0.10), ("t_rol", 0.07),
-    ("t_ror", 0.05), ("t_sh2", 0.03), ("t_sh3", 0.01))
+    ("spell_backward", 0.4), ("letter_jumble", 0.05),           # replay of stage 1
+    ("t_sh1", 0.155), ("t_nov", 0.18), ("t_swp", 0.035), ("t_srt", 0.1), ("t_rol", 0.02),
+    ("t_ror", 0.02), ("t_sh2", 0.03), ("t_sh3", 0.01))
 
 
 @dataclasses.dataclass(frozen=True)

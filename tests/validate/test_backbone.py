@@ -62,8 +62,8 @@ def shipped():
 
 
 def test_shipped_backbone_is_a_dial(shipped):
-    """The experiment's positions spread over the continuum (>= 8, two or more per region, mean
-    answer p within 0.02-0.95), on a small sample of SFT-train items per position."""
+    """The experiment's positions spread over the continuum (>= 8, two or more per region, from
+    below 0.05 to above 0.8 in mean answer p), on a small sample of SFT-train items per position."""
     from probsft.validate import experiment as ex
     from probsft.validate.predictions import REGIONS, region_of
 
@@ -71,7 +71,7 @@ def test_shipped_backbone_is_a_dial(shipped):
     assert type(model).__name__ == "LlamaForCausalLM"
     p = {name: probe(model, tok, sample(TASKS[name], "train", 48, 0), batch_size=48,
                      placement="answer")["answer_mean_p"] for name in ex.POSITIONS}
-    assert len(p) >= 8 and all(0.02 <= v <= 0.95 for v in p.values()), p
+    assert len(p) >= 8 and min(p.values()) < 0.05 and max(p.values()) > 0.8, p
     for region in REGIONS:
         assert sum(region_of(v) is region for v in p.values()) >= 2, (region.name, p)
 
@@ -103,3 +103,23 @@ def test_documents_end_with_the_sft_eos_token(shipped):
     ids, _ = encode_pair(rec, tok)
     assert tok.encode(document(rec, BackboneConfig())) == ids          # the SFT tokens exactly
     assert tok.encode(document(rec, BackboneConfig(eos=False)))[-1] == tok.encode("\n")[0]
+
+
+def test_build_is_deterministic_and_stage1_folder_gives_the_same_model(tmp_path):
+    """Two builds of one config give identical weights, and starting stage 2 from a saved stage 1
+    (``--stage1``) gives the weights of the two-stage build (small config, few steps)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from probsft.validate.backbone import build
+
+    cfg = BackboneConfig(hidden_size=16, layers=1, heads=2, intermediate_size=32, steps=6,
+                         batch_size=4, warmup=2, dial_steps=5, dial_batch_size=4, pool=40)
+    weights = lambda d: load_file(str(d / "model.safetensors"))
+    build(cfg, tmp_path / "a", progress=False, probe_n=4)
+    build(cfg, tmp_path / "b", progress=False, probe_n=4)
+    build(dataclasses.replace(cfg, dial_steps=0), tmp_path / "s1", progress=False, probe_n=4)
+    build(cfg, tmp_path / "c", progress=False, probe_n=4, stage1=tmp_path / "s1")
+    a, b, c, s1 = (weights(tmp_path / n) for n in ("a", "b", "c", "s1"))
+    assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
+    assert not all(torch.equal(a[k], s1[k]) for k in a)           # stage 2 did change the model
