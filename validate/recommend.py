@@ -248,8 +248,9 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
         data: SFT JSONL path or a list of records (prompt/response or messages).
         noise: the assumed label-noise rate E in [0, 1) (0: clean supervision).
         sample_tokens: response tokens to probe (a seeded random sample of examples).
-        results: a ``paired.csv`` of the continuum experiment (default results/validate/paired.csv
-            when it exists; pass False to use the theory only).
+        results: a ``paired.csv`` of the continuum experiment (default: the full grid's
+            results/validate_full/paired.csv, else the reduced grid's results/validate/paired.csv,
+            when one exists; pass False to use the theory only).
         supervision: the noise kind to look up in ``results`` when noise > 0 (clean when E = 0).
         rate_tokens: probed tokens (a seeded uniform subsample) on which the first-order rates
             are computed (also capped so that tokens x V <= 2^24).
@@ -298,8 +299,9 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
     if results is None:
         from probsft.paths import RESULTS
 
-        results = RESULTS / "validate" / "paired.csv"
-        results = results if results.exists() else False
+        results = next((path for path in (RESULTS / "validate_full" / "paired.csv",
+                                          RESULTS / "validate" / "paired.csv") if path.exists()),
+                       False)
     measured = dose_response(read_paired(results), x, sup, optimizer) if results else {}
     c_nll, n_nll = rates["nll"]
     cands = []
@@ -311,13 +313,13 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
             "rate_clean": c, "rate_noisy": n, "rate_at_noise": (1 - noise) * c + noise * n,
             "e_star_vs_nll": None if cross is None else cross.e_star,
             "vs_nll": None if cross is None else cross.statement(),
-            "measured": measured.get(obj.spec)})
+            "measured": measured.get(probsft.objective(spec).spec, measured.get(obj.spec))})
     key = (lambda r: (r["measured"] is not None, r["measured"]["delta"] if r["measured"] else
                       r["rate_at_noise"])) if measured else (lambda r: r["rate_at_noise"])
     cands.sort(key=key, reverse=True)
     theory_rates = {r["resolved"]: r["rate_at_noise"] for r in cands}
     rec = decide(measured, theory_rates)
-    chosen = next(r for r in cands if r["resolved"] == rec["objective"])
+    chosen = next(r for r in cands if rec["objective"] in (r["spec"], r["resolved"]))
     out = {
         "model": str(label), "data": str(data) if isinstance(data, (str, Path)) else "records",
         "noise": noise, "supervision": sup, "optimizer": optimizer,
@@ -328,8 +330,7 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
                                         "region", "reference", "expected_winners", "why")},
         "rate_tokens": int(len(y_star)), "alpha_auto": alpha_auto.spec,
         "candidates": cands, "ranking": [r["spec"] for r in cands],
-        "recommendation": {**rec, "objective": chosen["spec"] if chosen["spec"] == "alpha(auto)"
-                           else rec["objective"], "resolved": rec["objective"]},
+        "recommendation": {**rec, "objective": chosen["spec"], "resolved": chosen["resolved"]},
         "seconds": round(time.perf_counter() - start, 2)}
     out["why"] = explain(out)
     return out

@@ -50,8 +50,9 @@ def add_parser(sub):
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--sample-tokens", type=positive_int, default=100_000,
                    help="response tokens to probe (default 100000)")
-    p.add_argument("--results", help="paired.csv of the continuum experiment "
-                                      "(default results/validate/paired.csv when present)")
+    p.add_argument("--results", help="paired.csv of the continuum experiment (default "
+                                      "results/validate_full/paired.csv, else "
+                                      "results/validate/paired.csv, when present)")
     p.add_argument("--theory-only", action="store_true", help="ignore measured results")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch-size", type=positive_int, default=64,

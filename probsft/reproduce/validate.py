@@ -72,7 +72,9 @@ def report_lines(result: dict, cfg, rows: list[dict], command: str) -> list[str]
               f"CI from a bootstrap over seeds; against the paper's ≈ {pred.PAPER_CROSSOVER}:"]
     for key, cr in result["crossover"].items():
         where = "no upward crossing" if cr["p"] is None else f"p = {cr['p']:.2f}"
-        ci = "" if cr["ci"] is None else f", CI [{cr['ci'][0]:.2f}, {cr['ci'][1]:.2f}]"
+        ci = ("" if cr["ci"] is None else
+              f", CI [{cr['ci'][0]:.2f}, {cr['ci'][1]:.2f}]" if cr["p"] is not None else
+              f" (the replicates that cross do so within [{cr['ci'][0]:.2f}, {cr['ci'][1]:.2f}])")
         lines.append(f"- {key}: {where}{ci} ({100 * cr['frac_in_range']:.0f}% of replicates "
                      f"cross; the mean Δ changes sign {cr['sign_changes']} time(s) along p; "
                      f"least-squares slope {cr['slope']:+.1f} points per unit p)")

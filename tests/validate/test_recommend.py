@@ -117,6 +117,30 @@ def test_recommend_on_a_tiny_model_folder(tmp_path, saved_model, jsonl, records)
         recommend(saved_model, jsonl, noise=1.0, progress=False)
 
 
+def test_recommend_measured_alpha_auto_is_named_and_resolved(tmp_path, saved_model, jsonl):
+    """The grid stores alpha(auto) under its spec; when it is the measured best the recommendation
+    names it and gives the α it resolves to on this data, and the explanation is written."""
+    rows = []
+    for (pos, x), d in zip(POSITIONS, [3.0, 6.0, 9.0, 12.0]):
+        for spec, delta in (("p", d - 5), ("alpha(auto)", d)):
+            rows.append({"position": pos, "probe_answer_p": x, "supervision": "clean",
+                         "optimizer": "adamw", "objective": spec, "n_seeds": 5, "delta": delta,
+                         "ci_low": delta - 1, "ci_high": delta + 1, "tost_low": delta - 0.5,
+                         "tost_high": delta + 0.5, "mde": 2.0, "verdict": ""})
+    with open(tmp_path / "paired.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, PAIRED_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    out = recommend(saved_model, jsonl, sample_tokens=2000, results=tmp_path / "paired.csv",
+                    progress=False)
+    rec = out["recommendation"]
+    assert rec["objective"] == "alpha(auto)" and rec["resolved"] == out["alpha_auto"]
+    assert rec["resolved"].startswith("alpha(") and rec["resolved"] != "alpha(auto)"
+    auto = next(c for c in out["candidates"] if c["spec"] == "alpha(auto)")
+    assert auto["measured"]["delta"] > 2 and out["ranking"][0] == "alpha(auto)"
+    assert any("alpha(auto)" in line or rec["resolved"] in line for line in out["why"])
+
+
 def test_cli_recommend_backbone_and_errors(tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"{w}>", "response": w[::-1]}) + "\n"
