@@ -347,8 +347,8 @@ def run_grid(cfg: ExperimentConfig, out: Path, model_path=None, progress: bool =
     groups = plan(cfg, {key(r) for r in rows})
     total = len(cfg.tasks) * (1 + len(cfg.seeds) * len(cfg.supervision) * len(cfg.optimizers)
                               * len(cfg.objectives))
-    bar = tqdm(total=total, initial=len(rows), desc="validate grid", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=total, initial=total - sum(len(g[3]) for g in groups), desc="validate grid",
+               disable=not progress, dynamic_ncols=True)
     late = lambda: deadline_s is not None and time.perf_counter() - t0 > deadline_s
 
     def finished(new):
