@@ -451,7 +451,12 @@ def analyse(rows: list[dict], margin: float = pred.TIE_MARGIN) -> dict:
             else "none", "fit_winner": "p" if c["train_answer_p"] > c["nll_train_answer_p"]
             else "nll"} for c in verdicts]
     alpha = best_alpha(rows)
-    return {"cells": cells, "counts": counts, "crossover": cross, "base_exact_match": base,
+    by_kind = {f"{sup}/{opt}": {v: sum(c["verdict"] == v for c in verdicts
+                                     if (c["supervision"], c["optimizer"]) == (sup, opt))
+                                for v in pred.VERDICTS}
+               for sup, opt in dict.fromkeys((c["supervision"], c["optimizer"]) for c in verdicts)}
+    return {"cells": cells, "counts": counts, "counts_by_kind": by_kind, "crossover": cross,
+            "base_exact_match": base,
             "fit": fit, "alpha": alpha, "alpha_trend": alpha_trend(alpha),
             "adaptive": adaptive_vs_fixed(rows, margin)}
 

@@ -54,7 +54,9 @@ def report_lines(result: dict, cfg, rows: list[dict], command: str) -> list[str]
                      + ("-" if em is None else f"{100 * em:.1f}%") + " |")
     counts = result["counts"]
     lines += ["", "**Verdicts (−p vs NLL, per position × supervision × optimizer): "
-              + ", ".join(f"{counts[v]} {v}" for v in pred.VERDICTS) + ".**", "",
+              + ", ".join(f"{counts[v]} {v}" for v in pred.VERDICTS) + ".** By supervision/"
+              "optimizer: " + "; ".join(f"{k}: " + ", ".join(f"{n} {v}" for v, n in c.items())
+                                        for k, c in result["counts_by_kind"].items()) + ".", "",
               "| position | p | supervision | optimizer | predicted | Δ [95% CI] | TOST 90% | MDE | "
               "verdict |", "|---|---|---|---|---|---|---|---|---|"]
     for c in (c for c in result["cells"] if c["verdict"]):

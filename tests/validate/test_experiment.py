@@ -335,6 +335,9 @@ def test_figures_draw_every_panel_and_the_alpha_trend_from_saved_results(tmp_pat
     result = ex.write_analysis(rows, tmp_path)
     assert {(c["supervision"], c["optimizer"]) for c in result["cells"]} == {
         (s, o) for s in ("clean", "token") for o in ("adamw", "sgd")}
+    by_kind = result["counts_by_kind"]
+    assert len(by_kind) == 4 and all(sum(c.values()) == 3 for c in by_kind.values())
+    assert {v: sum(c[v] for c in by_kind.values()) for v in ex.pred.VERDICTS} == result["counts"]
     assert len(result["alpha"]) == 12 and set(result["alpha_trend"]) == {
         f"{s}/{o}" for s in ("clean", "token") for o in ("adamw", "sgd")}
     paths = draw(tmp_path / "verdicts.json", tmp_path / "continuum")
