@@ -181,7 +181,9 @@ def hit_rate_lines(result: dict) -> list[str]:
 
 
 def reproduce(out_dir: Path, full: bool) -> list[str]:
-    """Main-job step: run (or resume) the grid, save the analysis, draw the figure.
+    """Main-job step: run (or resume) the grid, save the analysis, draw the figure. Without
+    ``full``, the saved runs of the full grid (``validate_full/``), when they are of this backbone,
+    are analysed and reported too (no new runs): the α trend and the adaptive objectives need it.
 
     ``PROBSFT_VALIDATE_DEADLINE_S`` (environment): start no new run after this many seconds; the
     section then reports the finished runs and says the grid is partial (the rest resumes later)."""
@@ -193,6 +195,27 @@ def reproduce(out_dir: Path, full: bool) -> list[str]:
     result, pictures = run(cfg, out, deadline_s=float(deadline) if deadline else None,
                            workers=ex.default_workers())
     command = "probsft reproduce --only validate" + (" --full" if full else "")
-    return [*report_lines(result, cfg, ex.read_rows(out / "results.csv"), command), "",
-            *[f"![continuum]({p.relative_to(Path(out_dir))})" for p in pictures
-              if p.suffix == ".png"]]
+    lines = [*report_lines(result, cfg, ex.read_rows(out / "results.csv"), command), "",
+             *[f"![continuum]({p.relative_to(Path(out_dir))})" for p in pictures
+               if p.suffix == ".png"]]
+    return lines if full else lines + saved_full(Path(out_dir))
+
+
+def saved_full(out_dir: Path) -> list[str]:
+    """Report lines of the full grid's saved runs under ``out_dir`` (analysed and drawn again, no
+    new runs); [] when there are none, a line saying so when they are of another backbone."""
+    folder = out_dir / ex.folder(True)
+    rows = ex.read_rows(folder / "results.csv")
+    if not rows:
+        return []
+    saved = json.loads((folder / "config.json").read_text())
+    if saved.get("model_sha256") != ex.model_fingerprint():
+        return ["", f"The full grid's saved runs ({folder.name}/) are of another backbone: not "
+                "reported; `probsft reproduce --only validate --full` starts it over."]
+    result = ex.write_analysis(rows, folder)
+    pictures = draw(folder / "verdicts.json", folder / "continuum")
+    command = "probsft reproduce --only validate --full"
+    return ["", "### The full grid, from its saved runs", "",
+            f"Analysed from `{folder.name}/results.csv` without new runs; `{command}` resumes it.",
+            "", *report_lines(result, ex.FULL, rows, command), "",
+            *[f"![continuum]({p.relative_to(out_dir)})" for p in pictures if p.suffix == ".png"]]

@@ -344,3 +344,28 @@ def test_figures_draw_every_panel_and_the_alpha_trend_from_saved_results(tmp_pat
     names = sorted(p.name for p in paths)
     assert names == ["continuum.png", "continuum.svg", "continuum_alpha.png", "continuum_alpha.svg"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_reproduce_reports_the_full_grids_saved_runs_only_for_this_backbone(tmp_path):
+    """The main job's validate step analyses validate_full/ from its saved rows (no new runs) when
+    they are of the shipped backbone, and says so instead when they are of another one."""
+    import dataclasses
+
+    from probsft.reproduce.validate import saved_full
+
+    assert saved_full(tmp_path) == []
+    folder = tmp_path / ex.folder(True)
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    rows = _rows({spec: (rng.random((3, 20)) < 0.5).astype(int)
+                  for spec in ("nll", "p", "alpha(0.5)", "deft")})
+    ex._write_rows(folder / "results.csv", [{k: r.get(k, "") for k in ex.FIELDS} for r in rows])
+    config = {**dataclasses.asdict(ex.FULL), "model_sha256": ex.model_fingerprint()}
+    (folder / "config.json").write_text(json.dumps(config))
+    lines = saved_full(tmp_path)
+    assert "### The full grid, from its saved runs" in lines
+    assert any(line.startswith("Runs finished: 12 of 4010") for line in lines)
+    assert any(line.startswith("- deft:") for line in lines)       # adaptive vs best fixed
+    assert (folder / "paired.csv").exists() and (folder / "continuum.png").exists()
+    (folder / "config.json").write_text(json.dumps({**config, "model_sha256": "other"}))
+    assert "another backbone" in saved_full(tmp_path)[1]
