@@ -174,10 +174,9 @@ def _lr(cfg: ExperimentConfig, optimizer: str) -> float:
 
 def default_workers() -> int:
     """Grid processes by default: the CPUs this process may use, at most 8."""
-    import os
+    from probsft.validate.train import usable_cpus
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, cpus or 1))
+    return min(8, usable_cpus())
 
 
 AXES = ("tasks", "objectives", "optimizers", "supervision", "seeds")
@@ -247,7 +246,7 @@ class _Grid:
         from probsft.validate.train import FinetuneConfig, finetune
 
         t, sup, seed, todo = group
-        cfg, (records, clean, held), pr = self.cfg, self.data[group[0]], self.probes[group[0]]
+        cfg, (records, clean, held), pr = self.cfg, self.data[t], self.probes[t]
         noisy = None
         rows = []
         for opt, spec in todo:
@@ -290,6 +289,13 @@ def _worker_init(cfg, model_path, probes) -> None:
 
 def _worker_runs(group) -> list[dict]:
     return _WORKER.runs(group)
+
+
+def n_runs(cfg: ExperimentConfig) -> int:
+    """Runs in the whole grid of ``cfg``: a base evaluation per position, then one run per
+    position, seed, supervision kind, optimizer and objective."""
+    return len(cfg.tasks) * (1 + len(cfg.seeds) * len(cfg.supervision) * len(cfg.optimizers)
+                             * len(cfg.objectives))
 
 
 def plan(cfg: ExperimentConfig, done=frozenset()) -> list[tuple]:
@@ -345,8 +351,7 @@ def run_grid(cfg: ExperimentConfig, out: Path, model_path=None, progress: bool =
     rows = read_rows(csv_path)
     key = lambda r: (r["position"], r["supervision"], r["optimizer"], r["objective"], int(r["seed"]))
     groups = plan(cfg, {key(r) for r in rows})
-    total = len(cfg.tasks) * (1 + len(cfg.seeds) * len(cfg.supervision) * len(cfg.optimizers)
-                              * len(cfg.objectives))
+    total = n_runs(cfg)
     bar = tqdm(total=total, initial=total - sum(len(g[3]) for g in groups), desc="validate grid",
                disable=not progress, dynamic_ncols=True)
     late = lambda: deadline_s is not None and time.perf_counter() - t0 > deadline_s
@@ -502,7 +507,7 @@ def best_alpha(rows: list[dict]) -> list[dict]:
 def alpha_trend(best: list[dict], perms: int = 10000, seed: int = 0) -> dict:
     """Per supervision/optimizer: Spearman's ρ between probe p and the best α over the untied
     positions, with a one-sided permutation p-value for the prediction that α rises with p."""
-    from scipy.stats import spearmanr
+    from scipy.stats import rankdata, spearmanr
 
     out = {}
     for sup, opt in dict.fromkeys((b["supervision"], b["optimizer"]) for b in best):
@@ -513,18 +518,29 @@ def alpha_trend(best: list[dict], perms: int = 10000, seed: int = 0) -> dict:
             out[f"{sup}/{opt}"] = {"n": len(bs), "rho": None, "p_value": None}
             continue
         rho = float(spearmanr(x, y).statistic)
+        # the null: ρ of x with permuted y, i.e. the Pearson correlation of x's ranks with y's
+        # ranks permuted (ties keep their average ranks), all permutations in one product
         rng = np.random.default_rng(seed)
-        null = np.array([spearmanr(x, rng.permutation(y)).statistic for _ in range(perms)])
+        order = np.stack([rng.permutation(len(y)) for _ in range(perms)])
+        rx, ry = rankdata(x), rankdata(y)[order]
+        rx, ry = rx - rx.mean(), ry - ry.mean(axis=1, keepdims=True)
+        null = ry @ rx / np.sqrt((ry * ry).sum(axis=1) * (rx @ rx))
         out[f"{sup}/{opt}"] = {"n": len(bs), "rho": round(rho, 3),
                                "p_value": float((1 + np.sum(null >= rho - 1e-12)) / (1 + perms))}
     return out
 
 
-ADAPTIVE = ("deft", "alpha(auto)")
+def is_adaptive(spec: str) -> bool:
+    """An objective that adapts to the model: it reads per-token statistics of the model's own
+    distribution (DEFT's Σq²) or a parameter fixed from the probe (alpha(auto))."""
+    import probsft
+
+    obj = probsft.objective(spec)
+    return bool(obj.token_stats or obj.base.probe_params)
 
 
 def adaptive_vs_fixed(rows: list[dict], margin: float = pred.TIE_MARGIN) -> list[dict]:
-    """Per (position, supervision, optimizer) and adaptive objective (:data:`ADAPTIVE`) in the
+    """Per (position, supervision, optimizer) and adaptive objective (:func:`is_adaptive`) in the
     grid: the paired difference against the best *fixed* objective of the cell (the highest mean
     exact match among the others, NLL included; chosen after the fact, so this favours the fixed
     side). ``status``: ``not worse`` when the one-sided 95% bound (the TOST interval's low end)
@@ -538,8 +554,8 @@ def adaptive_vs_fixed(rows: list[dict], margin: float = pred.TIE_MARGIN) -> list
                 r["objective"], {})[int(r["seed"])] = r
     out = []
     for (pos, sup, opt), objs in sorted(by.items()):
-        fixed = {k: v for k, v in objs.items() if k not in ADAPTIVE}
-        for spec in (a for a in ADAPTIVE if a in objs):
+        fixed = {k: v for k, v in objs.items() if not is_adaptive(k)}
+        for spec in (a for a in objs if is_adaptive(a)):
             if not fixed:
                 continue
             best = max(fixed, key=lambda k: np.mean([float(r["exact_match"])

@@ -147,6 +147,13 @@ class FinetuneConfig:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the platform has one), >= 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` (CUDA when available), ``cpu`` or ``cuda`` (this rank's GPU, from LOCAL_RANK)."""
     if name not in DEVICES:

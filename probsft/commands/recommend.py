@@ -30,7 +30,9 @@ def idle_threads() -> int:
 
     import torch
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from probsft.validate.train import usable_cpus
+
+    cpus = usable_cpus()
     try:
         load = os.getloadavg()[0]
     except OSError:                     # not available on this platform

@@ -33,8 +33,7 @@ def _ci(c) -> str:
 
 def report_lines(result: dict, cfg, rows: list[dict], command: str) -> list[str]:
     """Markdown lines of the section, every number from the saved analysis."""
-    total = len(cfg.tasks) * (1 + len(cfg.seeds) * len(cfg.supervision) * len(cfg.optimizers)
-                              * len(cfg.objectives))
+    total = ex.n_runs(cfg)
     lines = [f"Command: `{command}` (backbone: `probsft backbone build`, models/backbone). "
              f"Positions: the dial's transformations, placed by the base model's answer-token "
              f"mean p; {len(cfg.seeds)} seeds, {cfg.steps} steps, objectives "
