@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from probsft.figures.continuum import draw
@@ -155,6 +156,10 @@ def adaptive_lines(result: dict) -> list[str]:
     return lines
 
 
+def _lopo_text(lopo: dict) -> str:
+    return ", ".join(f"{h:g} {v[0]}/{v[1]}" for h, v in lopo.items()) or "too few positions"
+
+
 def hit_rate_lines(result: dict) -> list[str]:
     """The recommendation rule's hit rate on these cells, set on every other position."""
     from probsft.validate.recommend import hit_rate, split_positions
@@ -166,9 +171,13 @@ def hit_rate_lines(result: dict) -> list[str]:
     out = hit_rate(cells, rule)
     fmt = lambda s: (f"{s['hits']}/{s['scored']}" + ("" if s["rate"] is None else
                                                       f" ({100 * s['rate']:.0f}%)"))
+    width = ("the plain mean over positions" if math.isinf(out["bandwidth"]) else
+             f"a Gaussian kernel of width {out['bandwidth']:g} in p")
     return ["", "Recommendation (`probsft recommend`'s measured rule) against the best measured "
             "objective of each cell, the rule set on the positions "
-            f"{', '.join(rule)} and scored on those and, held out, on {', '.join(held)} "
+            f"{', '.join(rule)} (Δ smoothed by {width}, the width chosen by leave-one-position-out "
+            f"on them: {_lopo_text(out['lopo'])}) and scored on those and, held out, on "
+            f"{', '.join(held)} "
             f"(`python -m probsft.validate.recommend <folder>/paired.csv`): rule positions "
             f"{fmt(out['rule'])}, held-out {fmt(out['held_out'])}, held-out cells where NLL "
             f"would miss {fmt(out['held_out_informative'])}. Misses:"] + [

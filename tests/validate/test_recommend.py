@@ -4,6 +4,7 @@ and on the shipped backbone (with its errors)."""
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -13,8 +14,8 @@ import probsft
 from probsft.cli import main
 from probsft.paths import MODELS
 from probsft.validate.data import collate, tokenize_sft
-from probsft.validate.recommend import (PAIRED_COLUMNS, decide, dose_response, hit_rate,
-                                        read_paired, recommend, split_positions)
+from probsft.validate.recommend import (PAIRED_COLUMNS, choose_bandwidth, decide, dose_response,
+                                        hit_rate, read_paired, recommend, split_positions)
 
 # (position, probe p) and Δ vs nll in points for -p and alpha(10), clean supervision, AdamW
 POSITIONS = [("w1", 0.1), ("i1", 0.3), ("i2", 0.6), ("s1", 0.9)]
@@ -36,17 +37,27 @@ def _write_paired(path, half_width=1.5):
     return path
 
 
-def test_reader_interpolates_and_the_rule_keeps_nll_inside_the_tie_margin(tmp_path):
+def test_reader_smooths_and_the_rule_keeps_nll_inside_the_tie_margin(tmp_path):
     cells = read_paired(_write_paired(tmp_path / "paired.csv"))
-    m = dose_response(cells, 0.75, "clean", "adamw")
+    # a narrow kernel at 0.75: the two positions 0.15 away share the weight (others ~e^-36)
+    m = dose_response(cells, 0.75, "clean", "adamw", bandwidth=0.05)
     assert m["p"]["delta"] == pytest.approx(4.5) and m["alpha(10)"]["delta"] == pytest.approx(6.0)
+    assert m["p"]["ci_low"] == pytest.approx(3.0) and m["p"]["ci_high"] == pytest.approx(6.0)
     assert m["p"]["nearest_position"] in ("i2", "s1") and m["nll"]["delta"] == 0.0
+    # an infinite width is the plain mean over the positions, wherever the probe lies
+    flat = dose_response(cells, 0.75, "clean", "adamw", bandwidth=math.inf)
+    assert flat["p"]["delta"] == pytest.approx(np.mean(DELTAS["p"]))
+    assert flat["alpha(10)"]["delta"] == pytest.approx(np.mean(DELTAS["alpha(10)"]))
+    # far outside the measured range a narrow kernel still gives the nearest position (no 0/0)
+    far = dose_response(cells, 40.0, "clean", "adamw", bandwidth=0.05)
+    assert far["alpha(10)"]["delta"] == pytest.approx(12.0)
     assert dose_response(cells, 0.75, "token", "adamw") == {}          # no such supervision
     rec = decide(m)
     assert rec["objective"] == "alpha(10)" and rec["source"] == "measured"
     assert rec["expected_gain"] == pytest.approx(6.0) and rec["confidence"] == "low"  # 0.15 away
-    assert decide(dose_response(cells, 0.9, "clean", "adamw"))["confidence"] == "high"
-    assert decide(dose_response(cells, 0.6, "clean", "adamw"))["objective"] == "nll"  # +1 < 2
+    at = lambda x: decide(dose_response(cells, x, "clean", "adamw", bandwidth=0.05))
+    assert at(0.9)["confidence"] == "high"
+    assert at(0.6)["objective"] == "nll"                                 # +1 < 2
     assert decide({}, {"nll": 1.0, "p": 2.0})["objective"] == "p"
     bad = tmp_path / "bad.csv"
     bad.write_text("position,delta\na,1\n")
@@ -54,23 +65,55 @@ def test_reader_interpolates_and_the_rule_keeps_nll_inside_the_tie_margin(tmp_pa
         read_paired(bad)
 
 
+def _cells(xs, deltas, spec="p", half_width=0.5):
+    return [{"position": f"x{x}", "probe_answer_p": x, "supervision": "clean",
+             "optimizer": "adamw", "objective": spec, "n_seeds": 5, "delta": d,
+             "ci_low": d - half_width, "ci_high": d + half_width, "mde": 3.0, "verdict": ""}
+            for x, d in zip(xs, deltas)]
+
+
+def test_bandwidth_by_leave_one_position_out():
+    # a step: -p loses by 10 below p 0.5 and wins by 10 above. Left out, each position is decided
+    # right from its neighbours by a narrow kernel (6/6); the plain mean of the other five is +2
+    # (a tie: nll, right) below the step and -2 (nll, wrong) above it (3/6)
+    step = _cells([0.1, 0.2, 0.3, 0.7, 0.8, 0.9], [-10, -10, -10, 10, 10, 10])
+    out = choose_bandwidth(step)
+    assert out["lopo"][0.05] == [6, 6] and out["lopo"][math.inf] == [3, 6]
+    assert out["bandwidth"] == 0.05                     # ties go to the narrowest width
+    # a flat +5 everywhere: every width hits everything; the narrowest wins the tie
+    flat = choose_bandwidth(_cells([0.1, 0.4, 0.8], [5, 5, 5]))
+    assert all(v == [3, 3] for v in flat["lopo"].values()) and flat["bandwidth"] == 0.05
+    assert choose_bandwidth(step, ["x0.1", "x0.9"]) == {"bandwidth": math.inf, "lopo": {}}
+    # dose_response chooses the width itself when none is given
+    assert dose_response(step, 0.75, "clean", "adamw")["p"]["delta"] == pytest.approx(10, abs=0.1)
+
+
 def test_hit_rate_held_out_positions_on_known_cells(tmp_path):
     cells = read_paired(_write_paired(tmp_path / "paired.csv", half_width=0.5))
     rule, held = split_positions(cells)
     assert rule == ["w1", "i2"] and held == ["i1", "s1"]
     out = hit_rate(cells, rule)
+    assert out["bandwidth"] == math.inf                 # two rule positions: no leave-one-out
     by = {c["position"]: c for c in out["cells"]}
-    # rule positions: nll everywhere (all Δ <= +1 there) and within the band of the best
+    # rule positions: nll everywhere (mean Δ of the rule positions <= +1) and within the band of
+    # the best
     assert by["w1"]["recommended"] == by["i2"]["recommended"] == "nll"
     assert out["rule"] == {"hits": 2, "scored": 2, "rate": 1.0}
-    # held out: at 0.3 interpolation says nll (a hit); at 0.9 the rule extrapolates i2 (nll), but
-    # alpha(10) measured +12 there: a miss
+    # held out: at 0.3 the rule says nll (a hit); at 0.9 it says nll too, but alpha(10) measured
+    # +12 there: a miss
     assert by["i1"]["hit"] and by["s1"]["best"] == "alpha(10)" and not by["s1"]["hit"]
     assert out["held_out"] == {"hits": 1, "scored": 2, "rate": 0.5}
     # informative: only s1 (best +12 > 2); at i1 answering nll is already within the band
     assert out["held_out_informative"] == {"hits": 0, "scored": 1, "rate": 0.0}
-    # deciding on every position makes s1 a hit
-    assert hit_rate(cells, rule + held)["rule"]["rate"] == 1.0
+    # deciding on every position (a narrow kernel by leave-one-out) makes s1 a hit
+    every = hit_rate(cells, rule + held)
+    assert every["bandwidth"] < 0.5 and every["rule"]["rate"] == 1.0
+    # another grid (a second backbone): every cell is held out; at 0.95 the rule set on all four
+    # positions says alpha(10), measured +3 there against -p's +4 (in the band)
+    other = _cells([0.05, 0.95], [-3, 4]) + _cells([0.05, 0.95], [-8, 3], spec="alpha(10)")
+    test = hit_rate(cells, rule + held, test_cells=other)
+    assert test["rule"]["scored"] == 0 and test["held_out"] == {"hits": 2, "scored": 2, "rate": 1.0}
+    assert [c["recommended"] for c in test["cells"]] == ["nll", "alpha(10)"]
 
 
 def test_hit_rate_script(tmp_path, capsys):
