@@ -1,7 +1,13 @@
 """Run by tests/validate/test_fsdp.py: HF Trainer with probsft's compute_loss_func for 2 steps,
-under torchrun with FSDP (``fsdp="full_shard"``) or in one process; writes the loss curve as JSON.
+asked for FSDP (``fsdp="full_shard"``) under a 2-process launcher, or in one process; writes the
+loss curve and what the Trainer really wrapped the model in as JSON.
 
     python -m torch.distributed.run --nproc-per-node 2 tests/validate/hf_fsdp_worker.py OUT.json
+    accelerate launch --multi_gpu --num_processes 2 tests/validate/hf_fsdp_worker.py OUT.json
+
+On CPU (gloo) accelerate 1.x turns FSDP on only for accelerator device types (its
+``AcceleratorState`` sets ``DistributedType.FSDP`` for MULTI_GPU/NPU/XPU/..., not MULTI_CPU), so the
+Trainer silently runs DDP here whatever the arguments say: the JSON's ``wrapped`` tells.
 """
 
 import json
@@ -37,11 +43,12 @@ def curve(per_device_batch: int, fsdp: bool):
                           data_collator=lambda f: collate(f, tok.pad_token_id),
                           compute_loss_func=trainer_loss("p@p>=0.05"))
         trainer.train()
-    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return ([h["loss"] for h in trainer.state.log_history if "loss" in h],
+            {"wrapped": type(trainer.model_wrapped).__name__, "fsdp": trainer.is_fsdp_enabled})
 
 
 if __name__ == "__main__":
     sys.path.insert(0, os.getcwd())
-    losses = curve(per_device_batch=4, fsdp=True)
+    losses, ran = curve(per_device_batch=4, fsdp=True)
     if int(os.environ.get("RANK", "0")) == 0:
-        Path(sys.argv[1]).write_text(json.dumps(losses))
+        Path(sys.argv[1]).write_text(json.dumps({"losses": losses, **ran}))
