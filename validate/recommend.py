@@ -6,15 +6,19 @@ the pair on the capability continuum, and ranks the candidate objectives by
 
 1. **the measured dose-response curve** of the continuum experiment when its ``paired.csv`` exists
    (one row per position x supervision x optimizer x objective: Δ = exact match(objective) −
-   exact match(NLL) in points, with its 95% CI): Δ of each objective interpolated linearly in the
-   probe's answer p between the measured positions (constant beyond the ends);
+   exact match(NLL) in points, with its 95% CI): Δ of each objective smoothed over the measured
+   positions with a Gaussian kernel in the probe's answer p, its width chosen among
+   :data:`BANDWIDTHS` by leave-one-position-out on the measured grid (:func:`choose_bandwidth`).
+   On the shipped grid the chosen width is wide (0.5): Δ differs more between neighbouring
+   positions than the noise of a cell, so a local interpolation (the rule before) followed each
+   position's quirks and missed more held-out cells (README, "recommend");
 2. **the first-order theory** otherwise (paper Cor. E.6, probsft.theory.risk): the expected
    risk-reduction rate E_ỹ[Ṙ_f] = (1 − E)·clean + E·noisy on the model's own next-token
    distributions q of the sampled tokens (the data's targets taken as the true tokens, noisy labels
    uniform over the others), and E*, the noise rate above which f reduces risk faster than NLL.
 
 The rule (:func:`decide`, also what :func:`hit_rate` scores): with measured results, the objective
-of largest interpolated Δ if Δ exceeds the tie margin (2 points), else NLL (no objective is expected
+of largest smoothed Δ if Δ exceeds the tie margin (2 points), else NLL (no objective is expected
 to beat it by more than a tie); without them, the candidate of largest first-order rate at the
 assumed noise. Confidence: *high* when measured, the nearest measured position is within 0.1 of the
 probe's p and the CI of Δ excludes 0; *medium* when measured otherwise; *low* from theory alone.
@@ -43,6 +47,7 @@ PAIRED_COLUMNS = ("position", "probe_answer_p", "supervision", "optimizer", "obj
                   "delta", "ci_low", "ci_high", "tost_low", "tost_high", "mde", "verdict")
 TIE_MARGIN = 2.0              # exact-match points: a smaller gain is a tie (the experiment's ±2)
 NEAR = 0.1                    # a measured position this close in p counts as "at" the probe's p
+BANDWIDTHS = (0.05, 0.1, 0.2, 0.3, 0.5, math.inf)   # kernel widths in p the rule chooses among
 RATE_ELEMENTS = 1 << 24       # q values kept for the first-order rates: tokens x V <= 16M float32
 PLACEMENT = "answer"          # as the continuum experiment: answer tokens, not the eos format token
 
@@ -70,24 +75,35 @@ def read_paired(path) -> list[dict]:
     return rows
 
 
-def _interp(x: float, xs, ys) -> float:
-    order = np.argsort(xs)
-    return float(np.interp(x, np.asarray(xs, float)[order], np.asarray(ys, float)[order]))
+def _weights(xs, x: float, bandwidth: float) -> np.ndarray:
+    """Gaussian kernel weights of measured positions ``xs`` at probe p ``x`` (all 1 for an
+    infinite bandwidth), scaled so that the nearest position has weight 1 (no underflow)."""
+    d = np.abs(np.asarray(xs, float) - x)
+    if math.isinf(bandwidth):
+        return np.ones_like(d)
+    return np.exp(-0.5 * ((d / bandwidth) ** 2 - (d.min() / bandwidth) ** 2))
 
 
-def dose_response(cells, x: float, supervision: str, optimizer: str, positions=None) -> dict:
+def dose_response(cells, x: float, supervision: str, optimizer: str, positions=None,
+                  bandwidth: float | None = None) -> dict:
     """{objective: measured Δ at answer p ``x``} from paired cells of one supervision and optimizer
-    (only those at ``positions`` when given): delta, ci_low, ci_high linearly interpolated in p,
-    the nearest measured position, its distance in p and its verdict. NLL is the 0 reference."""
+    (only those at ``positions`` when given): delta, ci_low, ci_high smoothed over the measured
+    positions with a Gaussian kernel of width ``bandwidth`` in p (Nadaraya-Watson; an infinite
+    width is the plain mean over positions; None: chosen by :func:`choose_bandwidth` on these
+    cells), the nearest measured position, its distance in p and its verdict. NLL is the 0
+    reference. The smoothed CI is the same weighted mean of the cells' CIs, a summary, not a CI."""
     use = [c for c in cells if c["supervision"] == supervision and c["optimizer"] == optimizer
            and (positions is None or c["position"] in positions)]
+    if bandwidth is None:
+        bandwidth = choose_bandwidth(cells, positions)["bandwidth"]
     out = {}
     for spec in dict.fromkeys(c["objective"] for c in use):
         cs = [c for c in use if c["objective"] == spec]
-        xs = [c["probe_answer_p"] for c in cs]
+        w = _weights([c["probe_answer_p"] for c in cs], x, bandwidth)
         near = min(cs, key=lambda c: abs(c["probe_answer_p"] - x))
         out[probsft.objective(spec).spec] = {
-            **{k: _interp(x, xs, [c[k] for c in cs]) for k in ("delta", "ci_low", "ci_high")},
+            **{k: float(np.dot(w, [c[k] for c in cs]) / w.sum())
+               for k in ("delta", "ci_low", "ci_high")},
             "nearest_position": near["position"], "distance": abs(near["probe_answer_p"] - x),
             "verdict": near.get("verdict", "")}
     if out:
@@ -98,6 +114,11 @@ def dose_response(cells, x: float, supervision: str, optimizer: str, positions=N
 
 # ---------------------------------------------------------------------------------------------
 # the rule
+
+
+def _json_width(h):
+    """A kernel width for JSON: the number, or "inf" (JSON has no infinity)."""
+    return h if h is None or math.isfinite(h) else "inf"
 
 
 def decide(measured: dict, rates: dict | None = None, margin: float = TIE_MARGIN) -> dict:
@@ -127,41 +148,93 @@ def split_positions(cells) -> tuple[list[str], list[str]]:
     return names[0::2], names[1::2]
 
 
-def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN) -> dict:
-    """How often :func:`decide`, set on ``rule_positions`` only, lands within the tie band of the
-    best measured objective of each (position, supervision, optimizer) cell.
-
-    In the tie band: Δ(recommended) >= Δ(best) − margin, or the recommended objective's CI reaches
-    Δ(best) (indistinguishable from the best); NLL's Δ is 0. A recommendation not measured in a
-    cell is not scored. A cell is *informative* when the best objective beats NLL by more than the
-    margin (there, always answering NLL would miss). Returns {"rule": {...}, "held_out": {...},
-    "held_out_informative": {...}, "cells": [...]}, each summary with hits, scored and rate (None
-    when nothing was scored)."""
-    rule = set(rule_positions)
+def _cell_groups(cells) -> dict:
+    """{(position, supervision, optimizer): {spec: cell}}, NLL added as the 0 reference."""
     groups = {}
     for c in cells:
-        groups.setdefault((c["position"], c["supervision"], c["optimizer"]), []).append(c)
+        groups.setdefault((c["position"], c["supervision"], c["optimizer"]), {})[
+            probsft.objective(c["objective"]).spec] = c
+    for g in groups.values():
+        g["nll"] = {"delta": 0.0, "ci_high": 0.0, "probe_answer_p": next(iter(g.values()))[
+            "probe_answer_p"]}
+    return groups
+
+
+def _score(group: dict, rec: str, margin: float):
+    """(hit, best) of recommending ``rec`` in one cell, or None when ``rec`` was not measured.
+    A hit: Δ(rec) >= Δ(best) − margin, or rec's CI reaches Δ(best) (indistinguishable)."""
+    if rec not in group:
+        return None
+    best = max(group, key=lambda s: group[s]["delta"])
+    got = group[rec]
+    return got["delta"] >= group[best]["delta"] - margin or got["ci_high"] >= group[best]["delta"], best
+
+
+def choose_bandwidth(cells, positions=None, bandwidths=BANDWIDTHS, margin: float = TIE_MARGIN
+                     ) -> dict:
+    """The kernel width of the rule, by leave-one-position-out on ``positions`` (default: all):
+    for each candidate width, each position's cells are decided from the other positions only and
+    scored as in :func:`hit_rate`; the width with the most hits wins, ties to the narrower width
+    (the more local, as the continuum claims). With fewer than 3 positions: the plain mean (inf).
+    Returns {"bandwidth": h, "lopo": {h: [hits, scored]}}."""
+    groups = {k: g for k, g in _cell_groups(cells).items()
+              if positions is None or k[0] in positions}
+    names = sorted({k[0] for k in groups})
+    if len(names) < 3:
+        return {"bandwidth": math.inf, "lopo": {}}
+    lopo = {}
+    for h in bandwidths:
+        hits = scored = 0
+        for (pos, sup, opt), g in groups.items():
+            others = [n for n in names if n != pos]
+            x = g["nll"]["probe_answer_p"]
+            s = _score(g, decide(dose_response(cells, x, sup, opt, others, h),
+                                 margin=margin)["objective"], margin)
+            if s is not None:
+                hits, scored = hits + s[0], scored + 1
+        lopo[h] = [hits, scored]
+    best = max(bandwidths, key=lambda h: (lopo[h][0], -h))
+    return {"bandwidth": best, "lopo": lopo}
+
+
+def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN, test_cells=None,
+             bandwidth: float | None = None) -> dict:
+    """How often :func:`decide`, set on ``rule_positions`` only (its kernel width too, by
+    :func:`choose_bandwidth` on them unless ``bandwidth`` is given), lands within the tie band of
+    the best measured objective of each (position, supervision, optimizer) cell.
+
+    Scored: the cells of ``cells`` (held out: those not at a rule position), or, when
+    ``test_cells`` is given (another grid: a second backbone), those, all held out. In the tie band:
+    Δ(recommended) >= Δ(best) − margin, or the recommended objective's CI reaches Δ(best)
+    (indistinguishable from the best); NLL's Δ is 0. A recommendation not measured in a cell is not
+    scored. A cell is *informative* when the best objective beats NLL by more than the margin
+    (there, always answering NLL would miss). Returns {"bandwidth", "lopo", "rule", "held_out",
+    "held_out_informative", "cells"}, each summary with hits, scored and rate (None when nothing
+    was scored)."""
+    rule = set(rule_positions)
+    chosen = (choose_bandwidth(cells, rule, margin=margin) if bandwidth is None
+              else {"bandwidth": bandwidth, "lopo": {}})
+    h = chosen["bandwidth"]
     scored = []
-    for (pos, sup, opt), cs in sorted(groups.items()):
-        x = cs[0]["probe_answer_p"]
-        deltas = {probsft.objective(c["objective"]).spec: c for c in cs}
-        deltas["nll"] = {"delta": 0.0, "ci_high": 0.0}
-        best = max(deltas, key=lambda s: deltas[s]["delta"])
-        rec = decide(dose_response(cells, x, sup, opt, rule), margin=margin)["objective"]
-        if rec not in deltas:
+    for (pos, sup, opt), g in sorted(_cell_groups(cells if test_cells is None
+                                                  else test_cells).items()):
+        x = g["nll"]["probe_answer_p"]
+        rec = decide(dose_response(cells, x, sup, opt, rule, h), margin=margin)["objective"]
+        s = _score(g, rec, margin)
+        if s is None:
             continue
-        d_best, got = deltas[best]["delta"], deltas[rec]
-        hit = got["delta"] >= d_best - margin or got["ci_high"] >= d_best
+        hit, best = s
         scored.append({"position": pos, "probe_answer_p": x, "supervision": sup, "optimizer": opt,
-                       "held_out": pos not in rule, "recommended": rec, "best": best,
-                       "delta_recommended": got["delta"], "delta_best": d_best, "hit": hit,
-                       "informative": d_best > margin})
+                       "held_out": test_cells is not None or pos not in rule, "recommended": rec,
+                       "best": best, "delta_recommended": g[rec]["delta"],
+                       "delta_best": g[best]["delta"], "hit": hit,
+                       "informative": g[best]["delta"] > margin})
 
     def summary(rows):
         hits = sum(r["hit"] for r in rows)
         return {"hits": hits, "scored": len(rows), "rate": hits / len(rows) if rows else None}
 
-    return {"rule": summary([r for r in scored if not r["held_out"]]),
+    return {**chosen, "rule": summary([r for r in scored if not r["held_out"]]),
             "held_out": summary([r for r in scored if r["held_out"]]),
             "held_out_informative": summary([r for r in scored if r["held_out"]
                                              and r["informative"]]), "cells": scored}
@@ -302,7 +375,9 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
         results = next((path for path in (RESULTS / "validate_full" / "paired.csv",
                                           RESULTS / "validate" / "paired.csv") if path.exists()),
                        False)
-    measured = dose_response(read_paired(results), x, sup, optimizer) if results else {}
+    cells = read_paired(results) if results else []
+    width = choose_bandwidth(cells)["bandwidth"] if cells else None
+    measured = dose_response(cells, x, sup, optimizer, bandwidth=width) if cells else {}
     c_nll, n_nll = rates["nll"]
     cands = []
     for spec, obj in objs.items():
@@ -323,7 +398,7 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
     out = {
         "model": str(label), "data": str(data) if isinstance(data, (str, Path)) else "records",
         "noise": noise, "supervision": sup, "optimizer": optimizer,
-        "results": str(results) if results else None,
+        "results": str(results) if results else None, "bandwidth": _json_width(width),
         "probe": {k: stats[k] for k in ("examples", "tokens", "eos_tokens", "mean_p", "answer_mean_p",
                                         "eos_mean_p", "placement_mean_p", "frac_p_gt_0.55",
                                         "mean_entropy", "mean_sumsq", "p_histogram", "quantiles",
@@ -352,8 +427,10 @@ def explain(out: dict) -> list[str]:
     if rec["source"] == "measured":
         m = chosen["measured"]
         lines.append(f"measured ({out['results']}): {rec['resolved']} vs nll Δ = {m['delta']:+.1f} "
-                     f"exact-match points (95% CI {m['ci_low']:+.1f} .. {m['ci_high']:+.1f}), "
-                     f"interpolated at p {pr['placement_mean_p']:.3f}; nearest measured position "
+                     f"exact-match points (CI {m['ci_low']:+.1f} .. {m['ci_high']:+.1f}), smoothed "
+                     f"at p {pr['placement_mean_p']:.3f} over the measured positions (Gaussian "
+                     f"kernel, width {out['bandwidth']} in p, chosen by leave-one-position-out); "
+                     "nearest measured position "
                      f"{m['nearest_position'] or '-'} at distance {m['distance']:.2f}")
         if rec["resolved"] == "nll":
             lines.append(f"no objective beats nll by more than the {TIE_MARGIN:g}-point tie margin "
@@ -388,19 +465,28 @@ def format_report(out: dict) -> str:
 
 
 def main(argv=None) -> None:
-    """``python -m probsft.validate.recommend PAIRED_CSV``: the rule's hit rate on the continuum
-    grid, decided on every other position (by probe p) and reported on the rest."""
+    """``python -m probsft.validate.recommend PAIRED_CSV [TEST_CSV]``: the rule's hit rate on the
+    continuum grid, set on every other position (by probe p) and reported on the rest; with a
+    second grid (another backbone's ``paired.csv``), set on every position of the first and
+    reported on every cell of the second."""
     import json
     import sys
 
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        raise SystemExit("usage: python -m probsft.validate.recommend results/validate/paired.csv")
+    if len(args) not in (1, 2):
+        raise SystemExit("usage: python -m probsft.validate.recommend results/validate/paired.csv "
+                         "[results/validate_b/paired.csv]")
     cells = read_paired(args[0])
-    rule, held = split_positions(cells)
-    out = hit_rate(cells, rule)
-    print(json.dumps({"rule_positions": rule, "held_out_positions": held, "rule": out["rule"],
-                      "held_out": out["held_out"],
+    if len(args) == 2:
+        rule, held = sorted({c["position"] for c in cells}), ["every cell of " + args[1]]
+        out = hit_rate(cells, rule, test_cells=read_paired(args[1]))
+    else:
+        rule, held = split_positions(cells)
+        out = hit_rate(cells, rule)
+    print(json.dumps({"rule_positions": rule, "held_out_positions": held,
+                      "bandwidth": _json_width(out["bandwidth"]),
+                      "lopo": {str(k): f"{v[0]}/{v[1]}" for k, v in out["lopo"].items()},
+                      "rule": out["rule"], "held_out": out["held_out"],
                       "held_out_informative": out["held_out_informative"]}, indent=2))
     for c in out["cells"]:
         print(f"{c['position']:<14} p={c['probe_answer_p']:.3f} {c['supervision']:<9} "
