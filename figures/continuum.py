@@ -30,7 +30,8 @@ def draw(verdicts_json, out_stem) -> list[Path]:
 
     result = json.loads(Path(verdicts_json).read_text())
     cells = [c for c in result["cells"] if c["objective"] == "p"]
-    panels = list(dict.fromkeys((c["supervision"], c["optimizer"]) for c in cells)) or [("clean", "adamw")]
+    kinds = pred.by_kind(cells)
+    panels = list(kinds) or [("clean", "adamw")]
     sups = list(dict.fromkeys(s for s, _ in panels))
     opts = list(dict.fromkeys(o for _, o in panels))
     fig, axes = plt.subplots(len(opts), len(sups), figsize=(5.4 * len(sups), 4.2 * len(opts)),
@@ -40,8 +41,7 @@ def draw(verdicts_json, out_stem) -> list[Path]:
     for sup, opt in panels:
         ax = axes[opts.index(opt)][sups.index(sup)]
         ax.set_visible(True)
-        cs = sorted((c for c in cells if (c["supervision"], c["optimizer"]) == (sup, opt)),
-                    key=lambda c: c["probe_answer_p"])
+        cs = sorted(kinds.get((sup, opt), []), key=lambda c: c["probe_answer_p"])
         x = np.array([c["probe_answer_p"] for c in cs])
         y = np.array([c["delta"] for c in cs])
         lo, hi = np.array([c["ci_low"] for c in cs]), np.array([c["ci_high"] for c in cs])
@@ -91,12 +91,13 @@ def draw_alpha(result: dict, out_stem) -> list[Path]:
     score (left out of the trend); the legend gives Spearman's ρ and its one-sided p-value."""
     import matplotlib.pyplot as plt
 
+    from probsft.validate import predictions as pred
+
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     alphas = sorted({a["best_alpha"] for a in result["alpha"]} | {0.0, 1.0})
     level = {a: i for i, a in enumerate(alphas)}         # α on an ordinal axis (0 … 10)
-    groups = list(dict.fromkeys((a["supervision"], a["optimizer"]) for a in result["alpha"]))
-    for k, (sup, opt) in enumerate(groups):
-        rows = [a for a in result["alpha"] if (a["supervision"], a["optimizer"]) == (sup, opt)]
+    groups = pred.by_kind(result["alpha"])
+    for k, ((sup, opt), rows) in enumerate(groups.items()):
         x = np.array([a["probe_answer_p"] for a in rows])
         y = np.array([level[a["best_alpha"]] for a in rows]) + 0.06 * (k - len(groups) / 2)
         tied = np.array([a["tied"] for a in rows])

@@ -36,6 +36,14 @@ from probsft.paths import MODELS
 from probsft.theory.objective import IGNORE_INDEX
 
 SHIPPED = MODELS / "backbone"
+# A second backbone, `probsft backbone build --seed 1 --out models/backbone_b` (the shipped doses,
+# another seed): new (model, data) pairs on which the recommendation rule, set on the shipped
+# backbone's grid, is scored (results/validate_b). Its positions: the dial tasks whose build probe p
+# lies nearest to SECOND_TARGETS, one task each (:func:`positions_near`), fixed before any of its
+# fine-tunes ran.
+SECOND = MODELS / "backbone_b"
+SECOND_TARGETS = (0.05, 0.2, 0.45, 0.65, 0.8)
+SECOND_TASKS = ("t_sh2", "t_swp", "t_rol", "t_nov", "t_sh1")
 
 # The dial (probsft.validate.tasks.TRANSFORMS): each transformation's share of the pretraining
 # documents. Doses were set on the probe's answer-token p only (README, "the dial"), never on a
@@ -211,6 +219,18 @@ def dial_report(model, tok, n: int = 128, probe_sets=None) -> dict:
         out[name] = {"answer_p": round(stats["answer_mean_p"], 4),
                      "exact_match": round(summary["eval/exact_match"], 4)}
     return out
+
+
+def positions_near(dial: dict, targets) -> tuple[str, ...]:
+    """One dial task per target p, in order: the not yet chosen task of ``dial`` ({task:
+    {"answer_p": p, ...}}, a build record's probe) whose answer p lies nearest the target."""
+    if len(targets) > len(dial):
+        raise ConfigError(f"{len(targets)} targets but only {len(dial)} tasks to place on them")
+    chosen = []
+    for t in targets:
+        chosen.append(min((name for name in dial if name not in chosen),
+                          key=lambda name: abs(dial[name]["answer_p"] - t)))
+    return tuple(chosen)
 
 
 def load(path=None):

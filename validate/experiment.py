@@ -442,8 +442,7 @@ def analyse(rows: list[dict], margin: float = pred.TIE_MARGIN) -> dict:
     verdicts = [c for c in cells if c["verdict"]]
     counts = {v: sum(c["verdict"] == v for c in verdicts) for v in pred.VERDICTS}
     cross = {}
-    for sup, opt in dict.fromkeys((c["supervision"], c["optimizer"]) for c in verdicts):
-        cs = [c for c in verdicts if (c["supervision"], c["optimizer"]) == (sup, opt)]
+    for (sup, opt), cs in pred.by_kind(verdicts).items():
         S = min(len(c["per_seed"]) for c in cs)
         if len(cs) >= 2:
             cross[f"{sup}/{opt}"] = crossover([c["probe_answer_p"] for c in cs],
@@ -456,10 +455,8 @@ def analyse(rows: list[dict], margin: float = pred.TIE_MARGIN) -> dict:
             else "none", "fit_winner": "p" if c["train_answer_p"] > c["nll_train_answer_p"]
             else "nll"} for c in verdicts]
     alpha = best_alpha(rows)
-    by_kind = {f"{sup}/{opt}": {v: sum(c["verdict"] == v for c in verdicts
-                                     if (c["supervision"], c["optimizer"]) == (sup, opt))
-                                for v in pred.VERDICTS}
-               for sup, opt in dict.fromkeys((c["supervision"], c["optimizer"]) for c in verdicts)}
+    by_kind = {f"{sup}/{opt}": {v: sum(c["verdict"] == v for c in cs) for v in pred.VERDICTS}
+               for (sup, opt), cs in pred.by_kind(verdicts).items()}
     return {"cells": cells, "counts": counts, "counts_by_kind": by_kind, "crossover": cross,
             "base_exact_match": base,
             "fit": fit, "alpha": alpha, "alpha_trend": alpha_trend(alpha),
@@ -510,8 +507,8 @@ def alpha_trend(best: list[dict], perms: int = 10000, seed: int = 0) -> dict:
     from scipy.stats import rankdata, spearmanr
 
     out = {}
-    for sup, opt in dict.fromkeys((b["supervision"], b["optimizer"]) for b in best):
-        bs = [b for b in best if (b["supervision"], b["optimizer"]) == (sup, opt) and not b["tied"]]
+    for (sup, opt), group in pred.by_kind(best).items():
+        bs = [b for b in group if not b["tied"]]
         x = np.array([b["probe_answer_p"] for b in bs])
         y = np.array([b["best_alpha"] for b in bs])
         if len(bs) < 3 or len(set(y)) < 2:

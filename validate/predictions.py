@@ -131,3 +131,12 @@ def verdict(prediction: str, ci95: tuple[float, float], ci90: tuple[float, float
             return "confirmed"
         return "refuted" if sign == "p" else "inconclusive"
     raise ValueError(f"unknown prediction {prediction!r}")
+
+
+def by_kind(rows) -> dict[tuple[str, str], list]:
+    """{(supervision, optimizer): [row, ...]} in order of first appearance: the one grouping of
+    cells, best-α rows or verdicts by the kind of run (analysis, report and figure)."""
+    out: dict[tuple[str, str], list] = {}
+    for r in rows:
+        out.setdefault((r["supervision"], r["optimizer"]), []).append(r)
+    return out

@@ -32,10 +32,11 @@ def _ci(c) -> str:
             f"[{c['tost_low']:+.1f}, {c['tost_high']:+.1f}], MDE {c['mde']:.1f}")
 
 
-def report_lines(result: dict, cfg, rows: list[dict], command: str) -> list[str]:
+def report_lines(result: dict, cfg, rows: list[dict], command: str,
+                 backbone: str = "`probsft backbone build`, models/backbone") -> list[str]:
     """Markdown lines of the section, every number from the saved analysis."""
     total = ex.n_runs(cfg)
-    lines = [f"Command: `{command}` (backbone: `probsft backbone build`, models/backbone). "
+    lines = [f"Command: `{command}` (backbone: {backbone}). "
              f"Positions: the dial's transformations, placed by the base model's answer-token "
              f"mean p; {len(cfg.seeds)} seeds, {cfg.steps} steps, objectives "
              f"{', '.join(cfg.objectives)}, optimizers {', '.join(cfg.optimizers)}, supervision "
@@ -98,12 +99,10 @@ def report_lines(result: dict, cfg, rows: list[dict], command: str) -> list[str]
         lines += ["", "Best α of the (1 − p^α)/α family (NLL is α → 0, −p is α = 1) by mean exact "
                   "match, against probe p (prediction: rises with p); `tied`: several α share the "
                   "best score (e.g. all at the floor), left out of the trend:", ""]
-        groups = dict.fromkeys((a["supervision"], a["optimizer"]) for a in result["alpha"])
-        for sup, opt in groups:
+        for (sup, opt), group in pred.by_kind(result["alpha"]).items():
             tr = result["alpha_trend"][f"{sup}/{opt}"]
             cells = ", ".join(f"{a['probe_answer_p']:.2f} → {a['best_alpha']:g}"
-                              + (" (tied)" if a["tied"] else "")
-                              for a in result["alpha"] if (a["supervision"], a["optimizer"]) == (sup, opt))
+                              + (" (tied)" if a["tied"] else "") for a in group)
             trend = ("too few untied positions" if tr["rho"] is None else
                      f"Spearman ρ {tr['rho']:+.2f} over {tr['n']} untied positions, one-sided "
                      f"permutation p {tr['p_value']:.3f}")
@@ -122,8 +121,7 @@ def objective_matrix(result: dict) -> list[str]:
         return []
     lines = ["", "Every objective against NLL (Δ exact match in points, paired; ▲/▼: the 95% CI "
              "lies above/below 0):"]
-    for sup, opt in dict.fromkeys((c["supervision"], c["optimizer"]) for c in cells):
-        cs = [c for c in cells if (c["supervision"], c["optimizer"]) == (sup, opt)]
+    for (sup, opt), cs in pred.by_kind(cells).items():
         pos = sorted({(c["probe_answer_p"], c["position"]) for c in cs})
         lines += ["", f"{sup}/{opt}:", "", "| objective | " + " | ".join(
             f"{name} ({p:.2f})" for p, name in pos) + " |", "|---" * (len(pos) + 1) + "|"]
@@ -156,6 +154,14 @@ def adaptive_lines(result: dict) -> list[str]:
     return lines
 
 
+def _rate_text(s: dict) -> str:
+    return f"{s['hits']}/{s['scored']}" + ("" if s["rate"] is None else f" ({100 * s['rate']:.0f}%)")
+
+
+def _width_text(h: float) -> str:
+    return "the plain mean over positions" if math.isinf(h) else f"a Gaussian kernel of width {h:g} in p"
+
+
 def _lopo_text(lopo: dict) -> str:
     return ", ".join(f"{h:g} {v[0]}/{v[1]}" for h, v in lopo.items()) or "too few positions"
 
@@ -169,10 +175,8 @@ def hit_rate_lines(result: dict) -> list[str]:
         return []
     rule, held = split_positions(cells)
     out = hit_rate(cells, rule)
-    fmt = lambda s: (f"{s['hits']}/{s['scored']}" + ("" if s["rate"] is None else
-                                                      f" ({100 * s['rate']:.0f}%)"))
-    width = ("the plain mean over positions" if math.isinf(out["bandwidth"]) else
-             f"a Gaussian kernel of width {out['bandwidth']:g} in p")
+    fmt = _rate_text
+    width = _width_text(out["bandwidth"])
     return ["", "Recommendation (`probsft recommend`'s measured rule) against the best measured "
             "objective of each cell, the rule set on the positions "
             f"{', '.join(rule)} (Δ smoothed by {width}, the width chosen by leave-one-position-out "
@@ -206,7 +210,7 @@ def reproduce(out_dir: Path, full: bool) -> list[str]:
     lines = [*report_lines(result, cfg, ex.read_rows(out / "results.csv"), command), "",
              *[f"![continuum]({p.relative_to(Path(out_dir))})" for p in pictures
                if p.suffix == ".png"]]
-    return lines if full else lines + saved_full(Path(out_dir))
+    return lines if full else lines + saved_full(Path(out_dir)) + saved_second(Path(out_dir))
 
 
 def saved_full(out_dir: Path) -> list[str]:
@@ -227,3 +231,62 @@ def saved_full(out_dir: Path) -> list[str]:
             f"Analysed from `{folder.name}/results.csv` without new runs; `{command}` resumes it.",
             "", *report_lines(result, ex.FULL, rows, command), "",
             *[f"![continuum]({p.relative_to(out_dir)})" for p in pictures if p.suffix == ".png"]]
+
+
+SECOND = "validate_b"             # results folder of the second backbone's grid
+
+
+def second_command() -> str:
+    """The command that runs (or resumes) the second backbone's grid into results/validate_b."""
+    from probsft.validate.backbone import SECOND_TASKS
+
+    return (f"probsft validate --full --model models/backbone_b --tasks {' '.join(SECOND_TASKS)} "
+            f"--supervision clean token --out results/{SECOND}")
+
+
+def saved_second(out_dir: Path) -> list[str]:
+    """Report lines of the second backbone's saved grid (``validate_b/``, analysed and drawn again,
+    no new runs) and the recommendation rule's hit rate on it, the rule set on every position of
+    the shipped backbone's full grid: positions of another model, never seen when the rule was
+    set. [] when there are no saved runs; a line when they are not of ``models/backbone_b``."""
+    from probsft.validate import backbone
+    from probsft.validate.recommend import hit_rate, read_paired
+
+    folder = out_dir / SECOND
+    rows = ex.read_rows(folder / "results.csv")
+    if not rows:
+        return []
+    saved = json.loads((folder / "config.json").read_text())
+    if saved.get("model_sha256") != ex.model_fingerprint(backbone.SECOND):
+        return ["", f"The second backbone's saved runs ({folder.name}/) are not of "
+                "models/backbone_b: not reported."]
+    cfg = ex.ExperimentConfig.from_dict({k: v for k, v in saved.items() if k != "model_sha256"})
+    result = ex.write_analysis(rows, folder)
+    pictures = draw(folder / "verdicts.json", folder / "continuum")
+    lines = ["", "### A second backbone: held-out positions for the recommendation rule", "",
+             f"Analysed from `{folder.name}/results.csv` without new runs; `{second_command()}` "
+             "resumes it. The backbone: `probsft backbone build --seed 1 --out models/backbone_b` "
+             "(the shipped doses, another seed). Its positions were chosen by probe p alone, before "
+             "any of its fine-tunes ran.", "",
+             *report_lines(result, cfg, rows, second_command(),
+                           "`probsft backbone build --seed 1`, models/backbone_b"), "",
+             *[f"![continuum]({p.relative_to(out_dir)})" for p in pictures if p.suffix == ".png"]]
+    first = out_dir / ex.folder(True) / "paired.csv"
+    if not first.exists():
+        return lines
+    cells = read_paired(first)
+    out = hit_rate(cells, sorted({c["position"] for c in cells}),
+                   test_cells=read_paired(folder / "paired.csv"))
+    width = _width_text(out["bandwidth"])
+    fmt = _rate_text
+    return lines + [
+        "", "**The recommendation rule on the second backbone.** Set on every position of the "
+        f"shipped backbone's full grid (Δ smoothed by {width}, chosen by leave-one-position-out "
+        f"there: {_lopo_text(out['lopo'])}), scored on every cell of this grid, all held out "
+        f"(`python -m probsft.validate.recommend results/{ex.folder(True)}/paired.csv "
+        f"results/{SECOND}/paired.csv`): **{fmt(out['held_out'])}**; cells where NLL would "
+        f"miss: {fmt(out['held_out_informative'])}. Misses:"] + [
+        f"- {c['position']} (p {c['probe_answer_p']:.2f}) {c['supervision']}/{c['optimizer']}: "
+        f"recommended {c['recommended']} ({c['delta_recommended']:+.1f}), best {c['best']} "
+        f"({c['delta_best']:+.1f})" for c in out["cells"] if not c["hit"]] + (
+        [] if any(not c["hit"] for c in out["cells"]) else ["- none"])

@@ -123,3 +123,28 @@ def test_build_is_deterministic_and_stage1_folder_gives_the_same_model(tmp_path)
     a, b, c, s1 = (weights(tmp_path / n) for n in ("a", "b", "c", "s1"))
     assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
     assert not all(torch.equal(a[k], s1[k]) for k in a)           # stage 2 did change the model
+
+
+def test_second_backbone_and_its_positions():
+    """models/backbone_b is the shipped doses built with another seed, and its grid's positions are
+    the rule's: the dial tasks whose recorded build probe p lies nearest SECOND_TARGETS."""
+    import json
+
+    from probsft.validate.backbone import (DIAL_MIX, SECOND, SECOND_TARGETS, SECOND_TASKS,
+                                           positions_near)
+
+    cfg = BackboneConfig.from_dict(json.loads((SECOND / "backbone_config.json").read_text()))
+    assert cfg == dataclasses.replace(BackboneConfig(), seed=1) and cfg.dial_mix == DIAL_MIX
+    dial = json.loads((SECOND / "build.json").read_text())["dial"]
+    assert positions_near(dial, SECOND_TARGETS) == SECOND_TASKS
+    model, _ = load(SECOND)
+    assert type(model).__name__ == "LlamaForCausalLM"
+
+
+def test_positions_near_takes_each_task_once():
+    from probsft.validate.backbone import positions_near
+
+    dial = {"a": {"answer_p": 0.1}, "b": {"answer_p": 0.5}, "c": {"answer_p": 0.55}}
+    assert positions_near(dial, (0.5, 0.5, 0.0)) == ("b", "c", "a")
+    with pytest.raises(ConfigError, match="targets"):
+        positions_near(dial, (0.1,) * 4)
