@@ -166,6 +166,15 @@ def _lopo_text(lopo: dict) -> str:
     return ", ".join(f"{h:g} {v[0]}/{v[1]}" for h, v in lopo.items()) or "too few positions"
 
 
+def _miss_lines(scored: list[dict], mark_held_out: bool = True) -> list[str]:
+    """One line per cell the recommendation missed (``hit_rate``'s cells), or "- none"."""
+    return [f"- {c['position']} (p {c['probe_answer_p']:.2f}) {c['supervision']}/{c['optimizer']}"
+            f"{' (held out)' if c['held_out'] and mark_held_out else ''}: recommended "
+            f"{c['recommended']} "
+            f"({c['delta_recommended']:+.1f}), best {c['best']} ({c['delta_best']:+.1f})"
+            for c in scored if not c["hit"]] or ["- none"]
+
+
 def hit_rate_lines(result: dict) -> list[str]:
     """The recommendation rule's hit rate on these cells, set on every other position."""
     from probsft.validate.recommend import hit_rate, split_positions
@@ -175,21 +184,15 @@ def hit_rate_lines(result: dict) -> list[str]:
         return []
     rule, held = split_positions(cells)
     out = hit_rate(cells, rule)
-    fmt = _rate_text
-    width = _width_text(out["bandwidth"])
     return ["", "Recommendation (`probsft recommend`'s measured rule) against the best measured "
             "objective of each cell, the rule set on the positions "
-            f"{', '.join(rule)} (Δ smoothed by {width}, the width chosen by leave-one-position-out "
-            f"on them: {_lopo_text(out['lopo'])}) and scored on those and, held out, on "
-            f"{', '.join(held)} "
+            f"{', '.join(rule)} (Δ smoothed by {_width_text(out['bandwidth'])}, the width chosen by "
+            f"leave-one-position-out on them: {_lopo_text(out['lopo'])}) and scored on those and, "
+            f"held out, on {', '.join(held)} "
             f"(`python -m probsft.validate.recommend <folder>/paired.csv`): rule positions "
-            f"{fmt(out['rule'])}, held-out {fmt(out['held_out'])}, held-out cells where NLL "
-            f"would miss {fmt(out['held_out_informative'])}. Misses:"] + [
-        f"- {c['position']} (p {c['probe_answer_p']:.2f}) {c['supervision']}/{c['optimizer']}"
-        f"{' (held out)' if c['held_out'] else ''}: recommended {c['recommended']} "
-        f"({c['delta_recommended']:+.1f}), best {c['best']} ({c['delta_best']:+.1f})"
-        for c in out["cells"] if not c["hit"]] + ([] if any(not c["hit"] for c in out["cells"])
-                                                  else ["- none"])
+            f"{_rate_text(out['rule'])}, held-out {_rate_text(out['held_out'])}, held-out cells "
+            f"where NLL would miss {_rate_text(out['held_out_informative'])}. Misses:",
+            *_miss_lines(out["cells"])]
 
 
 def reproduce(out_dir: Path, full: bool) -> list[str]:
@@ -213,24 +216,39 @@ def reproduce(out_dir: Path, full: bool) -> list[str]:
     return lines if full else lines + saved_full(Path(out_dir)) + saved_second(Path(out_dir))
 
 
+def _saved_grid(folder: Path, model_path=None):
+    """A grid's saved runs analysed and drawn again, without new runs: None when there are none,
+    "other" when they are of another backbone than ``model_path`` (nothing written), else
+    (rows, saved config, analysis, figure paths)."""
+    rows = ex.read_rows(folder / "results.csv")
+    if not rows:
+        return None
+    saved = json.loads((folder / "config.json").read_text())
+    if saved.get("model_sha256") != ex.model_fingerprint(model_path):
+        return "other"
+    return rows, saved, ex.write_analysis(rows, folder), draw(folder / "verdicts.json",
+                                                              folder / "continuum")
+
+
+def _figure_lines(pictures, out_dir: Path) -> list[str]:
+    return [f"![continuum]({p.relative_to(out_dir)})" for p in pictures if p.suffix == ".png"]
+
+
 def saved_full(out_dir: Path) -> list[str]:
     """Report lines of the full grid's saved runs under ``out_dir`` (analysed and drawn again, no
     new runs); [] when there are none, a line saying so when they are of another backbone."""
     folder = out_dir / ex.folder(True)
-    rows = ex.read_rows(folder / "results.csv")
-    if not rows:
+    saved = _saved_grid(folder)
+    if saved is None:
         return []
-    saved = json.loads((folder / "config.json").read_text())
-    if saved.get("model_sha256") != ex.model_fingerprint():
+    if saved == "other":
         return ["", f"The full grid's saved runs ({folder.name}/) are of another backbone: not "
                 "reported; `probsft reproduce --only validate --full` starts it over."]
-    result = ex.write_analysis(rows, folder)
-    pictures = draw(folder / "verdicts.json", folder / "continuum")
+    rows, _, result, pictures = saved
     command = "probsft reproduce --only validate --full"
     return ["", "### The full grid, from its saved runs", "",
             f"Analysed from `{folder.name}/results.csv` without new runs; `{command}` resumes it.",
-            "", *report_lines(result, ex.FULL, rows, command), "",
-            *[f"![continuum]({p.relative_to(out_dir)})" for p in pictures if p.suffix == ".png"]]
+            "", *report_lines(result, ex.FULL, rows, command), "", *_figure_lines(pictures, out_dir)]
 
 
 SECOND = "validate_b"             # results folder of the second backbone's grid
@@ -253,16 +271,14 @@ def saved_second(out_dir: Path) -> list[str]:
     from probsft.validate.recommend import hit_rate, read_paired
 
     folder = out_dir / SECOND
-    rows = ex.read_rows(folder / "results.csv")
-    if not rows:
+    saved = _saved_grid(folder, backbone.SECOND)
+    if saved is None:
         return []
-    saved = json.loads((folder / "config.json").read_text())
-    if saved.get("model_sha256") != ex.model_fingerprint(backbone.SECOND):
+    if saved == "other":
         return ["", f"The second backbone's saved runs ({folder.name}/) are not of "
                 "models/backbone_b: not reported."]
-    cfg = ex.ExperimentConfig.from_dict({k: v for k, v in saved.items() if k != "model_sha256"})
-    result = ex.write_analysis(rows, folder)
-    pictures = draw(folder / "verdicts.json", folder / "continuum")
+    rows, config, result, pictures = saved
+    cfg = ex.ExperimentConfig.from_dict({k: v for k, v in config.items() if k != "model_sha256"})
     lines = ["", "### A second backbone: held-out positions for the recommendation rule", "",
              f"Analysed from `{folder.name}/results.csv` without new runs; `{second_command()}` "
              "resumes it. The backbone: `probsft backbone build --seed 1 --out models/backbone_b` "
@@ -270,23 +286,18 @@ def saved_second(out_dir: Path) -> list[str]:
              "any of its fine-tunes ran.", "",
              *report_lines(result, cfg, rows, second_command(),
                            "`probsft backbone build --seed 1`, models/backbone_b"), "",
-             *[f"![continuum]({p.relative_to(out_dir)})" for p in pictures if p.suffix == ".png"]]
+             *_figure_lines(pictures, out_dir)]
     first = out_dir / ex.folder(True) / "paired.csv"
     if not first.exists():
         return lines
     cells = read_paired(first)
     out = hit_rate(cells, sorted({c["position"] for c in cells}),
                    test_cells=read_paired(folder / "paired.csv"))
-    width = _width_text(out["bandwidth"])
-    fmt = _rate_text
     return lines + [
         "", "**The recommendation rule on the second backbone.** Set on every position of the "
-        f"shipped backbone's full grid (Δ smoothed by {width}, chosen by leave-one-position-out "
-        f"there: {_lopo_text(out['lopo'])}), scored on every cell of this grid, all held out "
-        f"(`python -m probsft.validate.recommend results/{ex.folder(True)}/paired.csv "
-        f"results/{SECOND}/paired.csv`): **{fmt(out['held_out'])}**; cells where NLL would "
-        f"miss: {fmt(out['held_out_informative'])}. Misses:"] + [
-        f"- {c['position']} (p {c['probe_answer_p']:.2f}) {c['supervision']}/{c['optimizer']}: "
-        f"recommended {c['recommended']} ({c['delta_recommended']:+.1f}), best {c['best']} "
-        f"({c['delta_best']:+.1f})" for c in out["cells"] if not c["hit"]] + (
-        [] if any(not c["hit"] for c in out["cells"]) else ["- none"])
+        f"shipped backbone's full grid (Δ smoothed by {_width_text(out['bandwidth'])}, chosen by "
+        f"leave-one-position-out there: {_lopo_text(out['lopo'])}), scored on every cell of this "
+        f"grid, all held out (`python -m probsft.validate.recommend results/{ex.folder(True)}/"
+        f"paired.csv results/{SECOND}/paired.csv`): **{_rate_text(out['held_out'])}**; cells where "
+        f"NLL would miss: {_rate_text(out['held_out_informative'])}. Misses:",
+        *_miss_lines(out["cells"], mark_held_out=False)]

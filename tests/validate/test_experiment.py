@@ -369,3 +369,36 @@ def test_reproduce_reports_the_full_grids_saved_runs_only_for_this_backbone(tmp_
     assert (folder / "paired.csv").exists() and (folder / "continuum.png").exists()
     (folder / "config.json").write_text(json.dumps({**config, "model_sha256": "other"}))
     assert "another backbone" in saved_full(tmp_path)[1]
+
+
+def test_reproduce_reports_the_second_backbone_and_scores_the_rule_on_it(tmp_path):
+    """The second backbone's saved grid is reported only for models/backbone_b's weights, and the
+    rule set on the first grid is scored on every one of its cells (all held out)."""
+    import dataclasses
+
+    from probsft.reproduce.validate import SECOND, saved_second
+    from probsft.validate import backbone
+    from probsft.validate.recommend import hit_rate, read_paired
+
+    assert saved_second(tmp_path) == []
+    rng = np.random.default_rng(7)
+    for name, model in ((ex.folder(True), None), (SECOND, backbone.SECOND)):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = _rows({spec: (rng.random((3, 20)) < 0.5).astype(int)
+                      for spec in ("nll", "p", "alpha(0.5)", "deft")})
+        ex._write_rows(folder / "results.csv", [{k: r.get(k, "") for k in ex.FIELDS} for r in rows])
+        config = {**dataclasses.asdict(ex.FULL), "model_sha256": ex.model_fingerprint(model)}
+        (folder / "config.json").write_text(json.dumps(config))
+    ex.write_analysis(ex.read_rows(tmp_path / ex.folder(True) / "results.csv"),
+                      tmp_path / ex.folder(True))
+    lines = saved_second(tmp_path)
+    assert "### A second backbone: held-out positions for the recommendation rule" in lines
+    cells = read_paired(tmp_path / ex.folder(True) / "paired.csv")
+    want = hit_rate(cells, sorted({c["position"] for c in cells}),
+                    test_cells=read_paired(tmp_path / SECOND / "paired.csv"))["held_out"]
+    rule_line = next(line for line in lines if line.startswith("**The recommendation rule"))
+    assert f"**{want['hits']}/{want['scored']}" in rule_line and want["scored"] > 0
+    assert (tmp_path / SECOND / "continuum.png").exists()
+    (tmp_path / SECOND / "config.json").write_text(json.dumps({**config, "model_sha256": "x"}))
+    assert "not of models/backbone_b" in saved_second(tmp_path)[1]
