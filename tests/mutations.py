@@ -99,6 +99,15 @@ MUTATIONS = [
              "loss = loss * self.accelerator.num_processes", "loss = loss",
              ("tests/validate/test_hf.py",),
              "multi-process TRL gradients shrink by the number of processes"),
+    Mutation("bandwidth-ties-wide", "validate/recommend.py",
+             "best = max(bandwidths, key=lambda h: (lopo[h][0], -h))",
+             "best = max(bandwidths, key=lambda h: (lopo[h][0], h))",
+             ("tests/validate/test_recommend.py",),
+             "the rule's kernel width breaks leave-one-out ties towards the wider kernel"),
+    Mutation("lopo-sees-itself", "validate/recommend.py",
+             "others = [n for n in names if n != pos]", "others = names",
+             ("tests/validate/test_recommend.py",),
+             "leave-one-position-out decides a position from itself too"),
 ]
 
 

@@ -83,6 +83,12 @@ def test_bandwidth_by_leave_one_position_out():
     # a flat +5 everywhere: every width hits everything; the narrowest wins the tie
     flat = choose_bandwidth(_cells([0.1, 0.4, 0.8], [5, 5, 5]))
     assert all(v == [3, 3] for v in flat["lopo"].values()) and flat["bandwidth"] == 0.05
+    # one outlier (+20 among -10s): left out, no position can predict it, and a narrow kernel
+    # carries it to its neighbours (1/4); wide kernels average it away (3/4). A position that
+    # also saw itself would hit everywhere (4/4)
+    outlier = choose_bandwidth(_cells([0.1, 0.2, 0.3, 0.4], [-10, -10, 20, -10]))
+    assert outlier["lopo"][0.05] == [1, 4] and outlier["lopo"][math.inf] == [3, 4]
+    assert outlier["bandwidth"] == 0.5
     assert choose_bandwidth(step, ["x0.1", "x0.9"]) == {"bandwidth": math.inf, "lopo": {}}
     # dose_response chooses the width itself when none is given
     assert dose_response(step, 0.75, "clean", "adamw")["p"]["delta"] == pytest.approx(10, abs=0.1)
