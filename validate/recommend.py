@@ -116,6 +116,12 @@ def dose_response(cells, x: float, supervision: str, optimizer: str, positions=N
 # the rule
 
 
+def width_text(h: float) -> str:
+    """A kernel width in words: infinite is the plain mean over positions."""
+    return ("the plain mean over positions" if math.isinf(h)
+            else f"a Gaussian kernel of width {h:g} in p")
+
+
 def _json_width(h):
     """A kernel width for JSON: the number, or "inf" (JSON has no infinity)."""
     return h if h is None or math.isfinite(h) else "inf"
@@ -168,6 +174,23 @@ def _score(group: dict, rec: str, margin: float):
     best = max(group, key=lambda s: group[s]["delta"])
     got = group[rec]
     return got["delta"] >= group[best]["delta"] - margin or got["ci_high"] >= group[best]["delta"], best
+
+
+def in_band_counts(cells, supervision: str, optimizer: str, margin: float = TIE_MARGIN
+                   ) -> dict[str, list[int]]:
+    """{objective: [cells within the tie band of the best, cells measured]} over every measured
+    position of one supervision and optimizer, best first: how often a fixed choice, blind to the
+    probe, would have been right there (evidence beside the rule, not the rule)."""
+    counts: dict[str, list[int]] = {}
+    for (_, sup, opt), g in _cell_groups(cells).items():
+        if (sup, opt) != (supervision, optimizer):
+            continue
+        for spec in g:
+            hit, _ = _score(g, spec, margin)
+            counts.setdefault(spec, [0, 0])
+            counts[spec][0] += hit
+            counts[spec][1] += 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0])))
 
 
 def choose_bandwidth(cells, positions=None, bandwidths=BANDWIDTHS, margin: float = TIE_MARGIN
@@ -406,6 +429,7 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
         "rate_tokens": int(len(y_star)), "alpha_auto": alpha_auto.spec,
         "candidates": cands, "ranking": [r["spec"] for r in cands],
         "recommendation": {**rec, "objective": chosen["spec"], "resolved": chosen["resolved"]},
+        "in_band": in_band_counts(cells, sup, optimizer) if cells else {},
         "seconds": round(time.perf_counter() - start, 2)}
     out["why"] = explain(out)
     return out
@@ -427,9 +451,9 @@ def explain(out: dict) -> list[str]:
     if rec["source"] == "measured":
         m = chosen["measured"]
         lines.append(f"measured ({out['results']}): {rec['resolved']} vs nll Δ = {m['delta']:+.1f} "
-                     f"exact-match points (CI {m['ci_low']:+.1f} .. {m['ci_high']:+.1f}), smoothed "
-                     f"at p {pr['placement_mean_p']:.3f} over the measured positions (Gaussian "
-                     f"kernel, width {out['bandwidth']} in p, chosen by leave-one-position-out); "
+                     f"exact-match points (CI {m['ci_low']:+.1f} .. {m['ci_high']:+.1f}) at p "
+                     f"{pr['placement_mean_p']:.3f}, smoothed over the measured positions by "
+                     f"{width_text(float(out['bandwidth']))} (chosen by leave-one-position-out); "
                      "nearest measured position "
                      f"{m['nearest_position'] or '-'} at distance {m['distance']:.2f}")
         if rec["resolved"] == "nll":
@@ -439,6 +463,15 @@ def explain(out: dict) -> list[str]:
         lines.append("no measured dose-response results: ranked by the first-order risk-reduction "
                      f"rate at E on the model's own distributions ({out['rate_tokens']} tokens); "
                      "the expected gain's size is not predicted by the linearised theory")
+    band = out["in_band"]
+    if band:
+        top, (hits, n) = next(iter(band.items()))
+        mine = band.get(rec["resolved"])
+        lines.append(f"probe-blind check: over the {n} measured positions of "
+                     f"{out['supervision']}/{out['optimizer']}, {top} was within the "
+                     f"{TIE_MARGIN:g}-point band of the best in {hits}"
+                     + ("" if mine is None or rec["resolved"] == top else
+                        f"; {rec['resolved']} in {mine[0]} of {mine[1]}"))
     if chosen["vs_nll"]:
         lines.append(f"first order: {chosen['vs_nll']}")
     rival = next((r for r in out["candidates"] if r["resolved"] not in (rec["resolved"], "nll")

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from probsft.figures.continuum import draw
@@ -158,10 +157,6 @@ def _rate_text(s: dict) -> str:
     return f"{s['hits']}/{s['scored']}" + ("" if s["rate"] is None else f" ({100 * s['rate']:.0f}%)")
 
 
-def _width_text(h: float) -> str:
-    return "the plain mean over positions" if math.isinf(h) else f"a Gaussian kernel of width {h:g} in p"
-
-
 def _lopo_text(lopo: dict) -> str:
     return ", ".join(f"{h:g} {v[0]}/{v[1]}" for h, v in lopo.items()) or "too few positions"
 
@@ -177,7 +172,7 @@ def _miss_lines(scored: list[dict], mark_held_out: bool = True) -> list[str]:
 
 def hit_rate_lines(result: dict) -> list[str]:
     """The recommendation rule's hit rate on these cells, set on every other position."""
-    from probsft.validate.recommend import hit_rate, split_positions
+    from probsft.validate.recommend import hit_rate, split_positions, width_text
 
     cells = result["cells"]
     if not cells:
@@ -186,7 +181,7 @@ def hit_rate_lines(result: dict) -> list[str]:
     out = hit_rate(cells, rule)
     return ["", "Recommendation (`probsft recommend`'s measured rule) against the best measured "
             "objective of each cell, the rule set on the positions "
-            f"{', '.join(rule)} (Δ smoothed by {_width_text(out['bandwidth'])}, the width chosen by "
+            f"{', '.join(rule)} (Δ smoothed by {width_text(out['bandwidth'])}, the width chosen by "
             f"leave-one-position-out on them: {_lopo_text(out['lopo'])}) and scored on those and, "
             f"held out, on {', '.join(held)} "
             f"(`python -m probsft.validate.recommend <folder>/paired.csv`): rule positions "
@@ -268,7 +263,7 @@ def saved_second(out_dir: Path) -> list[str]:
     the shipped backbone's full grid: positions of another model, never seen when the rule was
     set. [] when there are no saved runs; a line when they are not of ``models/backbone_b``."""
     from probsft.validate import backbone
-    from probsft.validate.recommend import hit_rate, read_paired
+    from probsft.validate.recommend import hit_rate, read_paired, width_text
 
     folder = out_dir / SECOND
     saved = _saved_grid(folder, backbone.SECOND)
@@ -295,7 +290,7 @@ def saved_second(out_dir: Path) -> list[str]:
                    test_cells=read_paired(folder / "paired.csv"))
     return lines + [
         "", "**The recommendation rule on the second backbone.** Set on every position of the "
-        f"shipped backbone's full grid (Δ smoothed by {_width_text(out['bandwidth'])}, chosen by "
+        f"shipped backbone's full grid (Δ smoothed by {width_text(out['bandwidth'])}, chosen by "
         f"leave-one-position-out there: {_lopo_text(out['lopo'])}), scored on every cell of this "
         f"grid, all held out (`python -m probsft.validate.recommend results/{ex.folder(True)}/"
         f"paired.csv results/{SECOND}/paired.csv`): **{_rate_text(out['held_out'])}**; cells where "

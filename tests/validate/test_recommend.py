@@ -15,7 +15,8 @@ from probsft.cli import main
 from probsft.paths import MODELS
 from probsft.validate.data import collate, tokenize_sft
 from probsft.validate.recommend import (PAIRED_COLUMNS, choose_bandwidth, decide, dose_response,
-                                        hit_rate, read_paired, recommend, split_positions)
+                                        hit_rate, in_band_counts, read_paired, recommend,
+                                        split_positions)
 
 # (position, probe p) and Δ vs nll in points for -p and alpha(10), clean supervision, AdamW
 POSITIONS = [("w1", 0.1), ("i1", 0.3), ("i2", 0.6), ("s1", 0.9)]
@@ -94,6 +95,15 @@ def test_bandwidth_by_leave_one_position_out():
     assert dose_response(step, 0.75, "clean", "adamw")["p"]["delta"] == pytest.approx(10, abs=0.1)
 
 
+def test_in_band_counts_how_often_a_fixed_choice_was_right(tmp_path):
+    cells = read_paired(_write_paired(tmp_path / "paired.csv"))
+    # w1: nll best; i1: nll best, -p -1 in the band; i2: all three in the band of -p's +1;
+    # s1: alpha(10) +12, -p +8 (CI to +9.5) out of it
+    assert in_band_counts(cells, "clean", "adamw") == {"nll": [3, 4], "alpha(10)": [2, 4],
+                                                       "p": [2, 4]}
+    assert in_band_counts(cells, "token", "adamw") == {}
+
+
 def test_hit_rate_held_out_positions_on_known_cells(tmp_path):
     cells = read_paired(_write_paired(tmp_path / "paired.csv", half_width=0.5))
     rule, held = split_positions(cells)
@@ -150,6 +160,10 @@ def test_recommend_on_a_tiny_model_folder(tmp_path, saved_model, jsonl, records)
     assert out["probe"]["tokens"] == sum(len(r["response"]) + 1 for r in records)
     assert out["ranking"][0] in ("p", "alpha(10)", "nll") and len(out["candidates"]) == 10
     assert out["recommendation"]["source"] == "measured" and out["why"]
+    assert out["in_band"] == in_band_counts(read_paired(paired), "clean", "adamw")
+    assert any(line.startswith("probe-blind check: over the 4 measured positions of clean/adamw, "
+                               "nll was within the 2-point band of the best in 3")
+               for line in out["why"])
     rates = {c["spec"]: c for c in out["candidates"]}
     model, tok = load_model_and_tokenizer(str(saved_model))
     assert rates["nll"]["rate_clean"] == pytest.approx(_direct_nll_rates(model, tok, records),
