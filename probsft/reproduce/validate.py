@@ -211,18 +211,18 @@ def reproduce(out_dir: Path, full: bool) -> list[str]:
     return lines if full else lines + saved_full(Path(out_dir)) + saved_second(Path(out_dir))
 
 
-def _saved_grid(folder: Path, model_path=None):
-    """A grid's saved runs analysed and drawn again, without new runs: None when there are none,
-    "other" when they are of another backbone than ``model_path`` (nothing written), else
-    (rows, saved config, analysis, figure paths)."""
+def _saved_grid(folder: Path, other: str, model_path=None):
+    """A grid's saved runs analysed and drawn again, without new runs. Returns (lines, saved):
+    ([], None) when there are none; (["", other], None) when they are of another backbone than
+    ``model_path`` (nothing written); else ([], (rows, saved config, analysis, figure paths))."""
     rows = ex.read_rows(folder / "results.csv")
     if not rows:
-        return None
-    saved = json.loads((folder / "config.json").read_text())
-    if saved.get("model_sha256") != ex.model_fingerprint(model_path):
-        return "other"
-    return rows, saved, ex.write_analysis(rows, folder), draw(folder / "verdicts.json",
-                                                              folder / "continuum")
+        return [], None
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("model_sha256") != ex.model_fingerprint(model_path):
+        return ["", other], None
+    return [], (rows, config, ex.write_analysis(rows, folder),
+                draw(folder / "verdicts.json", folder / "continuum"))
 
 
 def _figure_lines(pictures, out_dir: Path) -> list[str]:
@@ -233,12 +233,11 @@ def saved_full(out_dir: Path) -> list[str]:
     """Report lines of the full grid's saved runs under ``out_dir`` (analysed and drawn again, no
     new runs); [] when there are none, a line saying so when they are of another backbone."""
     folder = out_dir / ex.folder(True)
-    saved = _saved_grid(folder)
+    lines, saved = _saved_grid(folder, f"The full grid's saved runs ({folder.name}/) are of "
+                               "another backbone: not reported; `probsft reproduce --only validate "
+                               "--full` starts it over.")
     if saved is None:
-        return []
-    if saved == "other":
-        return ["", f"The full grid's saved runs ({folder.name}/) are of another backbone: not "
-                "reported; `probsft reproduce --only validate --full` starts it over."]
+        return lines
     rows, _, result, pictures = saved
     command = "probsft reproduce --only validate --full"
     return ["", "### The full grid, from its saved runs", "",
@@ -266,12 +265,10 @@ def saved_second(out_dir: Path) -> list[str]:
     from probsft.validate.recommend import hit_rate, read_paired, width_text
 
     folder = out_dir / SECOND
-    saved = _saved_grid(folder, backbone.SECOND)
+    lines, saved = _saved_grid(folder, f"The second backbone's saved runs ({folder.name}/) are "
+                               "not of models/backbone_b: not reported.", backbone.SECOND)
     if saved is None:
-        return []
-    if saved == "other":
-        return ["", f"The second backbone's saved runs ({folder.name}/) are not of "
-                "models/backbone_b: not reported."]
+        return lines
     rows, config, result, pictures = saved
     cfg = ex.ExperimentConfig.from_dict({k: v for k, v in config.items() if k != "model_sha256"})
     lines = ["", "### A second backbone: held-out positions for the recommendation rule", "",
