@@ -9,9 +9,10 @@ the pair on the capability continuum, and ranks the candidate objectives by
    exact match(NLL) in points, with its 95% CI): Δ of each objective smoothed over the measured
    positions with a Gaussian kernel in the probe's answer p, its width chosen among
    :data:`BANDWIDTHS` by leave-one-position-out on the measured grid (:func:`choose_bandwidth`).
-   On the shipped grid the chosen width is wide (0.5): Δ differs more between neighbouring
-   positions than the noise of a cell, so a local interpolation (the rule before) followed each
-   position's quirks and missed more held-out cells (README, "recommend");
+   On the shipped grid the chosen width is wide (0.5 on its first 2,410 runs, ∞ — the plain mean
+   — on all 4,010): Δ differs more between neighbouring positions than the noise of a cell, so a
+   local interpolation (the rule before) followed each position's quirks and missed more held-out
+   cells (README, "recommend");
 2. **the first-order theory** otherwise (paper Cor. E.6, probsft.theory.risk): the expected
    risk-reduction rate E_ỹ[Ṙ_f] = (1 − E)·clean + E·noisy on the model's own next-token
    distributions q of the sampled tokens (the data's targets taken as the true tokens, noisy labels

@@ -206,8 +206,7 @@ def reproduce(out_dir: Path, full: bool) -> list[str]:
                            workers=ex.default_workers())
     command = "probsft reproduce --only validate" + (" --full" if full else "")
     lines = [*report_lines(result, cfg, ex.read_rows(out / "results.csv"), command), "",
-             *[f"![continuum]({p.relative_to(Path(out_dir))})" for p in pictures
-               if p.suffix == ".png"]]
+             *_figure_lines(pictures, Path(out_dir))]
     return lines if full else lines + saved_full(Path(out_dir)) + saved_second(Path(out_dir))
 
 
