@@ -105,7 +105,7 @@ MUTATIONS = [
              ("tests/validate/test_recommend.py",),
              "the rule's kernel width breaks leave-one-out ties towards the wider kernel"),
     Mutation("lopo-sees-itself", "validate/recommend.py",
-             "others = [n for n in names if n != pos]", "others = names",
+             "if n != pos and (s2, o2) == (sup, opt)]", "if (s2, o2) == (sup, opt)]",
              ("tests/validate/test_recommend.py",),
              "leave-one-position-out decides a position from itself too"),
 ]

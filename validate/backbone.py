@@ -44,6 +44,11 @@ SHIPPED = MODELS / "backbone"
 SECOND = MODELS / "backbone_b"
 SECOND_TARGETS = (0.05, 0.2, 0.45, 0.65, 0.8)
 SECOND_TASKS = ("t_sh2", "t_swp", "t_rol", "t_nov", "t_sh1")
+# A third, `probsft backbone build --seed 2 --threads 2 --out models/backbone_c`: the held-out test
+# of the band rule (probsft.validate.recommend.RULE), registered before its grid ran, under all
+# four noise kinds (results/validate_c). Positions picked as for the second, same targets.
+THIRD = MODELS / "backbone_c"
+THIRD_TARGETS = SECOND_TARGETS
 
 # The dial (probsft.validate.tasks.TRANSFORMS): each transformation's share of the pretraining
 # documents. Doses were set on the probe's answer-token p only (README, "the dial"), never on a

@@ -32,6 +32,7 @@ probe's p and the CI of Δ excludes 0; *medium* when measured otherwise; *low* f
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import time
 from pathlib import Path
@@ -57,8 +58,10 @@ PLACEMENT = "answer"          # as the continuum experiment: answer tokens, not 
 # the measured dose-response results
 
 
-def read_paired(path) -> list[dict]:
-    """Rows of a ``paired.csv`` with numbers parsed; a missing column or bad number is a UserError."""
+def read_paired(path, tag: str | None = None) -> list[dict]:
+    """Rows of a ``paired.csv`` with numbers parsed; a missing column or bad number is a UserError.
+    With ``tag``, each position is named ``tag:position`` (grids of two backbones share task
+    names but not positions)."""
     path = Path(path)
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -73,7 +76,24 @@ def read_paired(path) -> list[dict]:
                              "n_seeds": int(float(r["n_seeds"]))})
             except ValueError as err:
                 raise UserError(f"{path}:{i}: {err}") from None
+            if tag:
+                rows[-1]["position"] = f"{tag}:{r['position']}"
     return rows
+
+
+def read_grids(paths) -> list[dict]:
+    """The cells of one or several ``paired.csv`` files (one path or a list). With several, each
+    grid's positions are tagged by its folder's name (``validate_b:t_sh2``), so that the same task
+    on two backbones counts as two positions."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise UserError("no paired.csv given")
+    if len(paths) == 1:
+        return read_paired(paths[0])
+    tags = [Path(p).resolve().parent.name for p in paths]
+    if len(set(tags)) < len(tags):
+        raise UserError(f"grids in folders of the same name cannot be told apart: {tags}")
+    return [c for p, t in zip(paths, tags) for c in read_paired(p, t)]
 
 
 def _weights(xs, x: float, bandwidth: float) -> np.ndarray:
@@ -86,30 +106,43 @@ def _weights(xs, x: float, bandwidth: float) -> np.ndarray:
 
 
 def dose_response(cells, x: float, supervision: str, optimizer: str, positions=None,
-                  bandwidth: float | None = None) -> dict:
+                  bandwidth: float | None = None, margin: float = TIE_MARGIN,
+                  rule: str | None = None) -> dict:
     """{objective: measured Δ at answer p ``x``} from paired cells of one supervision and optimizer
-    (only those at ``positions`` when given): delta, ci_low, ci_high smoothed over the measured
-    positions with a Gaussian kernel of width ``bandwidth`` in p (Nadaraya-Watson; an infinite
-    width is the plain mean over positions; None: chosen by :func:`choose_bandwidth` on these
-    cells), the nearest measured position, its distance in p and its verdict. NLL is the 0
-    reference. The smoothed CI is the same weighted mean of the cells' CIs, a summary, not a CI."""
-    use = [c for c in cells if c["supervision"] == supervision and c["optimizer"] == optimizer
-           and (positions is None or c["position"] in positions)]
+    (only those at ``positions`` when given), smoothed over the measured positions with a Gaussian
+    kernel of width ``bandwidth`` in p (Nadaraya-Watson; an infinite width is the plain mean over
+    positions; None: chosen for ``rule`` by :func:`choose_bandwidth` on these cells). Per
+    objective: delta, ci_low, ci_high (the same weighted mean of the cells' CIs, a summary, not a
+    CI), band (the weighted share of positions where it was within the tie band of that
+    position's best, :func:`_score`), the nearest measured position, its distance in p and its
+    verdict. NLL is the 0 reference."""
     if bandwidth is None:
-        bandwidth = choose_bandwidth(cells, positions)["bandwidth"]
+        bandwidth = choose_bandwidth(cells, positions, margin=margin, rule=rule)["bandwidth"]
+    groups = [g for (pos, sup, opt), g in _cell_groups(cells).items()
+              if (sup, opt) == (supervision, optimizer) and (positions is None or pos in positions)]
+    return _smoothed(groups, x, bandwidth, margin)
+
+
+def _smoothed(groups, x: float, bandwidth: float, margin: float) -> dict:
+    """:func:`dose_response` on position groups of one supervision and optimizer."""
+    rows: dict[str, list] = {}
+    for g in groups:
+        for spec, c in g.items():
+            rows.setdefault(spec, []).append((c, _score(g, spec, margin)[0]))
     out = {}
-    for spec in dict.fromkeys(c["objective"] for c in use):
-        cs = [c for c in use if c["objective"] == spec]
-        w = _weights([c["probe_answer_p"] for c in cs], x, bandwidth)
-        near = min(cs, key=lambda c: abs(c["probe_answer_p"] - x))
-        out[probsft.objective(spec).spec] = {
-            **{k: float(np.dot(w, [c[k] for c in cs]) / w.sum())
-               for k in ("delta", "ci_low", "ci_high")},
-            "nearest_position": near["position"], "distance": abs(near["probe_answer_p"] - x),
-            "verdict": near.get("verdict", "")}
-    if out:
-        out["nll"] = {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "nearest_position": None,
-                      "distance": min(v["distance"] for v in out.values()), "verdict": "reference"}
+    for spec, rs in rows.items():
+        w = _weights([c["probe_answer_p"] for c, _ in rs], x, bandwidth)
+        near = min((c for c, _ in rs), key=lambda c: abs(c["probe_answer_p"] - x))
+        out[spec] = {**{k: float(np.dot(w, [c[k] for c, _ in rs]) / w.sum())
+                        for k in ("delta", "ci_low", "ci_high")},
+                     "band": float(np.dot(w, [hit for _, hit in rs]) / w.sum()),
+                     "nearest_position": near["position"],
+                     "distance": abs(near["probe_answer_p"] - x),
+                     "verdict": near.get("verdict", "")}
+    if "nll" in out:
+        others = [v["distance"] for s, v in out.items() if s != "nll"]
+        out["nll"].update(nearest_position=None, distance=min(others, default=0.0),
+                          verdict="reference")
     return out
 
 
@@ -128,14 +161,43 @@ def _json_width(h):
     return h if h is None or math.isfinite(h) else "inf"
 
 
-def decide(measured: dict, rates: dict | None = None, margin: float = TIE_MARGIN) -> dict:
-    """The recommendation from measured Δs (``dose_response``) or, without them, first-order rates
-    ({spec: expected rate at the assumed noise}). Returns objective, source, gain, confidence."""
+def _by_band(measured: dict, margin: float) -> str:
+    """The objective most often within the tie band of the best (smoothed), ties to larger Δ."""
+    return max(measured, key=lambda s: (measured[s]["band"], measured[s]["delta"]))
+
+
+def _by_delta(measured: dict, margin: float) -> str:
+    """The objective of largest smoothed Δ, or NLL when that Δ is within the tie margin."""
+    best = max(measured, key=lambda s: measured[s]["delta"])
+    return best if measured[best]["delta"] > margin else "nll"
+
+
+# The rules that pick an objective from the smoothed measured results (:func:`dose_response`).
+# "band", the default since the third backbone's test was registered (README, "recommend"):
+# scored by the tie band, so it picks what most often lands in it. "delta": the rule before.
+RULES = {"band": _by_band, "delta": _by_delta}
+RULE = "band"
+RULE_TEXT = {"band": f"the objective most often within the {TIE_MARGIN:g}-point band of each "
+                     "measured position's best (ties: the larger Δ)",
+             "delta": f"the objective of largest Δ if it exceeds the {TIE_MARGIN:g}-point tie "
+                      "margin, else nll"}
+
+
+def _rule(rule: str | None):
+    if (rule or RULE) not in RULES:
+        raise UserError(f"unknown rule {rule!r}; choose from {sorted(RULES)}")
+    return RULES[rule or RULE]
+
+
+def decide(measured: dict, rates: dict | None = None, margin: float = TIE_MARGIN,
+           rule: str | None = None) -> dict:
+    """The recommendation from measured results (``dose_response``, picked by ``rule``, default
+    :data:`RULE`) or, without them, first-order rates ({spec: expected rate at the assumed
+    noise}). Returns objective, source, gain, confidence."""
+    pick = _rule(rule)
     if measured:
-        best = max(measured, key=lambda s: measured[s]["delta"])
+        best = pick(measured, margin)
         m = measured[best]
-        if m["delta"] <= margin:
-            best, m = "nll", measured["nll"]
         near = m["distance"] <= NEAR
         sure = near and (best == "nll" or m["ci_low"] > 0)
         return {"objective": best, "source": "measured", "expected_gain": m["delta"],
@@ -155,15 +217,22 @@ def split_positions(cells) -> tuple[list[str], list[str]]:
     return names[0::2], names[1::2]
 
 
+@functools.lru_cache(maxsize=None)
+def _spec(name: str) -> str:
+    """The registry's canonical spelling of an objective (``alpha(1.0)`` -> ``alpha(1)``)."""
+    return probsft.objective(name).spec
+
+
 def _cell_groups(cells) -> dict:
     """{(position, supervision, optimizer): {spec: cell}}, NLL added as the 0 reference."""
     groups = {}
     for c in cells:
         groups.setdefault((c["position"], c["supervision"], c["optimizer"]), {})[
-            probsft.objective(c["objective"]).spec] = c
-    for g in groups.values():
-        g["nll"] = {"delta": 0.0, "ci_high": 0.0, "probe_answer_p": next(iter(g.values()))[
-            "probe_answer_p"]}
+            _spec(c["objective"])] = c
+    for (pos, _, _), g in groups.items():
+        g["nll"] = {"position": pos, "delta": 0.0, "ci_low": 0.0, "ci_high": 0.0,
+                    "probe_answer_p": next(iter(g.values()))["probe_answer_p"],
+                    "verdict": "reference"}
     return groups
 
 
@@ -194,8 +263,8 @@ def in_band_counts(cells, supervision: str, optimizer: str, margin: float = TIE_
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0])))
 
 
-def choose_bandwidth(cells, positions=None, bandwidths=BANDWIDTHS, margin: float = TIE_MARGIN
-                     ) -> dict:
+def choose_bandwidth(cells, positions=None, bandwidths=BANDWIDTHS, margin: float = TIE_MARGIN,
+                     rule: str | None = None) -> dict:
     """The kernel width of the rule, by leave-one-position-out on ``positions`` (default: all):
     for each candidate width, each position's cells are decided from the other positions only and
     scored as in :func:`hit_rate`; the width with the most hits wins, ties to the narrower width
@@ -210,10 +279,11 @@ def choose_bandwidth(cells, positions=None, bandwidths=BANDWIDTHS, margin: float
     for h in bandwidths:
         hits = scored = 0
         for (pos, sup, opt), g in groups.items():
-            others = [n for n in names if n != pos]
+            others = [o for (n, s2, o2), o in groups.items()
+                      if n != pos and (s2, o2) == (sup, opt)]
             x = g["nll"]["probe_answer_p"]
-            s = _score(g, decide(dose_response(cells, x, sup, opt, others, h),
-                                 margin=margin)["objective"], margin)
+            s = _score(g, decide(_smoothed(others, x, h, margin), margin=margin,
+                                 rule=rule)["objective"], margin)
             if s is not None:
                 hits, scored = hits + s[0], scored + 1
         lopo[h] = [hits, scored]
@@ -222,7 +292,7 @@ def choose_bandwidth(cells, positions=None, bandwidths=BANDWIDTHS, margin: float
 
 
 def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN, test_cells=None,
-             bandwidth: float | None = None) -> dict:
+             bandwidth: float | None = None, rule: str | None = None) -> dict:
     """How often :func:`decide`, set on ``rule_positions`` only (its kernel width too, by
     :func:`choose_bandwidth` on them unless ``bandwidth`` is given), lands within the tie band of
     the best measured objective of each (position, supervision, optimizer) cell.
@@ -230,26 +300,30 @@ def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN, test_cells=None,
     Scored: the cells of ``cells`` (held out: those not at a rule position), or, when
     ``test_cells`` is given (another grid: a second backbone), those, all held out. In the tie band:
     Δ(recommended) >= Δ(best) − margin, or the recommended objective's CI reaches Δ(best)
-    (indistinguishable from the best); NLL's Δ is 0. A recommendation not measured in a cell is not
-    scored. A cell is *informative* when the best objective beats NLL by more than the margin
-    (there, always answering NLL would miss). Returns {"bandwidth", "lopo", "rule", "held_out",
-    "held_out_informative", "cells"}, each summary with hits, scored and rate (None when nothing
-    was scored)."""
-    rule = set(rule_positions)
-    chosen = (choose_bandwidth(cells, rule, margin=margin) if bandwidth is None
+    (indistinguishable from the best); NLL's Δ is 0. A recommendation not measured in a cell, or a
+    cell whose noise kind and optimizer the rule grid lacks, is not scored. A cell is
+    *informative* when the best objective beats NLL by more than the margin (there, always
+    answering NLL would miss). Returns {"bandwidth", "lopo", "rule", "held_out",
+    "held_out_informative", "held_out_by_supervision", "cells"}, each summary with hits, scored
+    and rate (None when nothing was scored)."""
+    at = set(rule_positions)
+    chosen = (choose_bandwidth(cells, at, margin=margin, rule=rule) if bandwidth is None
               else {"bandwidth": bandwidth, "lopo": {}})
     h = chosen["bandwidth"]
     scored = []
     for (pos, sup, opt), g in sorted(_cell_groups(cells if test_cells is None
                                                   else test_cells).items()):
         x = g["nll"]["probe_answer_p"]
-        rec = decide(dose_response(cells, x, sup, opt, rule, h), margin=margin)["objective"]
+        measured = dose_response(cells, x, sup, opt, at, h, margin)
+        if not measured:                    # this noise kind / optimizer not in the rule grid
+            continue
+        rec = decide(measured, margin=margin, rule=rule)["objective"]
         s = _score(g, rec, margin)
         if s is None:
             continue
         hit, best = s
         scored.append({"position": pos, "probe_answer_p": x, "supervision": sup, "optimizer": opt,
-                       "held_out": test_cells is not None or pos not in rule, "recommended": rec,
+                       "held_out": test_cells is not None or pos not in at, "recommended": rec,
                        "best": best, "delta_recommended": g[rec]["delta"],
                        "delta_best": g[best]["delta"], "hit": hit,
                        "informative": g[best]["delta"] > margin})
@@ -258,8 +332,12 @@ def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN, test_cells=None,
         hits = sum(r["hit"] for r in rows)
         return {"hits": hits, "scored": len(rows), "rate": hits / len(rows) if rows else None}
 
+    held = [r for r in scored if r["held_out"]]
     return {**chosen, "rule": summary([r for r in scored if not r["held_out"]]),
-            "held_out": summary([r for r in scored if r["held_out"]]),
+            "held_out": summary(held),
+            "held_out_by_supervision": {
+                sup: summary([r for r in held if r["supervision"] == sup])
+                for sup in dict.fromkeys(r["supervision"] for r in held)},
             "held_out_informative": summary([r for r in scored if r["held_out"]
                                              and r["informative"]]), "cells": scored}
 
@@ -334,10 +412,34 @@ def _klass(obj) -> str:
     return prior_class(obj)[0]   # Def. 3.3 relative to NLL
 
 
+# The complete grids recommend reads by default, those that exist (results/<name>/paired.csv): the
+# shipped backbone's full grid and the grids of the other backbones.
+GRIDS = ("validate_full", "validate_b", "validate_c")
+
+
+def default_results():
+    """The paired.csv files of :data:`GRIDS` that exist, else the reduced grid's, else False."""
+    from probsft.paths import RESULTS
+
+    found = [RESULTS / g / "paired.csv" for g in GRIDS if (RESULTS / g / "paired.csv").exists()]
+    if found and found[0].parent.name == GRIDS[0]:
+        return found
+    reduced = RESULTS / "validate" / "paired.csv"
+    return [reduced] if reduced.exists() else False
+
+
+def _results_text(results):
+    if not results:
+        return None
+    paths = [results] if isinstance(results, (str, Path)) else results
+    return ", ".join(str(p) for p in paths)
+
+
 def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, device: str = "auto",
               results=None, supervision: str = "token", optimizer: str = "adamw",
               tokenizer=None, batch_size: int = 64, max_length: int = 1024,
-              rate_tokens: int = 4096, progress: bool = True, seed: int = 0) -> dict:
+              rate_tokens: int = 4096, progress: bool = True, seed: int = 0,
+              rule: str | None = None) -> dict:
     """Recommend an objective for fine-tuning ``model`` on ``data`` (see the module docstring).
 
     Args:
@@ -345,9 +447,11 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
         data: SFT JSONL path or a list of records (prompt/response or messages).
         noise: the assumed label-noise rate E in [0, 1) (0: clean supervision).
         sample_tokens: response tokens to probe (a seeded random sample of examples).
-        results: a ``paired.csv`` of the continuum experiment (default: the full grid's
-            results/validate_full/paired.csv, else the reduced grid's results/validate/paired.csv,
-            when one exists; pass False to use the theory only).
+        results: a ``paired.csv`` of the continuum experiment, or a list of them (positions
+            tagged by folder, :func:`read_grids`). Default: the complete grids that exist among
+            :data:`GRIDS` (the shipped backbone's full grid and the other backbones'), else the
+            reduced grid's results/validate/paired.csv; False: the theory only.
+        rule: how the measured results pick (:data:`RULES`; default :data:`RULE`).
         supervision: the noise kind to look up in ``results`` when noise > 0 (clean when E = 0).
         rate_tokens: probed tokens (a seeded uniform subsample) on which the first-order rates
             are computed (also capped so that tokens x V <= 2^24).
@@ -393,14 +497,11 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
             for spec in CANDIDATES}
     rates = first_order(dict.fromkeys(objs.values()), q, y_star)
     sup = "clean" if noise == 0 else supervision
+    _rule(rule)                                       # a bad rule name fails before the probe
     if results is None:
-        from probsft.paths import RESULTS
-
-        results = next((path for path in (RESULTS / "validate_full" / "paired.csv",
-                                          RESULTS / "validate" / "paired.csv") if path.exists()),
-                       False)
-    cells = read_paired(results) if results else []
-    width = choose_bandwidth(cells)["bandwidth"] if cells else None
+        results = default_results()
+    cells = read_grids(results) if results else []
+    width = choose_bandwidth(cells, rule=rule)["bandwidth"] if cells else None
     measured = dose_response(cells, x, sup, optimizer, bandwidth=width) if cells else {}
     c_nll, n_nll = rates["nll"]
     cands = []
@@ -417,12 +518,13 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
                       r["rate_at_noise"])) if measured else (lambda r: r["rate_at_noise"])
     cands.sort(key=key, reverse=True)
     theory_rates = {r["resolved"]: r["rate_at_noise"] for r in cands}
-    rec = decide(measured, theory_rates)
+    rec = decide(measured, theory_rates, rule=rule)
     chosen = next(r for r in cands if rec["objective"] in (r["spec"], r["resolved"]))
     out = {
         "model": str(label), "data": str(data) if isinstance(data, (str, Path)) else "records",
         "noise": noise, "supervision": sup, "optimizer": optimizer,
-        "results": str(results) if results else None, "bandwidth": _json_width(width),
+        "results": _results_text(results), "rule": rule or RULE,
+        "bandwidth": _json_width(width),
         "probe": {k: stats[k] for k in ("examples", "tokens", "eos_tokens", "mean_p", "answer_mean_p",
                                         "eos_mean_p", "placement_mean_p", "frac_p_gt_0.55",
                                         "mean_entropy", "mean_sumsq", "p_histogram", "quantiles",
@@ -456,10 +558,10 @@ def explain(out: dict) -> list[str]:
                      f"{pr['placement_mean_p']:.3f}, smoothed over the measured positions by "
                      f"{width_text(float(out['bandwidth']))} (chosen by leave-one-position-out); "
                      "nearest measured position "
-                     f"{m['nearest_position'] or '-'} at distance {m['distance']:.2f}")
-        if rec["resolved"] == "nll":
-            lines.append(f"no objective beats nll by more than the {TIE_MARGIN:g}-point tie margin "
-                         "here: keep nll")
+                     f"{m['nearest_position'] or '-'} at distance {m['distance']:.2f}; within the "
+                     f"{TIE_MARGIN:g}-point band of each position's best at {m['band']:.0%} of "
+                     "them (same weights)")
+        lines.append(f"rule ({out['rule']}): {RULE_TEXT[out['rule']]}")
     else:
         lines.append("no measured dose-response results: ranked by the first-order risk-reduction "
                      f"rate at E on the model's own distributions ({out['rate_tokens']} tokens); "
@@ -499,29 +601,41 @@ def format_report(out: dict) -> str:
 
 
 def main(argv=None) -> None:
-    """``python -m probsft.validate.recommend PAIRED_CSV [TEST_CSV]``: the rule's hit rate on the
-    continuum grid, set on every other position (by probe p) and reported on the rest; with a
-    second grid (another backbone's ``paired.csv``), set on every position of the first and
-    reported on every cell of the second."""
+    """``python -m probsft.validate.recommend PAIRED_CSV [TEST_CSV] [--also CSV ...] [--rule R]``:
+    the rule's hit rate on the continuum grid, set on every other position (by probe p) and
+    reported on the rest; with a test grid (another backbone's ``paired.csv``), set on every
+    position of the rule grid(s) (PAIRED_CSV plus any ``--also``, positions tagged by folder) and
+    reported on every cell of the test grid, by supervision too."""
+    import argparse
     import json
-    import sys
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (1, 2):
-        raise SystemExit("usage: python -m probsft.validate.recommend results/validate/paired.csv "
-                         "[results/validate_b/paired.csv]")
-    cells = read_paired(args[0])
-    if len(args) == 2:
-        rule, held = sorted({c["position"] for c in cells}), ["every cell of " + args[1]]
-        out = hit_rate(cells, rule, test_cells=read_paired(args[1]))
-    else:
-        rule, held = split_positions(cells)
-        out = hit_rate(cells, rule)
-    print(json.dumps({"rule_positions": rule, "held_out_positions": held,
+    ap = argparse.ArgumentParser(prog="python -m probsft.validate.recommend",
+                                 description="the recommendation rule's hit rate on measured grids")
+    ap.add_argument("paired", help="the rule's grid: a continuum experiment's paired.csv")
+    ap.add_argument("test", nargs="?", help="a held-out grid (another backbone's paired.csv)")
+    ap.add_argument("--also", nargs="+", default=[], metavar="CSV",
+                    help="more rule grids (other backbones), pooled with PAIRED")
+    ap.add_argument("--rule", choices=sorted(RULES), default=RULE,
+                    help=f"how the measured results pick (default {RULE})")
+    args = ap.parse_args(argv)
+    try:
+        cells = read_grids([args.paired, *args.also])
+        if args.test:
+            rule, held = sorted({c["position"] for c in cells}), ["every cell of " + args.test]
+            out = hit_rate(cells, rule, test_cells=read_paired(args.test), rule=args.rule)
+        else:
+            if args.also:
+                raise UserError("--also pools rule grids for a test grid: give TEST too")
+            rule, held = split_positions(cells)
+            out = hit_rate(cells, rule, rule=args.rule)
+    except (UserError, OSError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print(json.dumps({"rule": args.rule, "rule_positions": rule, "held_out_positions": held,
                       "bandwidth": _json_width(out["bandwidth"]),
                       "lopo": {str(k): f"{v[0]}/{v[1]}" for k, v in out["lopo"].items()},
-                      "rule": out["rule"], "held_out": out["held_out"],
-                      "held_out_informative": out["held_out_informative"]}, indent=2))
+                      "rule_cells": out["rule"], "held_out": out["held_out"],
+                      "held_out_informative": out["held_out_informative"],
+                      "held_out_by_supervision": out["held_out_by_supervision"]}, indent=2))
     for c in out["cells"]:
         print(f"{c['position']:<14} p={c['probe_answer_p']:.3f} {c['supervision']:<9} "
               f"{c['optimizer']:<5} {'held-out' if c['held_out'] else 'rule':<8} "

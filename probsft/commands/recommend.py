@@ -52,9 +52,14 @@ def add_parser(sub):
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--sample-tokens", type=positive_int, default=100_000,
                    help="response tokens to probe (default 100000)")
-    p.add_argument("--results", help="paired.csv of the continuum experiment (default "
-                                      "results/validate_full/paired.csv, else "
-                                      "results/validate/paired.csv, when present)")
+    p.add_argument("--results", nargs="+", metavar="CSV",
+                   help="paired.csv file(s) of the continuum experiment, pooled with positions "
+                        "tagged by folder (default: those of results/validate_full, validate_b, "
+                        "validate_c that exist, else results/validate/paired.csv)")
+    p.add_argument("--rule", choices=["band", "delta"], default="band",
+                   help="how measured results pick: band (default: the objective most often "
+                        "within the 2-point band of each position's best) or delta (largest "
+                        "smoothed gain over NLL beyond the margin, else nll)")
     p.add_argument("--theory-only", action="store_true", help="ignore measured results")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch-size", type=positive_int, default=64,
@@ -83,6 +88,6 @@ def run(args) -> int:
                     device=args.device, results=False if args.theory_only else args.results,
                     supervision=args.supervision, optimizer=args.optimizer,
                     batch_size=args.batch_size, max_length=args.max_length,
-                    progress=args.progress)
+                    progress=args.progress, rule=args.rule)
     emit(out, format_report(out), args.json)
     return 0

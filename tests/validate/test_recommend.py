@@ -14,7 +14,7 @@ import probsft
 from probsft.cli import main
 from probsft.paths import MODELS
 from probsft.validate.data import collate, tokenize_sft
-from probsft.validate.recommend import (PAIRED_COLUMNS, choose_bandwidth, decide, dose_response,
+from probsft.validate.recommend import (PAIRED_COLUMNS, RULE, choose_bandwidth, decide, dose_response,
                                         hit_rate, in_band_counts, read_paired, recommend,
                                         split_positions)
 
@@ -53,13 +53,26 @@ def test_reader_smooths_and_the_rule_keeps_nll_inside_the_tie_margin(tmp_path):
     far = dose_response(cells, 40.0, "clean", "adamw", bandwidth=0.05)
     assert far["alpha(10)"]["delta"] == pytest.approx(12.0)
     assert dose_response(cells, 0.75, "token", "adamw") == {}          # no such supervision
-    rec = decide(m)
-    assert rec["objective"] == "alpha(10)" and rec["source"] == "measured"
-    assert rec["expected_gain"] == pytest.approx(6.0) and rec["confidence"] == "low"  # 0.15 away
-    at = lambda x: decide(dose_response(cells, x, "clean", "adamw", bandwidth=0.05))
-    assert at(0.9)["confidence"] == "high"
-    assert at(0.6)["objective"] == "nll"                                 # +1 < 2
+    # the share of positions in the band of their best: i2 all three; s1 only alpha(10) (-p's
+    # +8, CI to +9.5, misses +12; nll misses): 0.5 each for alpha(10), (1 + 0) / 2 for -p and nll
+    assert m["alpha(10)"]["band"] == pytest.approx(1.0) and m["p"]["band"] == pytest.approx(0.5)
+    assert m["nll"]["band"] == pytest.approx(0.5) and flat["nll"]["band"] == pytest.approx(0.75)
+    for rule in ("band", "delta"):
+        rec = decide(m, rule=rule)
+        assert rec["objective"] == "alpha(10)" and rec["source"] == "measured"
+        assert rec["expected_gain"] == pytest.approx(6.0) and rec["confidence"] == "low"  # 0.15
+    at = lambda x, rule: decide(dose_response(cells, x, "clean", "adamw", bandwidth=0.05),
+                                rule=rule)
+    assert at(0.9, "band")["confidence"] == at(0.9, "delta")["confidence"] == "high"
+    # at i2 every objective is in the band: the delta rule keeps nll (+1 < 2), the band rule
+    # breaks the tie by the larger Δ (-p's +1)
+    assert at(0.6, "delta")["objective"] == "nll" and at(0.6, "band")["objective"] == "p"
+    # at w1 only nll is in the band (both rules); the plain mean: nll 3 of 4, the others 2 of 4
+    assert at(0.1, "band")["objective"] == at(0.1, "delta")["objective"] == "nll"
+    assert decide(flat)["objective"] == "nll"
     assert decide({}, {"nll": 1.0, "p": 2.0})["objective"] == "p"
+    with pytest.raises(probsft.UserError, match="unknown rule"):
+        decide(m, rule="vote")
     bad = tmp_path / "bad.csv"
     bad.write_text("position,delta\na,1\n")
     with pytest.raises(probsft.UserError, match="missing column"):
@@ -78,18 +91,28 @@ def test_bandwidth_by_leave_one_position_out():
     # right from its neighbours by a narrow kernel (6/6); the plain mean of the other five is +2
     # (a tie: nll, right) below the step and -2 (nll, wrong) above it (3/6)
     step = _cells([0.1, 0.2, 0.3, 0.7, 0.8, 0.9], [-10, -10, -10, 10, 10, 10])
-    out = choose_bandwidth(step)
+    out = choose_bandwidth(step, rule="delta")
     assert out["lopo"][0.05] == [6, 6] and out["lopo"][math.inf] == [3, 6]
     assert out["bandwidth"] == 0.05                     # ties go to the narrowest width
+    # the band rule: left out, a position sees the other side's three positions win and its own
+    # side's two: the plain mean picks the wrong side everywhere (0/6)
+    band = choose_bandwidth(step, rule="band")
+    assert band["lopo"][0.05] == [6, 6] and band["lopo"][math.inf] == [0, 6]
+    assert choose_bandwidth(step) == band               # the default rule
     # a flat +5 everywhere: every width hits everything; the narrowest wins the tie
     flat = choose_bandwidth(_cells([0.1, 0.4, 0.8], [5, 5, 5]))
     assert all(v == [3, 3] for v in flat["lopo"].values()) and flat["bandwidth"] == 0.05
     # one outlier (+20 among -10s): left out, no position can predict it, and a narrow kernel
     # carries it to its neighbours (1/4); wide kernels average it away (3/4). A position that
     # also saw itself would hit everywhere (4/4)
-    outlier = choose_bandwidth(_cells([0.1, 0.2, 0.3, 0.4], [-10, -10, 20, -10]))
+    spike = _cells([0.1, 0.2, 0.3, 0.4], [-10, -10, 20, -10])
+    outlier = choose_bandwidth(spike, rule="delta")
     assert outlier["lopo"][0.05] == [1, 4] and outlier["lopo"][math.inf] == [3, 4]
     assert outlier["bandwidth"] == 0.5
+    # the band rule alike, but at 0.2 its narrow kernel sees 0.1 (nll) a rounding nearer than 0.3
+    outlier = choose_bandwidth(spike, rule="band")
+    assert outlier["lopo"][0.05] == [2, 4] and outlier["lopo"][math.inf] == [3, 4]
+    assert outlier["bandwidth"] == 0.2
     assert choose_bandwidth(step, ["x0.1", "x0.9"]) == {"bandwidth": math.inf, "lopo": {}}
     # dose_response chooses the width itself when none is given
     assert dose_response(step, 0.75, "clean", "adamw")["p"]["delta"] == pytest.approx(10, abs=0.1)
@@ -138,6 +161,52 @@ def test_hit_rate_script(tmp_path, capsys):
     hit_rate_main([str(_write_paired(tmp_path / "paired.csv", half_width=0.5))])
     text = capsys.readouterr().out
     assert '"rate": 0.5' in text and "MISS" in text and text.count("held-out") == 2
+
+
+def test_pooled_grids_tag_positions_and_the_script_scores_by_noise_kind(tmp_path, capsys):
+    from probsft.validate.recommend import RULES, main as hit_rate_main, read_grids
+
+    a = _write_paired((tmp_path / "grid_a").mkdir() or tmp_path / "grid_a" / "paired.csv")
+    b = _write_paired((tmp_path / "grid_b").mkdir() or tmp_path / "grid_b" / "paired.csv")
+    assert [c["position"] for c in read_grids(a)] == [c["position"] for c in read_paired(a)]
+    pooled = read_grids([a, b])
+    assert len(pooled) == 16 and {c["position"] for c in pooled} >= {"grid_a:w1", "grid_b:s1"}
+    # the same task on two grids is two positions: in-band counts double
+    assert in_band_counts(pooled, "clean", "adamw")["nll"] == [6, 8]
+    with pytest.raises(probsft.UserError, match="same name"):
+        read_grids([a, a])
+    with pytest.raises(probsft.UserError, match="no paired.csv"):
+        read_grids([])
+    # a test grid with token-noise cells too: scored by supervision
+    other = tmp_path / "grid_c" / "paired.csv"
+    other.parent.mkdir()
+    rows = list(csv.DictReader(open(a)))
+    rows += [{**r, "supervision": "token"} for r in rows]
+    with open(other, "w", newline="") as fh:
+        w = csv.DictWriter(fh, PAIRED_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    for rule in RULES:
+        hit_rate_main([str(a), str(other), "--also", str(b), "--rule", rule])
+        out = json.loads(capsys.readouterr().out.split("\n}\n")[0] + "\n}")
+        assert out["rule"] == rule and len(out["rule_positions"]) == 8
+        # token cells: no token-noise results in the rule grids, so nothing is measured there
+        # and the recommendation (from no cells) is not scored
+        assert set(out["held_out_by_supervision"]) == {"clean"}
+        assert out["held_out"]["scored"] == 4
+    with pytest.raises(SystemExit, match="give TEST too"):
+        hit_rate_main([str(a), "--also", str(b)])
+    with pytest.raises(SystemExit):
+        hit_rate_main([str(a), "--rule", "vote"])
+    # the command's --rule choices are the rules
+    import argparse
+
+    from probsft.commands.recommend import add_parser
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    add_parser(sub)
+    rule_arg = next(a for a in sub.choices["recommend"]._actions if a.dest == "rule")
+    assert sorted(rule_arg.choices) == sorted(RULES) and rule_arg.default == RULE
 
 
 def _direct_nll_rates(model, tok, records):
