@@ -49,6 +49,7 @@ SECOND_TASKS = ("t_sh2", "t_swp", "t_rol", "t_nov", "t_sh1")
 # four noise kinds (results/validate_c). Positions picked as for the second, same targets.
 THIRD = MODELS / "backbone_c"
 THIRD_TARGETS = SECOND_TARGETS
+THIRD_TASKS = ("t_sh3", "t_cpy", "t_swp", "t_rol", "t_sh1")
 
 # The dial (probsft.validate.tasks.TRANSFORMS): each transformation's share of the pretraining
 # documents. Doses were set on the probe's answer-token p only (README, "the dial"), never on a

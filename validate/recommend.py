@@ -328,18 +328,34 @@ def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN, test_cells=None,
                        "delta_best": g[best]["delta"], "hit": hit,
                        "informative": g[best]["delta"] > margin})
 
-    def summary(rows):
-        hits = sum(r["hit"] for r in rows)
-        return {"hits": hits, "scored": len(rows), "rate": hits / len(rows) if rows else None}
-
     held = [r for r in scored if r["held_out"]]
-    return {**chosen, "rule": summary([r for r in scored if not r["held_out"]]),
-            "held_out": summary(held),
-            "held_out_by_supervision": {
-                sup: summary([r for r in held if r["supervision"] == sup])
-                for sup in dict.fromkeys(r["supervision"] for r in held)},
-            "held_out_informative": summary([r for r in scored if r["held_out"]
-                                             and r["informative"]]), "cells": scored}
+    return {**chosen, "rule": _summary([r for r in scored if not r["held_out"]]),
+            "held_out": _summary(held), "held_out_by_supervision": _by_supervision(held),
+            "held_out_informative": _summary([r for r in held if r["informative"]]),
+            "cells": scored}
+
+
+def _summary(rows) -> dict:
+    hits = sum(r["hit"] for r in rows)
+    return {"hits": hits, "scored": len(rows), "rate": hits / len(rows) if rows else None}
+
+
+def _by_supervision(rows) -> dict:
+    return {sup: _summary([r for r in rows if r["supervision"] == sup])
+            for sup in dict.fromkeys(r["supervision"] for r in rows)}
+
+
+def fixed_choice(cells, spec: str, margin: float = TIE_MARGIN) -> dict:
+    """How often always answering ``spec``, blind to the probe and to any grid, lands within the
+    tie band of each cell's best (scored as :func:`hit_rate`; cells without ``spec`` not scored):
+    {"all": summary, "by_supervision": {supervision: summary}}."""
+    spec = _spec(spec)
+    rows = []
+    for (_, sup, _), g in sorted(_cell_groups(cells).items()):
+        s = _score(g, spec, margin)
+        if s is not None:
+            rows.append({"supervision": sup, "hit": s[0]})
+    return {"all": _summary(rows), "by_supervision": _by_supervision(rows)}
 
 
 # ---------------------------------------------------------------------------------------------

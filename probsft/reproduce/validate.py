@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -171,23 +172,26 @@ def _miss_lines(scored: list[dict], mark_held_out: bool = True) -> list[str]:
 
 
 def hit_rate_lines(result: dict) -> list[str]:
-    """The recommendation rule's hit rate on these cells, set on every other position."""
-    from probsft.validate.recommend import hit_rate, split_positions, width_text
+    """The recommendation rules' hit rates on these cells, each set on every other position."""
+    from probsft.validate.recommend import RULE, RULES, hit_rate, split_positions, width_text
 
     cells = result["cells"]
     if not cells:
         return []
     rule, held = split_positions(cells)
-    out = hit_rate(cells, rule)
-    return ["", "Recommendation (`probsft recommend`'s measured rule) against the best measured "
-            "objective of each cell, the rule set on the positions "
-            f"{', '.join(rule)} (Δ smoothed by {width_text(out['bandwidth'])}, the width chosen by "
-            f"leave-one-position-out on them: {_lopo_text(out['lopo'])}) and scored on those and, "
-            f"held out, on {', '.join(held)} "
-            f"(`python -m probsft.validate.recommend <folder>/paired.csv`): rule positions "
-            f"{_rate_text(out['rule'])}, held-out {_rate_text(out['held_out'])}, held-out cells "
-            f"where NLL would miss {_rate_text(out['held_out_informative'])}. Misses:",
-            *_miss_lines(out["cells"])]
+    lines = ["", "Recommendation (`probsft recommend`'s measured rules, the default "
+             f"`{RULE}` first) against the best measured objective of each cell, each rule set on "
+             f"the positions {', '.join(rule)} and scored on those and, held out, on "
+             f"{', '.join(held)} (`python -m probsft.validate.recommend <folder>/paired.csv "
+             "--rule R`):"]
+    for name in sorted(RULES, key=lambda r: r != RULE):
+        out = hit_rate(cells, rule, rule=name)
+        lines += [f"- rule `{name}` (kernel: {width_text(out['bandwidth'])}, chosen by "
+                  f"leave-one-position-out on the rule positions: {_lopo_text(out['lopo'])}): rule "
+                  f"positions {_rate_text(out['rule'])}, held-out {_rate_text(out['held_out'])}, "
+                  f"held-out cells where NLL would miss {_rate_text(out['held_out_informative'])}. "
+                  "Misses:", *("  " + m for m in _miss_lines(out["cells"]))]
+    return lines
 
 
 def reproduce(out_dir: Path, full: bool) -> list[str]:
@@ -207,7 +211,7 @@ def reproduce(out_dir: Path, full: bool) -> list[str]:
     command = "probsft reproduce --only validate" + (" --full" if full else "")
     lines = [*report_lines(result, cfg, ex.read_rows(out / "results.csv"), command), "",
              *_figure_lines(pictures, Path(out_dir))]
-    return lines if full else lines + saved_full(Path(out_dir)) + saved_second(Path(out_dir))
+    return lines if full else lines + saved_full(Path(out_dir)) + saved_others(Path(out_dir))
 
 
 def _saved_grid(folder: Path, other: str, model_path=None):
@@ -244,51 +248,105 @@ def saved_full(out_dir: Path) -> list[str]:
             "", *report_lines(result, ex.FULL, rows, command), "", *_figure_lines(pictures, out_dir)]
 
 
-SECOND = "validate_b"             # results folder of the second backbone's grid
+@dataclasses.dataclass(frozen=True)
+class Other:
+    """Another backbone's saved grid: held-out (model, data) pairs for the recommendation rule."""
+    folder: str                     # results/<folder>
+    model: str                      # attribute of probsft.validate.backbone: its folder
+    tasks: str                      # attribute of probsft.validate.backbone: its positions
+    seed: int                       # `probsft backbone build --seed`
+    supervision: tuple[str, ...]    # the grid's noise kinds ((): all four, --full's)
+    rule_grids: tuple[str, ...]     # results folders the rule is set on, pooled
+    registered: tuple[str, ...]     # rules committed before this grid ran (the first: its test)
+    title: str
+
+    def command(self) -> str:
+        """The command that runs (or resumes) this grid."""
+        from probsft.validate import backbone
+
+        sup = f" --supervision {' '.join(self.supervision)}" if self.supervision else ""
+        return (f"probsft validate --full --model models/{getattr(backbone, self.model).name} "
+                f"--tasks {' '.join(getattr(backbone, self.tasks))}{sup} --out results/{self.folder}")
 
 
-def second_command() -> str:
-    """The command that runs (or resumes) the second backbone's grid into results/validate_b."""
-    from probsft.validate.backbone import SECOND_TASKS
+OTHERS = (
+    Other("validate_b", "SECOND", "SECOND_TASKS", 1, ("clean", "token"), ("validate_full",),
+          ("delta",), "A second backbone: held-out positions for the recommendation rule"),
+    Other("validate_c", "THIRD", "THIRD_TASKS", 2, (), ("validate_full", "validate_b"),
+          ("band", "delta"), "A third backbone: the band rule's registered test"),
+)
 
-    return (f"probsft validate --full --model models/backbone_b --tasks {' '.join(SECOND_TASKS)} "
-            f"--supervision clean token --out results/{SECOND}")
+
+def saved_others(out_dir: Path) -> list[str]:
+    """The sections of every other backbone's saved grid (:data:`OTHERS`)."""
+    return [line for other in OTHERS for line in saved_other(Path(out_dir), other)]
 
 
-def saved_second(out_dir: Path) -> list[str]:
-    """Report lines of the second backbone's saved grid (``validate_b/``, analysed and drawn again,
-    no new runs) and the recommendation rule's hit rate on it, the rule set on every position of
-    the shipped backbone's full grid: positions of another model, never seen when the rule was
-    set. [] when there are no saved runs; a line when they are not of ``models/backbone_b``."""
+def saved_other(out_dir: Path, other: Other) -> list[str]:
+    """Report lines of another backbone's saved grid (analysed and drawn again, no new runs) and
+    the recommendation rules' hit rates on it, each set on every position of ``other.rule_grids``
+    (pooled): positions of another model. [] when there are no saved runs; a line when they are
+    not of that backbone's weights."""
     from probsft.validate import backbone
-    from probsft.validate.recommend import hit_rate, read_paired, width_text
 
-    folder = out_dir / SECOND
-    lines, saved = _saved_grid(folder, f"The second backbone's saved runs ({folder.name}/) are "
-                               "not of models/backbone_b: not reported.", backbone.SECOND)
+    folder = out_dir / other.folder
+    model = getattr(backbone, other.model)
+    lines, saved = _saved_grid(folder, f"The saved runs in {folder.name}/ are not of "
+                               f"models/{model.name}: not reported.", model)
     if saved is None:
         return lines
     rows, config, result, pictures = saved
     cfg = ex.ExperimentConfig.from_dict({k: v for k, v in config.items() if k != "model_sha256"})
-    lines = ["", "### A second backbone: held-out positions for the recommendation rule", "",
-             f"Analysed from `{folder.name}/results.csv` without new runs; `{second_command()}` "
-             "resumes it. The backbone: `probsft backbone build --seed 1 --out models/backbone_b` "
-             "(the shipped doses, another seed). Its positions were chosen by probe p alone, before "
-             "any of its fine-tunes ran.", "",
-             *report_lines(result, cfg, rows, second_command(),
-                           "`probsft backbone build --seed 1`, models/backbone_b"), "",
+    build = f"probsft backbone build --seed {other.seed} --out models/{model.name}"
+    lines = ["", f"### {other.title}", "",
+             f"Analysed from `{folder.name}/results.csv` without new runs; `{other.command()}` "
+             f"resumes it. The backbone: `{build}` (the shipped doses, another seed). Its positions "
+             "were chosen by build probe p alone, before any of its fine-tunes ran.", "",
+             *report_lines(result, cfg, rows, other.command(), f"`{build}`"), "",
              *_figure_lines(pictures, out_dir)]
-    first = out_dir / ex.folder(True) / "paired.csv"
-    if not first.exists():
-        return lines
-    cells = read_paired(first)
-    out = hit_rate(cells, sorted({c["position"] for c in cells}),
-                   test_cells=read_paired(folder / "paired.csv"))
-    return lines + [
-        "", "**The recommendation rule on the second backbone.** Set on every position of the "
-        f"shipped backbone's full grid (Δ smoothed by {width_text(out['bandwidth'])}, chosen by "
-        f"leave-one-position-out there: {_lopo_text(out['lopo'])}), scored on every cell of this "
-        f"grid, all held out (`python -m probsft.validate.recommend results/{ex.folder(True)}/"
-        f"paired.csv results/{SECOND}/paired.csv`): **{_rate_text(out['held_out'])}**; cells where "
-        f"NLL would miss: {_rate_text(out['held_out_informative'])}. Misses:",
-        *_miss_lines(out["cells"], mark_held_out=False)]
+    return lines + rule_lines(out_dir, other)
+
+
+def rule_lines(out_dir: Path, other: Other) -> list[str]:
+    """The rules (:data:`RULES`, the registered ones first) and probe-blind fixed choices scored
+    on every cell of ``other``'s grid, overall and by noise kind."""
+    from probsft.validate.recommend import (RULES, fixed_choice, hit_rate, read_grids,
+                                            read_paired, width_text)
+
+    grids = [out_dir / g / "paired.csv" for g in other.rule_grids]
+    if not all(g.exists() for g in grids):
+        return []
+    cells = read_grids(grids)
+    test = read_paired(out_dir / other.folder / "paired.csv")
+    at = sorted({c["position"] for c in cells})
+    rule_files = [f"results/{g}/paired.csv" for g in other.rule_grids]
+    script = (f"python -m probsft.validate.recommend {rule_files[0]} results/{other.folder}/"
+              f"paired.csv" + (f" --also {' '.join(rule_files[1:])}" if rule_files[1:] else ""))
+    lines = ["", f"**The recommendation rules on this grid.** Each set on every position of "
+             f"{' + '.join(other.rule_grids)}"
+             f"{' (pooled, positions tagged by grid)' if len(grids) > 1 else ''}, scored on every "
+             f"cell here, all held out (`{script} --rule R`). Hits: within the ±2-point band of the "
+             "cell's best, or a CI reaching it.", ""]
+    rules = [*other.registered, *(r for r in RULES if r not in other.registered)]
+    for rule in rules:
+        out = hit_rate(cells, at, test_cells=test, rule=rule)
+        status = ("registered before this grid ran" if rule in other.registered else
+                  "written after this grid's results were read: not a test")
+        lines.append(f"- rule `{rule}` ({status}; kernel: {width_text(out['bandwidth'])}, "
+                     f"leave-one-position-out {_lopo_text(out['lopo'])}): "
+                     f"**{_rate_text(out['held_out'])}**; where NLL would miss "
+                     f"{_rate_text(out['held_out_informative'])}; by noise kind "
+                     f"{_kinds_text(out['held_out_by_supervision'])}. Misses:")
+        lines += ["  " + m for m in _miss_lines(out["cells"], mark_held_out=False)]
+    for spec in FIXED:
+        f = fixed_choice(test, spec)
+        lines.append(f"- always {spec} (no rule): {_rate_text(f['all'])}; by noise kind "
+                     f"{_kinds_text(f['by_supervision'])}")
+    return lines
+
+
+FIXED = ("deft", "nll", "p")      # probe-blind choices scored beside the rules
+
+
+def _kinds_text(by: dict) -> str:
+    return ", ".join(f"{sup} {_rate_text(s)}" for sup, s in by.items())

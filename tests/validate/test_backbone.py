@@ -125,19 +125,24 @@ def test_build_is_deterministic_and_stage1_folder_gives_the_same_model(tmp_path)
     assert not all(torch.equal(a[k], s1[k]) for k in a)           # stage 2 did change the model
 
 
-def test_second_backbone_and_its_positions():
-    """models/backbone_b is the shipped doses built with another seed, and its grid's positions are
-    the rule's: the dial tasks whose recorded build probe p lies nearest SECOND_TARGETS."""
+@pytest.mark.parametrize("which", ["SECOND", "THIRD"])
+def test_other_backbones_and_their_positions(which):
+    """models/backbone_b and _c are the shipped doses built with other seeds (1, 2; _c with 2
+    threads), and their grids' positions are the rule's: the dial tasks whose recorded build probe
+    p lies nearest the targets."""
     import json
 
-    from probsft.validate.backbone import (DIAL_MIX, SECOND, SECOND_TARGETS, SECOND_TASKS,
-                                           positions_near)
+    from probsft.validate import backbone
+    from probsft.validate.backbone import DIAL_MIX, positions_near
 
-    cfg = BackboneConfig.from_dict(json.loads((SECOND / "backbone_config.json").read_text()))
-    assert cfg == dataclasses.replace(BackboneConfig(), seed=1) and cfg.dial_mix == DIAL_MIX
-    dial = json.loads((SECOND / "build.json").read_text())["dial"]
-    assert positions_near(dial, SECOND_TARGETS) == SECOND_TASKS
-    model, _ = load(SECOND)
+    folder = getattr(backbone, which)
+    want = {"SECOND": dict(seed=1), "THIRD": dict(seed=2, threads=2)}[which]
+    cfg = BackboneConfig.from_dict(json.loads((folder / "backbone_config.json").read_text()))
+    assert cfg == dataclasses.replace(BackboneConfig(), **want) and cfg.dial_mix == DIAL_MIX
+    dial = json.loads((folder / "build.json").read_text())["dial"]
+    assert (positions_near(dial, getattr(backbone, f"{which}_TARGETS"))
+            == getattr(backbone, f"{which}_TASKS"))
+    model, _ = load(folder)
     assert type(model).__name__ == "LlamaForCausalLM"
 
 

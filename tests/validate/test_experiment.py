@@ -371,18 +371,19 @@ def test_reproduce_reports_the_full_grids_saved_runs_only_for_this_backbone(tmp_
     assert "another backbone" in saved_full(tmp_path)[1]
 
 
-def test_reproduce_reports_the_second_backbone_and_scores_the_rule_on_it(tmp_path):
-    """The second backbone's saved grid is reported only for models/backbone_b's weights, and the
-    rule set on the first grid is scored on every one of its cells (all held out)."""
+def test_reproduce_reports_another_backbone_and_scores_the_rules_on_it(tmp_path):
+    """Another backbone's saved grid is reported only for its own weights, and each rule, set on
+    the rule grids, is scored on every one of its cells (all held out), beside fixed choices."""
     import dataclasses
 
-    from probsft.reproduce.validate import SECOND, saved_second
+    from probsft.reproduce.validate import OTHERS, saved_other
     from probsft.validate import backbone
-    from probsft.validate.recommend import hit_rate, read_paired
+    from probsft.validate.recommend import fixed_choice, hit_rate, read_paired
 
-    assert saved_second(tmp_path) == []
+    second = OTHERS[0]
+    assert saved_other(tmp_path, second) == []
     rng = np.random.default_rng(7)
-    for name, model in ((ex.folder(True), None), (SECOND, backbone.SECOND)):
+    for name, model in ((ex.folder(True), None), (second.folder, backbone.SECOND)):
         folder = tmp_path / name
         folder.mkdir()
         rows = _rows({spec: (rng.random((3, 20)) < 0.5).astype(int)
@@ -392,13 +393,22 @@ def test_reproduce_reports_the_second_backbone_and_scores_the_rule_on_it(tmp_pat
         (folder / "config.json").write_text(json.dumps(config))
     ex.write_analysis(ex.read_rows(tmp_path / ex.folder(True) / "results.csv"),
                       tmp_path / ex.folder(True))
-    lines = saved_second(tmp_path)
-    assert "### A second backbone: held-out positions for the recommendation rule" in lines
+    lines = saved_other(tmp_path, second)
+    assert f"### {second.title}" in lines
     cells = read_paired(tmp_path / ex.folder(True) / "paired.csv")
-    want = hit_rate(cells, sorted({c["position"] for c in cells}),
-                    test_cells=read_paired(tmp_path / SECOND / "paired.csv"))["held_out"]
-    rule_line = next(line for line in lines if line.startswith("**The recommendation rule"))
-    assert f"**{want['hits']}/{want['scored']}" in rule_line and want["scored"] > 0
-    assert (tmp_path / SECOND / "continuum.png").exists()
-    (tmp_path / SECOND / "config.json").write_text(json.dumps({**config, "model_sha256": "x"}))
-    assert "not of models/backbone_b" in saved_second(tmp_path)[1]
+    test = read_paired(tmp_path / second.folder / "paired.csv")
+    lines = lines[next(i for i, x in enumerate(lines)
+                       if x.startswith("**The recommendation rules on this grid")):]
+    for rule in ("delta", "band"):
+        want = hit_rate(cells, sorted({c["position"] for c in cells}), test_cells=test,
+                        rule=rule)["held_out"]
+        line = next(x for x in lines if x.startswith(f"- rule `{rule}`"))
+        assert f"**{want['hits']}/{want['scored']}" in line and want["scored"] > 0
+        assert ("registered before" in line) == (rule in second.registered)
+    deft = fixed_choice(test, "deft")["all"]
+    assert any(x.startswith(f"- always deft (no rule): {deft['hits']}/{deft['scored']}")
+               for x in lines)
+    assert (tmp_path / second.folder / "continuum.png").exists()
+    (tmp_path / second.folder / "config.json").write_text(json.dumps({**config,
+                                                                      "model_sha256": "x"}))
+    assert "not of models/backbone_b" in saved_other(tmp_path, second)[1]
