@@ -118,17 +118,23 @@ def dose_response(cells, x: float, supervision: str, optimizer: str, positions=N
     verdict. NLL is the 0 reference."""
     if bandwidth is None:
         bandwidth = choose_bandwidth(cells, positions, margin=margin, rule=rule)["bandwidth"]
-    groups = [g for (pos, sup, opt), g in _cell_groups(cells).items()
+    groups = [_with_hits(g, margin) for (pos, sup, opt), g in _cell_groups(cells).items()
               if (sup, opt) == (supervision, optimizer) and (positions is None or pos in positions)]
-    return _smoothed(groups, x, bandwidth, margin)
+    return _smoothed(groups, x, bandwidth)
 
 
-def _smoothed(groups, x: float, bandwidth: float, margin: float) -> dict:
-    """:func:`dose_response` on position groups of one supervision and optimizer."""
+def _with_hits(group: dict, margin: float) -> list[tuple[str, dict, bool]]:
+    """(spec, cell, within the tie band of the position's best) for each objective of a group."""
+    return [(spec, c, _score(group, spec, margin)[0]) for spec, c in group.items()]
+
+
+def _smoothed(groups, x: float, bandwidth: float) -> dict:
+    """:func:`dose_response` on position groups (:func:`_with_hits`) of one supervision and
+    optimizer."""
     rows: dict[str, list] = {}
     for g in groups:
-        for spec, c in g.items():
-            rows.setdefault(spec, []).append((c, _score(g, spec, margin)[0]))
+        for spec, c, hit in g:
+            rows.setdefault(spec, []).append((c, hit))
     out = {}
     for spec, rs in rows.items():
         w = _weights([c["probe_answer_p"] for c, _ in rs], x, bandwidth)
@@ -275,14 +281,15 @@ def choose_bandwidth(cells, positions=None, bandwidths=BANDWIDTHS, margin: float
     names = sorted({k[0] for k in groups})
     if len(names) < 3:
         return {"bandwidth": math.inf, "lopo": {}}
+    with_hits = {k: _with_hits(g, margin) for k, g in groups.items()}
     lopo = {}
     for h in bandwidths:
         hits = scored = 0
         for (pos, sup, opt), g in groups.items():
-            others = [o for (n, s2, o2), o in groups.items()
+            others = [o for (n, s2, o2), o in with_hits.items()
                       if n != pos and (s2, o2) == (sup, opt)]
             x = g["nll"]["probe_answer_p"]
-            s = _score(g, decide(_smoothed(others, x, h, margin), margin=margin,
+            s = _score(g, decide(_smoothed(others, x, h), margin=margin,
                                  rule=rule)["objective"], margin)
             if s is not None:
                 hits, scored = hits + s[0], scored + 1
