@@ -4,25 +4,28 @@
 probsft.validate.probe: mean target p, answer-token p, the p histogram, entropy, sum_j q_j^2), places
 the pair on the capability continuum, and ranks the candidate objectives by
 
-1. **the measured dose-response curve** of the continuum experiment when its ``paired.csv`` exists
-   (one row per position x supervision x optimizer x objective: Δ = exact match(objective) −
-   exact match(NLL) in points, with its 95% CI): Δ of each objective smoothed over the measured
-   positions with a Gaussian kernel in the probe's answer p, its width chosen among
-   :data:`BANDWIDTHS` by leave-one-position-out on the measured grid (:func:`choose_bandwidth`).
-   On the shipped grid the chosen width is wide (0.5 on its first 2,410 runs, ∞ — the plain mean
-   — on all 4,010): Δ differs more between neighbouring positions than the noise of a cell, so a
-   local interpolation (the rule before) followed each position's quirks and missed more held-out
-   cells (README, "recommend");
+1. **the measured dose-response curve** of the continuum experiment when its ``paired.csv`` files
+   exist (one row per position x supervision x optimizer x objective: Δ = exact match(objective)
+   − exact match(NLL) in points, with its 95% CI; several grids pooled, :func:`read_grids`): per
+   objective, Δ and the share of positions where it was within the tie band of that position's
+   best, both smoothed over the measured positions with a Gaussian kernel in the probe's answer
+   p, its width chosen among :data:`BANDWIDTHS` by leave-one-position-out on the measured grid
+   (:func:`choose_bandwidth`). On the shipped grids the chosen width is ∞, the plain mean over
+   positions: Δ differs more between neighbouring positions than the noise of a cell, so a local
+   interpolation (the first rule) followed each position's quirks and missed more held-out cells
+   (README, "recommend");
 2. **the first-order theory** otherwise (paper Cor. E.6, probsft.theory.risk): the expected
    risk-reduction rate E_ỹ[Ṙ_f] = (1 − E)·clean + E·noisy on the model's own next-token
    distributions q of the sampled tokens (the data's targets taken as the true tokens, noisy labels
    uniform over the others), and E*, the noise rate above which f reduces risk faster than NLL.
 
-The rule (:func:`decide`, also what :func:`hit_rate` scores): with measured results, the objective
-of largest smoothed Δ if Δ exceeds the tie margin (2 points), else NLL (no objective is expected
-to beat it by more than a tie); without them, the candidate of largest first-order rate at the
-assumed noise. Confidence: *high* when measured, the nearest measured position is within 0.1 of the
-probe's p and the CI of Δ excludes 0; *medium* when measured otherwise; *low* from theory alone.
+The rule (:func:`decide`, also what :func:`hit_rate` scores; :data:`RULES`): with measured
+results, ``band`` (default) takes the objective of largest smoothed in-band share (ties: the larger
+Δ); ``delta`` (the rule before) the objective of largest smoothed Δ if Δ exceeds the tie margin
+(2 points), else NLL. Without them: the candidate of largest first-order rate at the assumed noise.
+Confidence: *high* when measured, the nearest measured position is within 0.1 of the probe's p and
+the CI of Δ excludes 0 (or the pick is NLL); *medium* when measured otherwise; *low* from theory
+alone.
 
     probsft recommend --model models/backbone --data data/validate/letter_jumble/train.jsonl
     >>> rec = probsft.recommend("models/backbone", "train.jsonl", noise=0.1)
