@@ -108,6 +108,16 @@ MUTATIONS = [
              "if n != pos and (s2, o2) == (sup, opt)]", "if (s2, o2) == (sup, opt)]",
              ("tests/validate/test_recommend.py",),
              "leave-one-position-out decides a position from itself too"),
+    Mutation("band-tie-unbroken", "validate/recommend.py",
+             'return max(measured, key=lambda s: (measured[s]["band"], measured[s]["delta"]))',
+             'return max(measured, key=lambda s: measured[s]["band"])',
+             ("tests/validate/test_recommend.py",),
+             "the band rule breaks ties by the order of the objectives, not by the larger gain"),
+    Mutation("band-share-unweighted", "validate/recommend.py",
+             '"band": float(np.dot(w, [hit for _, hit in rs]) / w.sum()),',
+             '"band": float(np.mean([hit for _, hit in rs])),',
+             ("tests/validate/test_recommend.py",),
+             "the band share ignores the kernel (every position counts the same at any p)"),
 ]
 
 

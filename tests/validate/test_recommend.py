@@ -70,6 +70,12 @@ def test_reader_smooths_and_the_rule_keeps_nll_inside_the_tie_margin(tmp_path):
     # at w1 only nll is in the band (both rules); the plain mean: nll 3 of 4, the others 2 of 4
     assert at(0.1, "band")["objective"] == at(0.1, "delta")["objective"] == "nll"
     assert decide(flat)["objective"] == "nll"
+    # a tie in the band share goes to the larger Δ, whatever the objectives' order
+    entry = lambda band, d: {"band": band, "delta": d, "ci_low": d - 1, "ci_high": d + 1,
+                             "distance": 0.0}
+    tied = {"nll": entry(0.8, 0.0), "alpha(0.5)": entry(0.8, 3.0), "p": entry(0.6, 9.0)}
+    assert decide(tied)["objective"] == "alpha(0.5)" and decide(tied, rule="delta")[
+        "objective"] == "p"
     assert decide({}, {"nll": 1.0, "p": 2.0})["objective"] == "p"
     with pytest.raises(probsft.UserError, match="unknown rule"):
         decide(m, rule="vote")
