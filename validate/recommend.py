@@ -275,30 +275,59 @@ def in_band_counts(cells, supervision: str, optimizer: str, margin: float = TIE_
 def choose_bandwidth(cells, positions=None, bandwidths=BANDWIDTHS, margin: float = TIE_MARGIN,
                      rule: str | None = None) -> dict:
     """The kernel width of the rule, by leave-one-position-out on ``positions`` (default: all):
-    for each candidate width, each position's cells are decided from the other positions only and
-    scored as in :func:`hit_rate`; the width with the most hits wins, ties to the narrower width
-    (the more local, as the continuum claims). With fewer than 3 positions: the plain mean (inf).
+    for each candidate width, each position's cells are decided from the other positions only
+    (:func:`lopo_cells`); the width with the most hits wins, ties to the narrower width (the more
+    local, as the continuum claims). With fewer than 3 positions: the plain mean (inf).
     Returns {"bandwidth": h, "lopo": {h: [hits, scored]}}."""
-    groups = {k: g for k, g in _cell_groups(cells).items()
-              if positions is None or k[0] in positions}
-    names = sorted({k[0] for k in groups})
-    if len(names) < 3:
+    if len({c["position"] for c in cells if positions is None or c["position"] in positions}) < 3:
         return {"bandwidth": math.inf, "lopo": {}}
-    with_hits = {k: _with_hits(g, margin) for k, g in groups.items()}
     lopo = {}
     for h in bandwidths:
-        hits = scored = 0
-        for (pos, sup, opt), g in groups.items():
-            others = [o for (n, s2, o2), o in with_hits.items()
-                      if n != pos and (s2, o2) == (sup, opt)]
-            x = g["nll"]["probe_answer_p"]
-            s = _score(g, decide(_smoothed(others, x, h), margin=margin,
-                                 rule=rule)["objective"], margin)
-            if s is not None:
-                hits, scored = hits + s[0], scored + 1
-        lopo[h] = [hits, scored]
+        rows = lopo_cells(cells, h, positions, margin, rule)
+        lopo[h] = [sum(r["hit"] for r in rows), len(rows)]
     best = max(bandwidths, key=lambda h: (lopo[h][0], -h))
     return {"bandwidth": best, "lopo": lopo}
+
+
+def lopo_cells(cells, bandwidth: float | None, positions=None, margin: float = TIE_MARGIN,
+               rule: str | None = None) -> list[dict]:
+    """Every cell at ``positions`` (default: all) decided by ``rule`` from the other positions'
+    cells only, at kernel width ``bandwidth``, and scored (rows as :func:`hit_rate`'s cells, all
+    held out): a cross-validated hit rate over positions. ``bandwidth=None``: nested, each
+    position's width chosen by :func:`choose_bandwidth` on the other positions only (the width
+    choice then never sees the position it is scored on; slower, one choice per position)."""
+    groups = {k: g for k, g in _cell_groups(cells).items()
+              if positions is None or k[0] in positions}
+    with_hits = {k: _with_hits(g, margin) for k, g in groups.items()}
+    names = sorted({k[0] for k in groups})
+    widths = {n: bandwidth if bandwidth is not None else
+              choose_bandwidth(cells, [m for m in names if m != n], margin=margin,
+                               rule=rule)["bandwidth"] for n in names}
+    rows = []
+    for (pos, sup, opt), g in groups.items():
+        others = [o for (n, s2, o2), o in with_hits.items()
+                  if n != pos and (s2, o2) == (sup, opt)]
+        if not others:
+            continue
+        rec = decide(_smoothed(others, g["nll"]["probe_answer_p"], widths[pos]), margin=margin,
+                     rule=rule)["objective"]
+        row = _scored_row(pos, sup, opt, g, rec, True, margin)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def _scored_row(pos, sup, opt, group, rec, held_out, margin) -> dict | None:
+    """One scored cell: recommending ``rec`` where ``group`` was measured (None: rec not there)."""
+    s = _score(group, rec, margin)
+    if s is None:
+        return None
+    hit, best = s
+    return {"position": pos, "probe_answer_p": group["nll"]["probe_answer_p"],
+            "supervision": sup, "optimizer": opt, "held_out": held_out, "recommended": rec,
+            "best": best, "delta_recommended": group[rec]["delta"],
+            "delta_best": group[best]["delta"], "hit": hit,
+            "informative": group[best]["delta"] > margin}
 
 
 def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN, test_cells=None,
@@ -328,15 +357,9 @@ def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN, test_cells=None,
         if not measured:                    # this noise kind / optimizer not in the rule grid
             continue
         rec = decide(measured, margin=margin, rule=rule)["objective"]
-        s = _score(g, rec, margin)
-        if s is None:
-            continue
-        hit, best = s
-        scored.append({"position": pos, "probe_answer_p": x, "supervision": sup, "optimizer": opt,
-                       "held_out": test_cells is not None or pos not in at, "recommended": rec,
-                       "best": best, "delta_recommended": g[rec]["delta"],
-                       "delta_best": g[best]["delta"], "hit": hit,
-                       "informative": g[best]["delta"] > margin})
+        row = _scored_row(pos, sup, opt, g, rec, test_cells is not None or pos not in at, margin)
+        if row is not None:
+            scored.append(row)
 
     held = [r for r in scored if r["held_out"]]
     return {**chosen, "rule": _summary([r for r in scored if not r["held_out"]]),
@@ -627,11 +650,12 @@ def format_report(out: dict) -> str:
 
 
 def main(argv=None) -> None:
-    """``python -m probsft.validate.recommend PAIRED_CSV [TEST_CSV] [--also CSV ...] [--rule R]``:
-    the rule's hit rate on the continuum grid, set on every other position (by probe p) and
-    reported on the rest; with a test grid (another backbone's ``paired.csv``), set on every
+    """``python -m probsft.validate.recommend PAIRED_CSV [TEST_CSV] [--also CSV ...] [--rule R]
+    [--lopo]``: the rule's hit rate on the continuum grid, set on every other position (by probe
+    p) and reported on the rest; with a test grid (another backbone's ``paired.csv``), set on every
     position of the rule grid(s) (PAIRED_CSV plus any ``--also``, positions tagged by folder) and
-    reported on every cell of the test grid, by supervision too."""
+    reported on every cell of the test grid; with ``--lopo``, each position of the rule grid(s)
+    decided from the others (:func:`lopo_cells`). By supervision too."""
     import argparse
     import json
 
@@ -643,15 +667,28 @@ def main(argv=None) -> None:
                     help="more rule grids (other backbones), pooled with PAIRED")
     ap.add_argument("--rule", choices=sorted(RULES), default=RULE,
                     help=f"how the measured results pick (default {RULE})")
+    ap.add_argument("--lopo", action="store_true",
+                    help="score every position of the (pooled) rule grids from the other "
+                         "positions only, its kernel width chosen on those others too (nested)")
     args = ap.parse_args(argv)
     try:
         cells = read_grids([args.paired, *args.also])
-        if args.test:
+        if args.lopo:
+            if args.test:
+                raise UserError("--lopo scores the rule grids themselves: give no TEST")
+            chosen = choose_bandwidth(cells, rule=args.rule)
+            rows = lopo_cells(cells, None, rule=args.rule)          # nested: honest widths
+            out = {**chosen, "rule": _summary([]), "held_out": _summary(rows),
+                   "held_out_by_supervision": _by_supervision(rows),
+                   "held_out_informative": _summary([r for r in rows if r["informative"]]),
+                   "cells": rows}
+            rule, held = ["each position from the others"], sorted({r["position"] for r in rows})
+        elif args.test:
             rule, held = sorted({c["position"] for c in cells}), ["every cell of " + args.test]
             out = hit_rate(cells, rule, test_cells=read_paired(args.test), rule=args.rule)
         else:
             if args.also:
-                raise UserError("--also pools rule grids for a test grid: give TEST too")
+                raise UserError("--also pools rule grids: give TEST or --lopo too")
             rule, held = split_positions(cells)
             out = hit_rate(cells, rule, rule=args.rule)
     except (UserError, OSError) as err:

@@ -120,6 +120,17 @@ def test_bandwidth_by_leave_one_position_out():
     assert outlier["lopo"][0.05] == [2, 4] and outlier["lopo"][math.inf] == [3, 4]
     assert outlier["bandwidth"] == 0.2
     assert choose_bandwidth(step, ["x0.1", "x0.9"]) == {"bandwidth": math.inf, "lopo": {}}
+    # lopo_cells is that leave-one-position-out, cell by cell; nested (None), each position's
+    # width is chosen on the other five: a narrow one on the step, so every cell is hit again
+    from probsft.validate.recommend import lopo_cells
+
+    for h in (0.05, math.inf):
+        rows = lopo_cells(step, h, rule="delta")
+        assert [sum(r["hit"] for r in rows), len(rows)] == out["lopo"][h]
+        assert all(r["held_out"] for r in rows)
+    nested = lopo_cells(step, None, rule="delta")
+    assert sum(r["hit"] for r in nested) == 6
+    assert sum(r["hit"] for r in lopo_cells(step, None, rule="band")) == 6
     # dose_response chooses the width itself when none is given
     assert dose_response(step, 0.75, "clean", "adamw")["p"]["delta"] == pytest.approx(10, abs=0.1)
 
@@ -200,8 +211,18 @@ def test_pooled_grids_tag_positions_and_the_script_scores_by_noise_kind(tmp_path
         # and the recommendation (from no cells) is not scored
         assert set(out["held_out_by_supervision"]) == {"clean"}
         assert out["held_out"]["scored"] == 4
-    with pytest.raises(SystemExit, match="give TEST too"):
+    with pytest.raises(SystemExit, match="give TEST or --lopo"):
         hit_rate_main([str(a), "--also", str(b)])
+    with pytest.raises(SystemExit, match="give no TEST"):
+        hit_rate_main([str(a), str(other), "--lopo"])
+    # --lopo: each of the 8 pooled positions decided from the other 7, its width chosen on them
+    hit_rate_main([str(a), "--also", str(b), "--lopo", "--rule", "delta"])
+    out = json.loads(capsys.readouterr().out.split("\n}\n")[0] + "\n}")
+    from probsft.validate.recommend import lopo_cells
+
+    rows = lopo_cells(read_grids([a, b]), None, rule="delta")
+    assert out["held_out"]["hits"] == sum(r["hit"] for r in rows) and len(rows) == 8
+    assert out["held_out"]["scored"] == 8 and out["held_out_by_supervision"]["clean"]["scored"] == 8
     with pytest.raises(SystemExit):
         hit_rate_main([str(a), "--rule", "vote"])
     # the command's --rule choices are the rules
