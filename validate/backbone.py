@@ -50,6 +50,11 @@ SECOND_TASKS = ("t_sh2", "t_swp", "t_rol", "t_nov", "t_sh1")
 THIRD = MODELS / "backbone_c"
 THIRD_TARGETS = SECOND_TARGETS
 THIRD_TASKS = ("t_sh3", "t_cpy", "t_swp", "t_rol", "t_sh1")
+# A fourth, `probsft backbone build --seed 3 --threads 2 --out models/backbone_d`: whole-answer noise
+# only, the kind the third backbone's test missed, for the band rule set on all three grids
+# (results/validate_d, registered before its grid ran). Positions as for the second, same targets.
+FOURTH = MODELS / "backbone_d"
+FOURTH_TARGETS = SECOND_TARGETS
 
 # The dial (probsft.validate.tasks.TRANSFORMS): each transformation's share of the pretraining
 # documents. Doses were set on the probe's answer-token p only (README, "the dial"), never on a
