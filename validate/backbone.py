@@ -55,6 +55,7 @@ THIRD_TASKS = ("t_sh3", "t_cpy", "t_swp", "t_rol", "t_sh1")
 # (results/validate_d, registered before its grid ran). Positions as for the second, same targets.
 FOURTH = MODELS / "backbone_d"
 FOURTH_TARGETS = SECOND_TARGETS
+FOURTH_TASKS = ("t_sh2", "t_srt", "t_nov", "t_swp", "t_rol")
 
 # The dial (probsft.validate.tasks.TRANSFORMS): each transformation's share of the pretraining
 # documents. Doses were set on the probe's answer-token p only (README, "the dial"), never on a

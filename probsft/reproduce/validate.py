@@ -274,6 +274,9 @@ OTHERS = (
           ("delta",), "A second backbone: held-out positions for the recommendation rule"),
     Other("validate_c", "THIRD", "THIRD_TASKS", 2, (), ("validate_full", "validate_b"),
           ("band", "delta"), "A third backbone: the band rule's registered test"),
+    Other("validate_d", "FOURTH", "FOURTH_TASKS", 3, ("answer",),
+          ("validate_full", "validate_b", "validate_c"), ("band",),
+          "A fourth backbone: whole-answer noise, the kind the third missed"),
 )
 
 

@@ -125,18 +125,19 @@ def test_build_is_deterministic_and_stage1_folder_gives_the_same_model(tmp_path)
     assert not all(torch.equal(a[k], s1[k]) for k in a)           # stage 2 did change the model
 
 
-@pytest.mark.parametrize("which", ["SECOND", "THIRD"])
+@pytest.mark.parametrize("which", ["SECOND", "THIRD", "FOURTH"])
 def test_other_backbones_and_their_positions(which):
-    """models/backbone_b and _c are the shipped doses built with other seeds (1, 2; _c with 2
-    threads), and their grids' positions are the rule's: the dial tasks whose recorded build probe
-    p lies nearest the targets."""
+    """models/backbone_b, _c and _d are the shipped doses built with other seeds (1, 2, 3; _c and _d
+    with 2 threads), and their grids' positions are the rule's: the dial tasks whose recorded
+    build probe p lies nearest the targets."""
     import json
 
     from probsft.validate import backbone
     from probsft.validate.backbone import DIAL_MIX, positions_near
 
     folder = getattr(backbone, which)
-    want = {"SECOND": dict(seed=1), "THIRD": dict(seed=2, threads=2)}[which]
+    want = {"SECOND": dict(seed=1), "THIRD": dict(seed=2, threads=2),
+            "FOURTH": dict(seed=3, threads=2)}[which]
     cfg = BackboneConfig.from_dict(json.loads((folder / "backbone_config.json").read_text()))
     assert cfg == dataclasses.replace(BackboneConfig(), **want) and cfg.dial_mix == DIAL_MIX
     dial = json.loads((folder / "build.json").read_text())["dial"]
