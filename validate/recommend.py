@@ -264,8 +264,7 @@ def in_band_counts(cells, supervision: str, optimizer: str, margin: float = TIE_
     for (_, sup, opt), g in _cell_groups(cells).items():
         if (sup, opt) != (supervision, optimizer):
             continue
-        for spec in g:
-            hit, _ = _score(g, spec, margin)
+        for spec, _, hit in _with_hits(g, margin):
             counts.setdefault(spec, [0, 0])
             counts[spec][0] += hit
             counts[spec][1] += 1
@@ -349,11 +348,12 @@ def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN, test_cells=None,
     chosen = (choose_bandwidth(cells, at, margin=margin, rule=rule) if bandwidth is None
               else {"bandwidth": bandwidth, "lopo": {}})
     h = chosen["bandwidth"]
+    rule_groups = {k: _with_hits(g, margin) for k, g in _cell_groups(cells).items() if k[0] in at}
     scored = []
     for (pos, sup, opt), g in sorted(_cell_groups(cells if test_cells is None
                                                   else test_cells).items()):
-        x = g["nll"]["probe_answer_p"]
-        measured = dose_response(cells, x, sup, opt, at, h, margin)
+        same_kind = [o for (_, s2, o2), o in rule_groups.items() if (s2, o2) == (sup, opt)]
+        measured = _smoothed(same_kind, g["nll"]["probe_answer_p"], h)
         if not measured:                    # this noise kind / optimizer not in the rule grid
             continue
         rec = decide(measured, margin=margin, rule=rule)["objective"]
