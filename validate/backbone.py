@@ -56,6 +56,13 @@ THIRD_TASKS = ("t_sh3", "t_cpy", "t_swp", "t_rol", "t_sh1")
 FOURTH = MODELS / "backbone_d"
 FOURTH_TARGETS = SECOND_TARGETS
 FOURTH_TASKS = ("t_sh2", "t_srt", "t_nov", "t_swp", "t_rol")
+# A fifth, `probsft backbone build --seed 4 --threads 2 --out models/backbone_e`: the band rule set on
+# all four grids, registered with an informativeness gate on the build probe (some task at p >= 0.7,
+# another in [0.4, 0.65]; seed 4 passed) before its grid ran, under all four noise kinds
+# (results/validate_e). Positions as for the second, same targets.
+FIFTH = MODELS / "backbone_e"
+FIFTH_TARGETS = SECOND_TARGETS
+FIFTH_TASKS = ("t_sh3", "t_srt", "t_swp", "t_nov", "t_sh1")
 
 # The dial (probsft.validate.tasks.TRANSFORMS): each transformation's share of the pretraining
 # documents. Doses were set on the probe's answer-token p only (README, "the dial"), never on a

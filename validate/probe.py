@@ -7,8 +7,9 @@ Teacher forcing on the response tokens (prompt masked), for each supervised toke
 Reported: the mean predicted probability of the targets, mean_t p_t (the paper's Eq. 5 capability
 measure, Table 5), the fraction of tokens with p > 0.55 (the mass condition of the paper's main
 theorem, notes §2.3/§6.4), quantiles of p (they resolve ``Q<pct>`` thresholds, paper §5), a
-histogram of p, and the mean entropy and sum_j q_j^2 of the next-token distributions (DEFT's
-per-token alpha). The mean p is placed against the paper's reference points -- math ≈0.8
+histogram of p, the mean entropy and sum_j q_j^2 of the next-token distributions (DEFT's
+per-token alpha), the top-1 accuracy (the target is the argmax of q) and the share of tokens the
+model gets *confidently wrong* (argmax not the target, max_j q_j > 0.5). The mean p is placed against the paper's reference points -- math ≈0.8
 (model-strong), medical ≈0.5 (model-intermediate), figfont ≈0.01 (model-weak) -- and the region's
 expected winners are stated with the theory's reason (regions and predictions:
 probsft.validate.predictions).
@@ -36,14 +37,16 @@ from probsft.validate.predictions import REGIONS, region_of  # noqa: F401 (the o
 
 QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 MASS_THRESHOLD = 0.55
+CONFIDENT = 0.5      # "confidently wrong": the argmax is not the target and has q above this
 
 
 @torch.no_grad()
 def token_statistics(model, examples, pad_id: int, batch_size: int = 8, on_batch=None,
                      progress: bool = False) -> dict[str, torch.Tensor]:
-    """Per supervised token: ``p``, ``entropy`` H(q), ``sumsq`` sum_j q_j^2 (float64 [N_tokens], CPU)
-    and the target ``ids`` [N_tokens]. ``on_batch(logq [n, V], y [n])`` sees each batch's full
-    log-distributions (float32, on the model's device) before they are dropped."""
+    """Per supervised token: ``p``, ``entropy`` H(q), ``sumsq`` sum_j q_j^2, ``maxq`` max_j q_j
+    (float64 [N_tokens], CPU), ``top1`` (bool: the target is the argmax of q) and the target ``ids``
+    [N_tokens]. ``on_batch(logq [n, V], y [n])`` sees each batch's full log-distributions (float32,
+    on the model's device) before they are dropped."""
     from tqdm.auto import tqdm
 
     from probsft.theory.statistics import token_stats_torch
@@ -51,7 +54,7 @@ def token_statistics(model, examples, pad_id: int, batch_size: int = 8, on_batch
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    cols = {"p": [], "entropy": [], "sumsq": [], "ids": []}
+    cols = {"p": [], "entropy": [], "sumsq": [], "maxq": [], "top1": [], "ids": []}
     bar = tqdm(total=len(examples), desc="probe", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(examples), batch_size):
         batch = collate(examples[start:start + batch_size], pad_id)
@@ -67,13 +70,17 @@ def token_statistics(model, examples, pad_id: int, batch_size: int = 8, on_batch
         cols["p"].append(logq.gather(-1, y[keep][:, None]).squeeze(-1).exp().double().cpu())
         cols["entropy"].append(stats["entropy"].double().cpu())
         cols["sumsq"].append(stats["sumsq"].double().cpu())
+        top = logq.max(dim=-1)
+        cols["maxq"].append(top.values.exp().double().cpu())
+        cols["top1"].append((top.indices == y[keep]).cpu())
         cols["ids"].append(y[keep].cpu())
         if on_batch is not None:
             on_batch(logq, y[keep])
         bar.update(len(batch["input_ids"]))
     bar.close()
     model.train(was_training)
-    empty = {"p": torch.float64, "entropy": torch.float64, "sumsq": torch.float64, "ids": torch.long}
+    empty = {"p": torch.float64, "entropy": torch.float64, "sumsq": torch.float64,
+             "maxq": torch.float64, "top1": torch.bool, "ids": torch.long}
     return {k: torch.cat(v) if v else torch.zeros(0, dtype=empty[k]) for k, v in cols.items()}
 
 
@@ -142,6 +149,8 @@ def probe(model, tokenizer, examples_or_path, batch_size: int = 8, max_length: i
         f"frac_p_gt_{MASS_THRESHOLD}": float((p > MASS_THRESHOLD).double().mean()),
         "quantiles": {f"Q{q}": float(np.percentile(p.numpy(), q)) for q in QUANTILES},
         "mean_entropy": float(H.mean()), "mean_sumsq": float(st["sumsq"].mean()),
+        "top1_accuracy": float(st["top1"].double().mean()),
+        "frac_confident_wrong": float((~st["top1"] & (st["maxq"] > CONFIDENT)).double().mean()),
         "p_histogram": p_histogram(p.numpy()),
         "region": region.name, "reference": region.reference,
         "distance_to_references": {r.name: abs(mean_p - r.ref_p) for r in REGIONS},
@@ -159,6 +168,8 @@ def format_table(stats: dict) -> str:
             (f"fraction p > {MASS_THRESHOLD}", f"{stats[f'frac_p_gt_{MASS_THRESHOLD}']:.4f}"),
             ("mean entropy (nats)", f"{stats['mean_entropy']:.4f}"),
             ("mean sum_j q_j^2", f"{stats['mean_sumsq']:.4f}"),
+            ("top-1 accuracy", f"{stats['top1_accuracy']:.4f}"),
+            (f"confidently wrong (q_max > {CONFIDENT})", f"{stats['frac_confident_wrong']:.4f}"),
             ("p histogram (0.1 bins)", " ".join(f"{v:.2f}" for v in stats["p_histogram"].values())),
             *((f"quantile {k}", f"{v:.4g}") for k, v in stats["quantiles"].items()),
             ("region", f"{stats['region']} by {stats['placement']} tokens "

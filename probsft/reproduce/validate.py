@@ -277,6 +277,9 @@ OTHERS = (
     Other("validate_d", "FOURTH", "FOURTH_TASKS", 3, ("answer",),
           ("validate_full", "validate_b", "validate_c"), ("band",),
           "A fourth backbone: whole-answer noise, the kind the third missed"),
+    Other("validate_e", "FIFTH", "FIFTH_TASKS", 4, (),
+          ("validate_full", "validate_b", "validate_c", "validate_d"), ("band",),
+          "A fifth backbone: the band rule set on four grids, all four noise kinds"),
 )
 
 

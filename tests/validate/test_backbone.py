@@ -125,10 +125,11 @@ def test_build_is_deterministic_and_stage1_folder_gives_the_same_model(tmp_path)
     assert not all(torch.equal(a[k], s1[k]) for k in a)           # stage 2 did change the model
 
 
-@pytest.mark.parametrize("which", ["SECOND", "THIRD", "FOURTH"])
+@pytest.mark.parametrize("which", ["SECOND", "THIRD", "FOURTH", "FIFTH"])
 def test_other_backbones_and_their_positions(which):
-    """models/backbone_b, _c and _d are the shipped doses built with other seeds (1, 2, 3; _c and _d
-    with 2 threads), and their grids' positions are the rule's: the dial tasks whose recorded
+    """models/backbone_b, _c, _d and _e are the shipped doses built with other seeds (1, 2, 3, 4; _c,
+    _d and _e with 2 threads), and their grids' positions are the rule's: the dial tasks whose
+    recorded
     build probe p lies nearest the targets."""
     import json
 
@@ -137,7 +138,7 @@ def test_other_backbones_and_their_positions(which):
 
     folder = getattr(backbone, which)
     want = {"SECOND": dict(seed=1), "THIRD": dict(seed=2, threads=2),
-            "FOURTH": dict(seed=3, threads=2)}[which]
+            "FOURTH": dict(seed=3, threads=2), "FIFTH": dict(seed=4, threads=2)}[which]
     cfg = BackboneConfig.from_dict(json.loads((folder / "backbone_config.json").read_text()))
     assert cfg == dataclasses.replace(BackboneConfig(), **want) and cfg.dial_mix == DIAL_MIX
     dial = json.loads((folder / "build.json").read_text())["dial"]

@@ -39,6 +39,10 @@ def test_probe_matches_direct_nll(tok, records):
     # the full-distribution statistics: sum q^2 and the p histogram, directly
     q = torch.softmax(logits[:, :-1][mask].double(), -1)
     assert stats["mean_sumsq"] == pytest.approx(float((q * q).sum(-1).mean()), rel=1e-5)
+    top1 = q.argmax(-1) == y
+    assert stats["top1_accuracy"] == pytest.approx(float(top1.double().mean()))
+    wrong = ~top1 & (q.max(-1).values > 0.5)
+    assert stats["frac_confident_wrong"] == pytest.approx(float(wrong.double().mean()))
     hist = torch.histc(p, bins=10, min=0, max=1) / len(p)
     assert list(stats["p_histogram"].values()) == pytest.approx(hist.tolist(), abs=1e-9)
     with pytest.raises(probsft.UserError, match="placement"):

@@ -1,0 +1,51 @@
+"""Grid position features (probsft.validate.features): each equals a direct computation."""
+
+import json
+
+import pytest
+import torch
+
+import probsft
+from probsft.validate.data import add_label_noise, collate, tokenize_sft
+from probsft.validate.features import FEATURES, grid_features, position_features
+from tests.validate.conftest import make_model
+
+
+def _answer_p_and_q(model, tok, records):
+    b = collate(tokenize_sft(records, tok, 256), tok.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    y = b["labels"][:, 1:]
+    keep = (y != -100) & (y != tok.eos_token_id)
+    q = torch.softmax(logits[:, :-1][keep].double(), -1)
+    return q.gather(-1, y[keep][:, None]).squeeze(-1), q, y[keep]
+
+
+def test_position_features_match_a_direct_computation(tok, records):
+    model = make_model(tok, spread=20.0)
+    f = position_features(model, tok, records, records[:4], max_new_tokens=4)
+    assert set(f) == set(FEATURES)
+    p, q, y = _answer_p_and_q(model, tok, records)
+    s = (q * q).sum(-1)
+    assert f["answer_p"] == pytest.approx(float(p.mean()), rel=1e-5)
+    assert f["mean_sumsq"] == pytest.approx(float(s.mean()), rel=1e-5)
+    assert f["deft_weight"] == pytest.approx(float((p ** s * (1 - p)).mean() / (1 - p).mean()),
+                                             rel=1e-4)
+    assert f["negp_weight"] == pytest.approx(float((p * (1 - p)).mean() / (1 - p).mean()), rel=1e-4)
+    top1 = q.argmax(-1) == y
+    assert f["top1_accuracy"] == pytest.approx(float(top1.double().mean()))
+    wrong = ~top1 & (q.max(-1).values > 0.5)
+    assert f["frac_confident_wrong"] == pytest.approx(float(wrong.double().mean()))
+    noisy_p, _, _ = _answer_p_and_q(model, tok, add_label_noise(records, 1.0, 0, "answer"))
+    assert f["noise_label_p"] == pytest.approx(float(noisy_p.mean()), rel=1e-5)
+    assert f["noise_label_p"] != pytest.approx(f["answer_p"], rel=1e-3)
+    assert 0 <= f["base_exact_match"] <= 1
+
+
+def test_grid_features_checks_the_grid_and_its_model(tmp_path, saved_model):
+    with pytest.raises(probsft.UserError, match="no saved grid"):
+        grid_features(tmp_path / "nowhere", saved_model, progress=False)
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "config.json").write_text(json.dumps({"model_sha256": "0" * 64}))
+    with pytest.raises(probsft.UserError, match="not the model"):
+        grid_features(tmp_path / "g", saved_model, progress=False)
