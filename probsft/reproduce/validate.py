@@ -245,7 +245,8 @@ def saved_full(out_dir: Path) -> list[str]:
     command = "probsft reproduce --only validate --full"
     return ["", "### The full grid, from its saved runs", "",
             f"Analysed from `{folder.name}/results.csv` without new runs; `{command}` resumes it.",
-            "", *report_lines(result, ex.FULL, rows, command), "", *_figure_lines(pictures, out_dir)]
+            "", *report_lines(result, ex.FULL, rows, command), "", *_figure_lines(pictures, out_dir),
+            *feature_lines(folder, "models/backbone")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,8 +310,32 @@ def saved_other(out_dir: Path, other: Other) -> list[str]:
              f"resumes it. The backbone: `{build}` (the shipped doses, another seed). Its positions "
              "were chosen by build probe p alone, before any of its fine-tunes ran.", "",
              *report_lines(result, cfg, rows, other.command(), f"`{build}`"), "",
-             *_figure_lines(pictures, out_dir)]
+             *_figure_lines(pictures, out_dir), *feature_lines(folder, f"models/{model.name}")]
     return lines + rule_lines(out_dir, other)
+
+
+FEATURE_HEADS = {"answer_p": "answer p", "frac_p_gt_0.55": "p > 0.55", "mean_entropy": "H (nats)",
+                 "mean_sumsq": "Σq²", "top1_accuracy": "top-1", "frac_confident_wrong":
+                 "conf. wrong", "deft_weight": "DEFT weight", "negp_weight": "−p weight",
+                 "noise_label_p": "p of answer-noise labels", "base_exact_match": "base EM"}
+
+
+def feature_lines(folder: Path, model: str) -> list[str]:
+    """The saved position features of a grid (``features.json``, probsft.validate.features) as a
+    table; [] when there are none."""
+    from probsft.validate.features import FEATURES
+
+    path = folder / "features.json"
+    if not path.exists():
+        return []
+    feats = json.loads(path.read_text())
+    rows = sorted(feats.items(), key=lambda kv: kv[1]["answer_p"])
+    return ["", f"What the base model says about each position before any fine-tune "
+            f"(`python -m probsft.validate.features results/{folder.name} --model {model}`; "
+            "weights: the share of NLL's gradient weight E(1 − p) that DEFT and −p keep):", "",
+            "| position | " + " | ".join(FEATURE_HEADS[f] for f in FEATURES) + " |",
+            "|---|" + "---|" * len(FEATURES),
+            *(f"| {t} | " + " | ".join(f"{f[n]:.3f}" for n in FEATURES) + " |" for t, f in rows)]
 
 
 def rule_lines(out_dir: Path, other: Other) -> list[str]:

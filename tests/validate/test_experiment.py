@@ -409,6 +409,19 @@ def test_reproduce_reports_another_backbone_and_scores_the_rules_on_it(tmp_path)
     assert any(x.startswith(f"- always deft (no rule): {deft['hits']}/{deft['scored']}")
                for x in lines)
     assert (tmp_path / second.folder / "continuum.png").exists()
+    # saved position features (probsft.validate.features) become a table, positions by p
+    from probsft.reproduce.validate import FEATURE_HEADS
+    from probsft.validate.features import FEATURES
+
+    assert not any("probsft.validate.features" in x for x in saved_other(tmp_path, second))
+    assert set(FEATURE_HEADS) == set(FEATURES)
+    feats = {"t_b": {f: 0.5 for f in FEATURES}, "t_a": {**{f: 0.25 for f in FEATURES}, "answer_p": 0.1}}
+    (tmp_path / second.folder / "features.json").write_text(json.dumps(feats))
+    lines = saved_other(tmp_path, second)
+    head = next(i for i, x in enumerate(lines) if "probsft.validate.features" in x)
+    table = [x for x in lines[head:] if x.startswith("| t_")]
+    assert table == ["| t_a | 0.100 | " + " | ".join(["0.250"] * (len(FEATURES) - 1)) + " |",
+                     "| t_b | " + " | ".join(["0.500"] * len(FEATURES)) + " |"]
     (tmp_path / second.folder / "config.json").write_text(json.dumps({**config,
                                                                       "model_sha256": "x"}))
     assert "not of models/backbone_b" in saved_other(tmp_path, second)[1]
