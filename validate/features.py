@@ -16,6 +16,12 @@ They are candidates for a second probe coordinate beside mean p (README, "recomm
 ``results/<grid>/features.json``:
 
     python -m probsft.validate.features results/validate_c --model models/backbone_c
+
+Does any of them track an objective's measured gain? ``--correlate SPEC`` prints, per noise kind and
+optimizer, the Spearman correlation over the positions of the given grids (pooled) between each
+feature and SPEC's paired Δ against NLL:
+
+    python -m probsft.validate.features results/validate_full results/validate_c --correlate deft
 """
 
 from __future__ import annotations
@@ -94,22 +100,72 @@ def grid_features(grid: Path, model_path, progress: bool = True) -> dict[str, di
     return out
 
 
+def correlations(grids, spec: str, features=FEATURES) -> dict:
+    """{(supervision, optimizer): {"n": positions, feature: Spearman ρ}} between each saved
+    feature of the positions of ``grids`` (folders with paired.csv and features.json, pooled,
+    positions tagged by folder as probsft.validate.recommend.read_grids) and ``spec``'s paired Δ
+    against NLL; ρ is None where it is undefined (fewer than 3 positions, or a constant)."""
+    from scipy.stats import spearmanr
+
+    from probsft.errors import UserError
+    from probsft.validate.recommend import _spec, read_grids
+
+    grids = [Path(g) for g in grids]
+    for g in grids:
+        if not (g / "features.json").exists():
+            raise UserError(f"no features.json in {g}; compute it with "
+                            f"`python -m probsft.validate.features {g} --model MODEL`")
+    cells = read_grids([g / "paired.csv" for g in grids])
+    tag = len(grids) > 1
+    feats = {(f"{g.resolve().name}:{t}" if tag else t): f
+             for g in grids for t, f in json.loads((g / "features.json").read_text()).items()}
+    want = _spec(spec)
+    by: dict = {}
+    for c in cells:
+        if _spec(c["objective"]) == want and c["position"] in feats:
+            by.setdefault((c["supervision"], c["optimizer"]), []).append(c)
+    if not by:
+        raise UserError(f"{spec} was not measured at any position of {', '.join(map(str, grids))}")
+    out = {}
+    for key, cs in by.items():
+        y = [c["delta"] for c in cs]
+        row: dict = {"n": len(cs)}
+        for f in features:
+            x = [feats[c["position"]][f] for c in cs]
+            ok = len(cs) >= 3 and len(set(x)) > 1 and len(set(y)) > 1
+            row[f] = float(spearmanr(x, y)[0]) if ok else None
+        out[key] = row
+    return out
+
+
 def main(argv=None) -> None:
     from probsft.errors import UserError
 
     ap = argparse.ArgumentParser(prog="python -m probsft.validate.features", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("grid", help="a saved grid's folder (results/validate_c)")
-    ap.add_argument("--model", required=True, help="the grid's base model folder")
+    ap.add_argument("grids", nargs="+", help="saved grid folder(s) (results/validate_c)")
+    ap.add_argument("--model", help="compute: the grid's base model folder (one grid)")
+    ap.add_argument("--correlate", metavar="SPEC",
+                    help="instead: Spearman ρ of each saved feature with SPEC's Δ against NLL")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    names = list(FEATURES)
     try:
-        out = grid_features(Path(args.grid), args.model, progress=not args.no_progress)
+        if args.correlate:
+            table = correlations(args.grids, args.correlate)
+            print(f"Spearman ρ with {args.correlate}'s Δ against NLL, over positions")
+            print("kind       optimizer  n   " + "  ".join(names))
+            for (sup, opt), row in sorted(table.items()):
+                print(f"{sup:10s} {opt:9s} {row['n']:3d} " + "  ".join(
+                    f"{row[n]:+.2f}" if row[n] is not None else "   -" for n in names))
+            return
+        if args.model is None or len(args.grids) != 1:
+            raise UserError("computing features needs one grid folder and --model")
+        torch.set_num_threads(args.threads)
+        out = grid_features(Path(args.grids[0]), args.model, progress=not args.no_progress)
     except UserError as e:
         raise SystemExit(f"error: {e}")
-    names = list(FEATURES)
     print("position  " + "  ".join(names))
     for t, f in out.items():
         print(f"{t:8s}  " + "  ".join(f"{f[n]:.3f}" for n in names))

@@ -49,3 +49,46 @@ def test_grid_features_checks_the_grid_and_its_model(tmp_path, saved_model):
     (tmp_path / "g" / "config.json").write_text(json.dumps({"model_sha256": "0" * 64}))
     with pytest.raises(probsft.UserError, match="not the model"):
         grid_features(tmp_path / "g", saved_model, progress=False)
+
+
+def test_correlations_of_saved_features_with_an_objectives_gain(tmp_path, capsys):
+    import csv
+
+    from probsft.validate.features import correlations, main
+    from probsft.validate.recommend import PAIRED_COLUMNS
+
+    def grid(name, xs, gains):
+        folder = tmp_path / name
+        folder.mkdir()
+        feats = {}
+        with (folder / "paired.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=PAIRED_COLUMNS)
+            w.writeheader()
+            for i, (x, d) in enumerate(zip(xs, gains)):
+                t = f"t{i}"
+                feats[t] = {f: (x if f == "noise_label_p" else 0.5) for f in FEATURES}
+                w.writerow({"position": t, "probe_answer_p": 0.5, "supervision": "token",
+                            "optimizer": "sgd", "objective": "deft", "n_seeds": 5, "delta": d,
+                            "ci_low": d - 1, "ci_high": d + 1, "tost_low": 0, "tost_high": 0,
+                            "mde": 1, "verdict": ""})
+        (folder / "features.json").write_text(json.dumps(feats))
+        return folder
+
+    # the gain falls as noise_label_p rises, on two grids pooled (positions t0.. in both)
+    a = grid("a", [0.01, 0.02, 0.03], [9.0, 5.0, 1.0])
+    b = grid("b", [0.015, 0.04], [7.0, -3.0])
+    row = correlations([a, b], "deft")[("token", "sgd")]
+    assert row["n"] == 5 and row["noise_label_p"] == pytest.approx(-1.0)
+    assert row["answer_p"] is None                       # a constant feature: undefined
+    b2 = grid("c", [0.04, 0.015], [7.0, -3.0])           # reversed on one grid: rank d² 22, ρ -0.1
+    assert correlations([a, b2], "deft")[("token", "sgd")]["noise_label_p"] == pytest.approx(-0.1)
+    with pytest.raises(probsft.UserError, match="not measured"):
+        correlations([a], "alpha(2)")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(probsft.UserError, match="no features.json"):
+        correlations([tmp_path / "d"], "deft")
+    main([str(a), str(b), "--correlate", "deft"])
+    line = capsys.readouterr().out.splitlines()[-1].split()
+    assert line[:3] == ["token", "sgd", "5"] and "-1.00" in line
+    with pytest.raises(SystemExit, match="needs one grid folder and --model"):
+        main([str(a), str(b)])
