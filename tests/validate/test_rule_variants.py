@@ -52,21 +52,25 @@ def test_capped_regret_and_minimax_prefer_the_safe_objective():
 
 
 def test_pooled_variant_decides_noisy_kinds_together():
-    # token noise: "p" +20, alpha(2) 0 everywhere; whole-answer: "p" -10, alpha(2) +5 everywhere
-    cells = [c for x in XS for c in (_cell(x, "p", 20, "token"), _cell(x, "alpha(2)", 0, "token"),
-                                     _cell(x, "p", -10, "answer"), _cell(x, "alpha(2)", 5, "answer"))]
-    own = [r for r in lopo(cells, "band", width=math.inf) if r["supervision"] == "answer"]
-    pooled = [r for r in lopo(cells, "pooled", width=math.inf) if r["supervision"] == "answer"]
+    # token and plausible noise: "p" +20, alpha(2) 0; whole-answer: "p" -10, alpha(2) +5;
+    # clean: "p" 0, alpha(2) +4, everywhere
+    kinds = {"token": (20, 0), "plausible": (20, 0), "answer": (-10, 5), "clean": (0, 4)}
+    cells = [c for x in XS for sup, (dp, da) in kinds.items()
+             for c in (_cell(x, "p", dp, sup), _cell(x, "alpha(2)", da, sup))]
+
+    def answers(variant, sup):
+        return [r for r in lopo(cells, variant, width=math.inf) if r["supervision"] == sup]
+
+    own, pooled = answers("band", "answer"), answers("pooled", "answer")
     assert _hits(own) == (6, 6) and {r["recommended"] for r in own} == {"alpha(2)"}
-    # pooled, an answer cell sees the other five positions' token groups, where "p" is in the band,
-    # and their answer groups, where alpha(2) is: a 5/10 tie, to the larger mean Δ ("p" 5, alpha(2)
-    # 2.5): "p", wrong everywhere. Its own position's token cells stay out (the whole position is
-    # held out)
+    # pooled, an answer cell sees the other five positions' token and plausible groups, where "p"
+    # is in the band (10), and their answer groups, where alpha(2) is (5): "p", wrong everywhere.
+    # Its own position's other kinds stay out (the whole position is held out)
     assert _hits(pooled) == (0, 6) and {r["recommended"] for r in pooled} == {"p"}
-    # the clean kind is never pooled
-    clean = cells + [_cell(x, "alpha(2)", 4, "clean") for x in XS]
-    assert ({r["recommended"] for r in lopo(clean, "pooled", width=math.inf)
-             if r["supervision"] == "clean"} == {"alpha(2)"})
+    # the clean kind is never pooled: alpha(2), right everywhere (pooled with the noisy kinds it
+    # would tie 10/20 with "p" and lose on the mean Δ, 7.5 against 2.25)
+    clean = answers("pooled", "clean")
+    assert _hits(clean) == (6, 6) and {r["recommended"] for r in clean} == {"alpha(2)"}
 
 
 def test_script_prints_each_variant(tmp_path, capsys):
