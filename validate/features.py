@@ -100,11 +100,13 @@ def grid_features(grid: Path, model_path, progress: bool = True) -> dict[str, di
     return out
 
 
-def correlations(grids, spec: str, features=FEATURES) -> dict:
+def correlations(grids, spec: str, features=FEATURES, average: bool = False) -> dict:
     """{(supervision, optimizer): {"n": positions, feature: Spearman ρ}} between each saved
     feature of the positions of ``grids`` (folders with paired.csv and features.json, pooled,
     positions tagged by folder as probsft.validate.recommend.read_grids) and ``spec``'s paired Δ
-    against NLL; ρ is None where it is undefined (fewer than 3 positions, or a constant)."""
+    against NLL; ρ is None where it is undefined (fewer than 3 positions, or a constant).
+    ``average``: one key ("mean", "mean"), each position's Δ averaged over its measured noise kinds
+    and optimizers first."""
     from scipy.stats import spearmanr
 
     from probsft.errors import UserError
@@ -126,6 +128,12 @@ def correlations(grids, spec: str, features=FEATURES) -> dict:
             by.setdefault((c["supervision"], c["optimizer"]), []).append(c)
     if not by:
         raise UserError(f"{spec} was not measured at any position of {', '.join(map(str, grids))}")
+    if average:
+        at: dict = {}
+        for c in (c for cs in by.values() for c in cs):
+            at.setdefault(c["position"], []).append(c["delta"])
+        by = {("mean", "mean"): [{"position": pos, "delta": sum(d) / len(d)}
+                                 for pos, d in at.items()]}
     out = {}
     for key, cs in by.items():
         y = [c["delta"] for c in cs]
@@ -147,13 +155,16 @@ def main(argv=None) -> None:
     ap.add_argument("--model", help="compute: the grid's base model folder (one grid)")
     ap.add_argument("--correlate", metavar="SPEC",
                     help="instead: Spearman ρ of each saved feature with SPEC's Δ against NLL")
+    ap.add_argument("--average", action="store_true",
+                    help="with --correlate: each position's Δ averaged over its noise kinds and "
+                         "optimizers first (one row)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     names = list(FEATURES)
     try:
         if args.correlate:
-            table = correlations(args.grids, args.correlate)
+            table = correlations(args.grids, args.correlate, average=args.average)
             print(f"Spearman ρ with {args.correlate}'s Δ against NLL, over positions")
             print("kind       optimizer  n   " + "  ".join(names))
             for (sup, opt), row in sorted(table.items()):

@@ -82,6 +82,16 @@ def test_correlations_of_saved_features_with_an_objectives_gain(tmp_path, capsys
     assert row["answer_p"] is None                       # a constant feature: undefined
     b2 = grid("c", [0.04, 0.015], [7.0, -3.0])           # reversed on one grid: rank d² 22, ρ -0.1
     assert correlations([a, b2], "deft")[("token", "sgd")]["noise_label_p"] == pytest.approx(-0.1)
+    # averaged per position first: a second (kind, optimizer) at grid a shifts its means
+    extra = [{"position": "t0", "probe_answer_p": 0.5, "supervision": "clean", "optimizer": "sgd",
+              "objective": "deft", "n_seeds": 5, "delta": -20.0, "ci_low": -21, "ci_high": -19,
+              "tost_low": 0, "tost_high": 0, "mde": 1, "verdict": ""}]
+    with (a / "paired.csv").open("a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=PAIRED_COLUMNS).writerows(extra)
+    mean = correlations([a, b], "deft", average=True)
+    assert list(mean) == [("mean", "mean")] and mean[("mean", "mean")]["n"] == 5
+    # a:t0's mean is (9 - 20) / 2: ranks of x 1, 3, 4, 2, 5 against Δ 1, 4, 3, 5, 2, Σd² 20, ρ 0
+    assert mean[("mean", "mean")]["noise_label_p"] == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(probsft.UserError, match="not measured"):
         correlations([a], "alpha(2)")
     (tmp_path / "d").mkdir()
@@ -90,5 +100,8 @@ def test_correlations_of_saved_features_with_an_objectives_gain(tmp_path, capsys
     main([str(a), str(b), "--correlate", "deft"])
     line = capsys.readouterr().out.splitlines()[-1].split()
     assert line[:3] == ["token", "sgd", "5"] and "-1.00" in line
+    main([str(a), str(b), "--correlate", "deft", "--average"])
+    line = capsys.readouterr().out.splitlines()[-1].split()
+    assert line[:3] == ["mean", "mean", "5"] and "+0.00" in line
     with pytest.raises(SystemExit, match="needs one grid folder and --model"):
         main([str(a), str(b)])
