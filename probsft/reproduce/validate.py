@@ -279,7 +279,7 @@ OTHERS = (
           ("validate_full", "validate_b", "validate_c"), ("band",),
           "A fourth backbone: whole-answer noise, the kind the third missed"),
     Other("validate_e", "FIFTH", "FIFTH_TASKS", 4, (),
-          ("validate_full", "validate_b", "validate_c", "validate_d"), ("band",),
+          ("validate_full", "validate_b", "validate_c", "validate_d"), ("band", "delta"),
           "A fifth backbone: the band rule set on four grids, all four noise kinds"),
 )
 
