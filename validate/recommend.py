@@ -463,7 +463,7 @@ def _klass(obj) -> str:
 
 # The complete grids recommend reads by default, those that exist (results/<name>/paired.csv): the
 # shipped backbone's full grid and the grids of the other backbones.
-GRIDS = ("validate_full", "validate_b", "validate_c", "validate_d")
+GRIDS = ("validate_full", "validate_b", "validate_c", "validate_d", "validate_e")
 
 
 def default_results():

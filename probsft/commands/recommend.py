@@ -55,7 +55,8 @@ def add_parser(sub):
     p.add_argument("--results", nargs="+", metavar="CSV",
                    help="paired.csv file(s) of the continuum experiment, pooled with positions "
                         "tagged by folder (default: those of results/validate_full, validate_b, "
-                        "validate_c, validate_d that exist, else results/validate/paired.csv)")
+                        "validate_c, validate_d, validate_e that exist, else "
+                        "results/validate/paired.csv)")
     p.add_argument("--rule", choices=["band", "delta"], default="band",
                    help="how measured results pick: band (default: the objective most often "
                         "within the 2-point band of each position's best) or delta (largest "

@@ -234,6 +234,11 @@ def test_pooled_grids_tag_positions_and_the_script_scores_by_noise_kind(tmp_path
     add_parser(sub)
     rule_arg = next(a for a in sub.choices["recommend"]._actions if a.dest == "rule")
     assert sorted(rule_arg.choices) == sorted(RULES) and rule_arg.default == RULE
+    # and its --results help names the default grids
+    from probsft.validate.recommend import GRIDS
+
+    results_arg = next(a for a in sub.choices["recommend"]._actions if a.dest == "results")
+    assert all(g in results_arg.help for g in GRIDS)
 
 
 def _direct_nll_rates(model, tok, records):
