@@ -9,10 +9,10 @@ measure, Table 5), the fraction of tokens with p > 0.55 (the mass condition of t
 theorem, notes §2.3/§6.4), quantiles of p (they resolve ``Q<pct>`` thresholds, paper §5), a
 histogram of p, the mean entropy and sum_j q_j^2 of the next-token distributions (DEFT's
 per-token alpha), the top-1 accuracy (the target is the argmax of q) and the share of tokens the
-model gets *confidently wrong* (argmax not the target, max_j q_j > 0.5). The mean p is placed against the paper's reference points -- math ≈0.8
-(model-strong), medical ≈0.5 (model-intermediate), figfont ≈0.01 (model-weak) -- and the region's
-expected winners are stated with the theory's reason (regions and predictions:
-probsft.validate.predictions).
+model gets *confidently wrong* (argmax not the target, max_j q_j > 0.5). The mean p is placed
+against the paper's reference points -- math ≈0.8 (model-strong), medical ≈0.5
+(model-intermediate), figfont ≈0.01 (model-weak) -- and the region's expected winners are stated
+with the theory's reason (regions and predictions: probsft.validate.predictions).
 
 The end-of-response token (``tokenizer.eos_token``, appended by the chat format / tokenize_sft) is a
 format token, not part of the answer: a base model that never saw the SFT format gives it p ≈ 0, and
