@@ -51,7 +51,7 @@ def position_features(model, tok, records, heldout, seed: int = 0, max_new_token
     ``heldout`` records under the base ``model``."""
     from probsft.validate.data import add_label_noise, tokenize_sft
     from probsft.validate.evaluate import evaluate
-    from probsft.validate.probe import CONFIDENT
+    from probsft.validate.probe import frac_confident_wrong
 
     st = _answer_tokens(model, tok, tokenize_sft(records, tok, 256))
     p, s = st["p"], st["sumsq"]
@@ -63,7 +63,7 @@ def position_features(model, tok, records, heldout, seed: int = 0, max_new_token
             "frac_p_gt_0.55": float((p > 0.55).double().mean()),
             "mean_entropy": float(st["entropy"].mean()), "mean_sumsq": float(s.mean()),
             "top1_accuracy": float(st["top1"].double().mean()),
-            "frac_confident_wrong": float((~st["top1"] & (st["maxq"] > CONFIDENT)).double().mean()),
+            "frac_confident_wrong": frac_confident_wrong(st),
             "deft_weight": float((p ** s * (1 - p)).mean()) / room,
             "negp_weight": float((p * (1 - p)).mean()) / room,
             "noise_label_p": float(noisy["p"].mean()),
@@ -110,17 +110,17 @@ def correlations(grids, spec: str, features=FEATURES, average: bool = False) -> 
     from scipy.stats import spearmanr
 
     from probsft.errors import UserError
-    from probsft.validate.recommend import _spec, read_grids
+    from probsft.validate.recommend import _spec, grid_tags, read_grids
 
     grids = [Path(g) for g in grids]
     for g in grids:
         if not (g / "features.json").exists():
             raise UserError(f"no features.json in {g}; compute it with "
                             f"`python -m probsft.validate.features {g} --model MODEL`")
-    cells = read_grids([g / "paired.csv" for g in grids])
-    tag = len(grids) > 1
-    feats = {(f"{g.resolve().name}:{t}" if tag else t): f
-             for g in grids for t, f in json.loads((g / "features.json").read_text()).items()}
+    paths = [g / "paired.csv" for g in grids]
+    cells = read_grids(paths)
+    feats = {(f"{tag}:{t}" if tag else t): f for g, tag in zip(grids, grid_tags(paths))
+             for t, f in json.loads((g / "features.json").read_text()).items()}
     want = _spec(spec)
     by: dict = {}
     for c in cells:

@@ -96,6 +96,12 @@ def token_probs(model, examples, pad_id: int, batch_size: int = 8) -> torch.Tens
     return teacher_forced(model, examples, pad_id, batch_size)[0]
 
 
+def frac_confident_wrong(st: dict) -> float:
+    """Share of the tokens of :func:`token_statistics` ``st`` whose argmax is not the target and
+    has q above :data:`CONFIDENT`."""
+    return float((~st["top1"] & (st["maxq"] > CONFIDENT)).double().mean())
+
+
 PLACEMENTS = ("all", "answer")
 
 
@@ -150,7 +156,7 @@ def probe(model, tokenizer, examples_or_path, batch_size: int = 8, max_length: i
         "quantiles": {f"Q{q}": float(np.percentile(p.numpy(), q)) for q in QUANTILES},
         "mean_entropy": float(H.mean()), "mean_sumsq": float(st["sumsq"].mean()),
         "top1_accuracy": float(st["top1"].double().mean()),
-        "frac_confident_wrong": float((~st["top1"] & (st["maxq"] > CONFIDENT)).double().mean()),
+        "frac_confident_wrong": frac_confident_wrong(st),
         "p_histogram": p_histogram(p.numpy()),
         "region": region.name, "reference": region.reference,
         "distance_to_references": {r.name: abs(mean_p - r.ref_p) for r in REGIONS},

@@ -89,14 +89,20 @@ def read_grids(paths) -> list[dict]:
     grid's positions are tagged by its folder's name (``validate_b:t_sh2``), so that the same task
     on two backbones counts as two positions."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    return [c for p, t in zip(paths, grid_tags(paths)) for c in read_paired(p, t)]
+
+
+def grid_tags(paths) -> list[str | None]:
+    """The tag :func:`read_grids` gives each ``paired.csv``'s positions: none for a single grid,
+    else its folder's name (which must differ between the grids)."""
     if not paths:
         raise UserError("no paired.csv given")
     if len(paths) == 1:
-        return read_paired(paths[0])
+        return [None]
     tags = [Path(p).resolve().parent.name for p in paths]
     if len(set(tags)) < len(tags):
         raise UserError(f"grids in folders of the same name cannot be told apart: {tags}")
-    return [c for p, t in zip(paths, tags) for c in read_paired(p, t)]
+    return tags
 
 
 def _weights(xs, x: float, bandwidth: float) -> np.ndarray:
@@ -272,44 +278,51 @@ def in_band_counts(cells, supervision: str, optimizer: str, margin: float = TIE_
 
 
 def choose_bandwidth(cells, positions=None, bandwidths=BANDWIDTHS, margin: float = TIE_MARGIN,
-                     rule: str | None = None) -> dict:
+                     rule: str | None = None, pick=None, kind=None) -> dict:
     """The kernel width of the rule, by leave-one-position-out on ``positions`` (default: all):
     for each candidate width, each position's cells are decided from the other positions only
-    (:func:`lopo_cells`); the width with the most hits wins, ties to the narrower width (the more
-    local, as the continuum claims). With fewer than 3 positions: the plain mean (inf).
-    Returns {"bandwidth": h, "lopo": {h: [hits, scored]}}."""
+    (:func:`lopo_cells`, whose ``pick`` and ``kind`` these are); the width with the most hits wins,
+    ties to the narrower width (the more local, as the continuum claims). With fewer than 3
+    positions: the plain mean (inf). Returns {"bandwidth": h, "lopo": {h: [hits, scored]}}."""
     if len({c["position"] for c in cells if positions is None or c["position"] in positions}) < 3:
         return {"bandwidth": math.inf, "lopo": {}}
     lopo = {}
     for h in bandwidths:
-        rows = lopo_cells(cells, h, positions, margin, rule)
+        rows = lopo_cells(cells, h, positions, margin, rule, pick, kind)
         lopo[h] = [sum(r["hit"] for r in rows), len(rows)]
     best = max(bandwidths, key=lambda h: (lopo[h][0], -h))
     return {"bandwidth": best, "lopo": lopo}
 
 
 def lopo_cells(cells, bandwidth: float | None, positions=None, margin: float = TIE_MARGIN,
-               rule: str | None = None) -> list[dict]:
+               rule: str | None = None, pick=None, kind=None) -> list[dict]:
     """Every cell at ``positions`` (default: all) decided by ``rule`` from the other positions'
     cells only, at kernel width ``bandwidth``, and scored (rows as :func:`hit_rate`'s cells, all
     held out): a cross-validated hit rate over positions. ``bandwidth=None``: nested, each
     position's width chosen by :func:`choose_bandwidth` on the other positions only (the width
-    choice then never sees the position it is scored on; slower, one choice per position)."""
+    choice then never sees the position it is scored on; slower, one choice per position).
+
+    For rule variants (probsft.validate.rule_variants): ``pick(groups, p, width) -> objective``
+    decides instead of ``rule`` from the other positions' groups (:func:`_with_hits`), and a cell
+    is decided from the groups whose ``kind(supervision)`` equals its own (default: the same
+    supervision)."""
+    kind = kind or (lambda sup: sup)
     groups = {k: g for k, g in _cell_groups(cells).items()
               if positions is None or k[0] in positions}
     with_hits = {k: _with_hits(g, margin) for k, g in groups.items()}
     names = sorted({k[0] for k in groups})
     widths = {n: bandwidth if bandwidth is not None else
-              choose_bandwidth(cells, [m for m in names if m != n], margin=margin,
-                               rule=rule)["bandwidth"] for n in names}
+              choose_bandwidth(cells, [m for m in names if m != n], margin=margin, rule=rule,
+                               pick=pick, kind=kind)["bandwidth"] for n in names}
     rows = []
     for (pos, sup, opt), g in groups.items():
         others = [o for (n, s2, o2), o in with_hits.items()
-                  if n != pos and (s2, o2) == (sup, opt)]
+                  if n != pos and (kind(s2), o2) == (kind(sup), opt)]
         if not others:
             continue
-        rec = decide(_smoothed(others, g["nll"]["probe_answer_p"], widths[pos]), margin=margin,
-                     rule=rule)["objective"]
+        x = g["nll"]["probe_answer_p"]
+        rec = (pick(others, x, widths[pos]) if pick is not None else
+               decide(_smoothed(others, x, widths[pos]), margin=margin, rule=rule)["objective"])
         row = _scored_row(pos, sup, opt, g, rec, True, margin)
         if row is not None:
             rows.append(row)
@@ -361,8 +374,13 @@ def hit_rate(cells, rule_positions, margin: float = TIE_MARGIN, test_cells=None,
         if row is not None:
             scored.append(row)
 
+    return {**chosen, **_summaries(scored)}
+
+
+def _summaries(scored) -> dict:
+    """The summaries of scored cells (:func:`hit_rate`'s keys but the width's)."""
     held = [r for r in scored if r["held_out"]]
-    return {**chosen, "rule": _summary([r for r in scored if not r["held_out"]]),
+    return {"rule": _summary([r for r in scored if not r["held_out"]]),
             "held_out": _summary(held), "held_out_by_supervision": _by_supervision(held),
             "held_out_informative": _summary([r for r in held if r["informative"]]),
             "cells": scored}
@@ -679,10 +697,7 @@ def main(argv=None) -> None:
                 raise UserError("--lopo scores the rule grids themselves: give no TEST")
             chosen = choose_bandwidth(cells, rule=args.rule)
             rows = lopo_cells(cells, None, rule=args.rule)          # nested: honest widths
-            out = {**chosen, "rule": _summary([]), "held_out": _summary(rows),
-                   "held_out_by_supervision": _by_supervision(rows),
-                   "held_out_informative": _summary([r for r in rows if r["informative"]]),
-                   "cells": rows}
+            out = {**chosen, **_summaries(rows)}                  # every row held out
             rule, held = ["each position from the others"], sorted({r["position"] for r in rows})
         elif args.test:
             rule, held = sorted({c["position"] for c in cells}), ["every cell of " + args.test]

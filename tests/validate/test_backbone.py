@@ -129,8 +129,7 @@ def test_build_is_deterministic_and_stage1_folder_gives_the_same_model(tmp_path)
 def test_other_backbones_and_their_positions(which):
     """models/backbone_b, _c, _d and _e are the shipped doses built with other seeds (1, 2, 3, 4; _c,
     _d and _e with 2 threads), and their grids' positions are the rule's: the dial tasks whose
-    recorded
-    build probe p lies nearest the targets."""
+    recorded build probe p lies nearest the targets."""
     import json
 
     from probsft.validate import backbone
