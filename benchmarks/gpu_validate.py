@@ -1,6 +1,6 @@
 """GPU: the continuum experiment scaled up — a larger backbone pretrained on the GPU from the same
 two-stage corpus (spelling, then the dial's transformations at their doses), probed at the same
-positions (probsft.validate.experiment.POSITIONS), then the paired −p vs NLL grid (clean and token
+positions (probsft.continuum.experiment.POSITIONS), then the paired −p vs NLL grid (clean and token
 noise, 5 seeds) and its verdict counts.
 
 No network and no reasoning_gym / pyfiglet on the GPU machine: the corpus, SFT and held-out sets are
@@ -31,7 +31,7 @@ SIZES = {"pretrain": 6000, "train": 256, "heldout": 200}
 
 def make_data():
     from probsft.validate.backbone import BackboneConfig
-    from probsft.validate.experiment import POSITIONS
+    from probsft.continuum.experiment import POSITIONS
     from probsft.validate.tasks import TASKS, sample, write_jsonl
 
     cfg = BackboneConfig()
@@ -67,7 +67,8 @@ def main():
     import torch
 
     from probsft.validate import backbone as bb
-    from probsft.validate import experiment as ex
+    from probsft.continuum import experiment as ex
+    from probsft.continuum import analysis as an
     from probsft.validate.data import read_jsonl
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -98,7 +99,7 @@ def main():
     def grid():
         path = ex.run_grid(ecfg, out / "grid", model_path=out / "backbone", progress=False,
                            deadline_s=budget)
-        analysis = ex.write_analysis(ex.read_rows(path), out / "grid")
+        analysis = an.write_analysis(ex.read_rows(path), out / "grid")
         return {"runs": len(ex.read_rows(path)), "counts": analysis["counts"],
                 "crossover": analysis["crossover"]}
 

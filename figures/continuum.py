@@ -2,7 +2,7 @@
 one panel: the paired held-out difference −p − NLL (exact-match points, mean over seeds and items)
 against the base model's probe p (answer tokens), its 95% CI band (seeds ∪ item bootstrap), the ±2
 point equivalence band, the theory's predicted sign per region (shaded: green where −p should win,
-red where NLL should, grey where a tie is predicted; borders from probsft.validate.predictions) and
+red where NLL should, grey where a tie is predicted; borders from probsft.continuum.predictions) and
 the located crossover with its CI. A pure function of the saved ``verdicts.json``.
 
     python -m probsft.figures.continuum results/validate/verdicts.json results/validate/continuum
@@ -26,7 +26,7 @@ def draw(verdicts_json, out_stem) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from probsft.validate import predictions as pred
+    from probsft.continuum import predictions as pred
 
     result = json.loads(Path(verdicts_json).read_text())
     cells = [c for c in result["cells"] if c["objective"] == "p"]
@@ -91,7 +91,7 @@ def draw_alpha(result: dict, out_stem) -> list[Path]:
     score (left out of the trend); the legend gives Spearman's ρ and its one-sided p-value."""
     import matplotlib.pyplot as plt
 
-    from probsft.validate import predictions as pred
+    from probsft.continuum import predictions as pred
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     alphas = sorted({a["best_alpha"] for a in result["alpha"]} | {0.0, 1.0})

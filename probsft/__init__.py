@@ -26,8 +26,8 @@ def objective(spec):
 
 def recommend(model, data, **kwargs):
     """Which objective for this model and data: probe + theory + measured dose-response; see
-    probsft.validate.recommend."""
-    from probsft.validate.recommend import recommend as _recommend
+    probsft.continuum.recommend."""
+    from probsft.continuum.recommend import recommend as _recommend
 
     return _recommend(model, data, **kwargs)
 

@@ -36,33 +36,7 @@ from probsft.paths import MODELS
 from probsft.theory.objective import IGNORE_INDEX
 
 SHIPPED = MODELS / "backbone"
-# A second backbone, `probsft backbone build --seed 1 --out models/backbone_b` (the shipped doses,
-# another seed): new (model, data) pairs on which the recommendation rule, set on the shipped
-# backbone's grid, is scored (results/validate_b). Its positions: the dial tasks whose build probe p
-# lies nearest to SECOND_TARGETS, one task each (:func:`positions_near`), fixed before any of its
-# fine-tunes ran.
-SECOND = MODELS / "backbone_b"
-SECOND_TARGETS = (0.05, 0.2, 0.45, 0.65, 0.8)
-SECOND_TASKS = ("t_sh2", "t_swp", "t_rol", "t_nov", "t_sh1")
-# A third, `probsft backbone build --seed 2 --threads 2 --out models/backbone_c`: the held-out test
-# of the band rule (probsft.validate.recommend.RULE), registered before its grid ran, under all
-# four noise kinds (results/validate_c). Positions picked as for the second, same targets.
-THIRD = MODELS / "backbone_c"
-THIRD_TARGETS = SECOND_TARGETS
-THIRD_TASKS = ("t_sh3", "t_cpy", "t_swp", "t_rol", "t_sh1")
-# A fourth, `probsft backbone build --seed 3 --threads 2 --out models/backbone_d`: whole-answer noise
-# only, the kind the third backbone's test missed, for the band rule set on all three grids
-# (results/validate_d, registered before its grid ran). Positions as for the second, same targets.
-FOURTH = MODELS / "backbone_d"
-FOURTH_TARGETS = SECOND_TARGETS
-FOURTH_TASKS = ("t_sh2", "t_srt", "t_nov", "t_swp", "t_rol")
-# A fifth, `probsft backbone build --seed 4 --threads 2 --out models/backbone_e`: the band rule set on
-# all four grids, registered with an informativeness gate on the build probe (some task at p >= 0.7,
-# another in [0.4, 0.65]; seed 4 passed) before its grid ran, under all four noise kinds
-# (results/validate_e). Positions as for the second, same targets.
-FIFTH = MODELS / "backbone_e"
-FIFTH_TARGETS = SECOND_TARGETS
-FIFTH_TASKS = ("t_sh3", "t_srt", "t_swp", "t_nov", "t_sh1")
+# Other backbones (the shipped doses, other seeds) and their grids: probsft.continuum.grids.
 
 # The dial (probsft.validate.tasks.TRANSFORMS): each transformation's share of the pretraining
 # documents. Doses were set on the probe's answer-token p only (README, "the dial"), never on a

@@ -12,7 +12,7 @@ per-token alpha), the top-1 accuracy (the target is the argmax of q) and the sha
 model gets *confidently wrong* (argmax not the target, max_j q_j > 0.5). The mean p is placed
 against the paper's reference points -- math ≈0.8 (model-strong), medical ≈0.5
 (model-intermediate), figfont ≈0.01 (model-weak) -- and the region's expected winners are stated
-with the theory's reason (regions and predictions: probsft.validate.predictions).
+with the theory's reason (regions and predictions: probsft.continuum.predictions).
 
 The end-of-response token (``tokenizer.eos_token``, appended by the chat format / tokenize_sft) is a
 format token, not part of the answer: a base model that never saw the SFT format gives it p ≈ 0, and
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from probsft.validate.data import IGNORE_INDEX, collate, read_jsonl, tokenize_sft
-from probsft.validate.predictions import REGIONS, region_of  # noqa: F401 (the one definition)
+from probsft.validate.regions import REGIONS, region_of  # noqa: F401 (the one definition)
 
 QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 MASS_THRESHOLD = 0.55
@@ -123,7 +123,7 @@ def probe(model, tokenizer, examples_or_path, batch_size: int = 8, max_length: i
     ``examples_or_path``: tokenised examples (tokenize_sft), records, or a JSONL path.
     ``placement``: "all" places by Eq. 5 over every response token, "answer" by the tokens other
     than the end-of-response token (``answer_mean_p``). ``on_batch``/``progress``: see
-    :func:`token_statistics` (probsft.validate.recommend uses them for the first-order rates).
+    :func:`token_statistics` (probsft.continuum.recommend uses them for the first-order rates).
     """
     from probsft.errors import UserError
 

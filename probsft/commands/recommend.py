@@ -1,4 +1,4 @@
-"""`probsft recommend`: which objective for this model and this data (validate/recommend.py).
+"""`probsft recommend`: which objective for this model and this data (probsft.continuum.recommend).
 
     probsft recommend --model models/backbone --data data/validate/letter_jumble/train.jsonl
     probsft recommend --model M --data D --noise 0.1 --sample-tokens 20000 --json rec.json
@@ -52,16 +52,17 @@ def add_parser(sub):
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--sample-tokens", type=positive_int, default=100_000,
                    help="response tokens to probe (default 100000)")
-    p.add_argument("--results", nargs="+", metavar="CSV",
-                   help="paired.csv file(s) of the continuum experiment, pooled with positions "
-                        "tagged by folder (default: those of results/validate_full, validate_b, "
-                        "validate_c, validate_d, validate_e that exist, else "
-                        "results/validate/paired.csv)")
+    p.add_argument("--curve", nargs="+", metavar="FILE",
+                   help="the measured curve: a curve file (.json, `python -m "
+                        "probsft.continuum.curve`) or paired.csv file(s) of the continuum "
+                        "experiment, pooled with positions tagged by folder (slower: the kernel "
+                        "width is chosen now); default: the curve shipped with probsft "
+                        "(data/curves/measured.json, built from the registered grids)")
     p.add_argument("--rule", choices=["band", "delta"], default="band",
                    help="how measured results pick: band (default: the objective most often "
                         "within the 2-point band of each position's best) or delta (largest "
                         "smoothed gain over NLL beyond the margin, else nll)")
-    p.add_argument("--theory-only", action="store_true", help="ignore measured results")
+    p.add_argument("--theory-only", action="store_true", help="ignore the measured curve")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch-size", type=positive_int, default=64,
                    help="sequences per forward pass (default 64; lower it for large models)")
@@ -79,14 +80,14 @@ def run(args) -> int:
     import torch
 
     from probsft.files import output_file
-    from probsft.validate.recommend import format_report, recommend
+    from probsft.continuum.recommend import format_report, recommend
 
     if args.json and args.json != "-":
         output_file(args.json, "--json")             # before the work, not after it
     torch.set_num_threads(args.threads or idle_threads())
 
     out = recommend(args.model, args.data, noise=args.noise, sample_tokens=args.sample_tokens,
-                    device=args.device, results=False if args.theory_only else args.results,
+                    device=args.device, curve=False if args.theory_only else args.curve,
                     supervision=args.supervision, optimizer=args.optimizer,
                     batch_size=args.batch_size, max_length=args.max_length,
                     progress=args.progress, rule=args.rule)

@@ -1,4 +1,4 @@
-"""`probsft validate`: the capability continuum as a dose–response curve (probsft.validate.experiment)."""
+"""`probsft validate`: the capability continuum as a dose–response curve (probsft.continuum.experiment)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def add_parser(sub):
 def run(args) -> int:
     from probsft.files import locked_output
     from probsft.reproduce.validate import report_lines, run as run_grid
-    from probsft.validate import experiment as ex
+    from probsft.continuum import experiment as ex
+    from probsft.continuum.grids import grid
 
     cfg = ex.FULL if args.full else ex.REDUCED
     over = {"tasks": tuple(args.tasks)} if args.tasks else {}
@@ -51,7 +52,7 @@ def run(args) -> int:
     if args.lr:
         over["lr"] = args.lr
     cfg = dataclasses.replace(cfg, **over)
-    out = Path(args.out) if args.out else Path("runs") / ex.folder(args.full)
+    out = Path(args.out) if args.out else Path("runs") / grid("full" if args.full else "reduced").folder
     if args.model:
         from probsft.validate.loading import check_model_path
 

@@ -6,13 +6,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
+from probsft.continuum import analysis as an
+from probsft.continuum import experiment as ex
+from probsft.continuum import predictions as pred
+from probsft.continuum.grids import GRIDS, OTHERS, Grid
+from probsft.continuum.rule import RULE, RULES, hit_rate, width_text
 from probsft.figures.continuum import draw
-from probsft.validate import experiment as ex
-from probsft.validate import predictions as pred
 
 
 def run(cfg, out: Path, model_path=None, progress: bool = True, deadline_s=None, workers: int = 1):
@@ -23,7 +25,7 @@ def run(cfg, out: Path, model_path=None, progress: bool = True, deadline_s=None,
     torch.set_flush_denormal(True)        # see probsft.validate.backbone.build
     csv_path = ex.run_grid(cfg, out, model_path, progress=progress, deadline_s=deadline_s,
                            workers=workers)
-    result = ex.write_analysis(ex.read_rows(csv_path), out)
+    result = an.write_analysis(ex.read_rows(csv_path), out)
     return result, draw(out / "verdicts.json", out / "continuum")
 
 
@@ -173,7 +175,7 @@ def _miss_lines(scored: list[dict], mark_held_out: bool = True) -> list[str]:
 
 def hit_rate_lines(result: dict) -> list[str]:
     """The recommendation rules' hit rates on these cells, each set on every other position."""
-    from probsft.validate.recommend import RULE, RULES, hit_rate, split_positions, width_text
+    from probsft.continuum.cells import split_positions
 
     cells = result["cells"]
     if not cells:
@@ -182,7 +184,7 @@ def hit_rate_lines(result: dict) -> list[str]:
     lines = ["", "Recommendation (`probsft recommend`'s measured rules, the default "
              f"`{RULE}` first) against the best measured objective of each cell, each rule set on "
              f"the positions {', '.join(rule)} and scored on those and, held out, on "
-             f"{', '.join(held)} (`python -m probsft.validate.recommend <folder>/paired.csv "
+             f"{', '.join(held)} (`python -m probsft.continuum.recommend <folder>/paired.csv "
              "--rule R`):"]
     for name in sorted(RULES, key=lambda r: r != RULE):
         out = hit_rate(cells, rule, rule=name)
@@ -204,14 +206,35 @@ def reproduce(out_dir: Path, full: bool) -> list[str]:
     import os
 
     cfg = ex.FULL if full else ex.REDUCED
-    out = Path(out_dir) / ex.folder(full)
+    out = Path(out_dir) / GRIDS["full" if full else "reduced"].folder
     deadline = os.environ.get("PROBSFT_VALIDATE_DEADLINE_S")
     result, pictures = run(cfg, out, deadline_s=float(deadline) if deadline else None,
                            workers=ex.default_workers())
     command = "probsft reproduce --only validate" + (" --full" if full else "")
     lines = [*report_lines(result, cfg, ex.read_rows(out / "results.csv"), command), "",
              *_figure_lines(pictures, Path(out_dir))]
-    return lines if full else lines + saved_full(Path(out_dir)) + saved_others(Path(out_dir))
+    if full:
+        return lines
+    return lines + saved_full(Path(out_dir)) + saved_others(Path(out_dir)) + curve_lines(out_dir)
+
+
+def curve_lines(out_dir: Path) -> list[str]:
+    """Rebuild the measured curve `probsft recommend` ships with (probsft.continuum.curve.DEFAULT)
+    from the registered grids' paired.csv under ``out_dir`` when every one of them is there."""
+    from probsft.continuum import curve as cv
+    from probsft.continuum.grids import CURVE
+
+    files = [Path(out_dir) / GRIDS[k].folder / "paired.csv" for k in CURVE]
+    if not all(f.exists() for f in files):
+        return []
+    curve = cv.build(files)
+    cv.save(curve, cv.DEFAULT)
+    widths = ", ".join(f"{rule} {width_text(h)}" for rule, h in curve.widths.items())
+    return ["", "### The measured curve `probsft recommend` reads", "",
+            f"Built from {', '.join(f'`{f.parent.name}/paired.csv`' for f in files)} "
+            f"({len(curve.cells)} cells) into `data/curves/measured.json` (format version "
+            f"{cv.VERSION}); kernel widths chosen once, by leave-one-position-out on all their "
+            f"positions: {widths}."]
 
 
 def _saved_grid(folder: Path, other: str, model_path=None):
@@ -224,7 +247,7 @@ def _saved_grid(folder: Path, other: str, model_path=None):
     config = json.loads((folder / "config.json").read_text())
     if config.get("model_sha256") != ex.model_fingerprint(model_path):
         return ["", other], None
-    return [], (rows, config, ex.write_analysis(rows, folder),
+    return [], (rows, config, an.write_analysis(rows, folder),
                 draw(folder / "verdicts.json", folder / "continuum"))
 
 
@@ -235,7 +258,7 @@ def _figure_lines(pictures, out_dir: Path) -> list[str]:
 def saved_full(out_dir: Path) -> list[str]:
     """Report lines of the full grid's saved runs under ``out_dir`` (analysed and drawn again, no
     new runs); [] when there are none, a line saying so when they are of another backbone."""
-    folder = out_dir / ex.folder(True)
+    folder = out_dir / GRIDS["full"].folder
     lines, saved = _saved_grid(folder, f"The full grid's saved runs ({folder.name}/) are of "
                                "another backbone: not reported; `probsft reproduce --only validate "
                                "--full` starts it over.")
@@ -249,68 +272,30 @@ def saved_full(out_dir: Path) -> list[str]:
             *feature_lines(folder, "models/backbone")]
 
 
-@dataclasses.dataclass(frozen=True)
-class Other:
-    """Another backbone's saved grid: held-out (model, data) pairs for the recommendation rule."""
-    folder: str                     # results/<folder>
-    model: str                      # attribute of probsft.validate.backbone: its folder
-    tasks: str                      # attribute of probsft.validate.backbone: its positions
-    seed: int                       # `probsft backbone build --seed`
-    supervision: tuple[str, ...]    # the grid's noise kinds ((): all four, --full's)
-    rule_grids: tuple[str, ...]     # results folders the rule is set on, pooled
-    registered: tuple[str, ...]     # rules committed before this grid ran (the first: its test)
-    title: str
-
-    def command(self) -> str:
-        """The command that runs (or resumes) this grid."""
-        from probsft.validate import backbone
-
-        sup = f" --supervision {' '.join(self.supervision)}" if self.supervision else ""
-        return (f"probsft validate --full --model models/{getattr(backbone, self.model).name} "
-                f"--tasks {' '.join(getattr(backbone, self.tasks))}{sup} --out results/{self.folder}")
-
-
-OTHERS = (
-    Other("validate_b", "SECOND", "SECOND_TASKS", 1, ("clean", "token"), ("validate_full",),
-          ("delta",), "A second backbone: held-out positions for the recommendation rule"),
-    Other("validate_c", "THIRD", "THIRD_TASKS", 2, (), ("validate_full", "validate_b"),
-          ("band", "delta"), "A third backbone: the band rule's registered test"),
-    Other("validate_d", "FOURTH", "FOURTH_TASKS", 3, ("answer",),
-          ("validate_full", "validate_b", "validate_c"), ("band",),
-          "A fourth backbone: whole-answer noise, the kind the third missed"),
-    Other("validate_e", "FIFTH", "FIFTH_TASKS", 4, (),
-          ("validate_full", "validate_b", "validate_c", "validate_d"), ("band", "delta"),
-          "A fifth backbone: the band rule set on four grids, all four noise kinds"),
-)
-
-
 def saved_others(out_dir: Path) -> list[str]:
-    """The sections of every other backbone's saved grid (:data:`OTHERS`)."""
+    """The sections of every other backbone's saved grid (probsft.continuum.grids.OTHERS)."""
     return [line for other in OTHERS for line in saved_other(Path(out_dir), other)]
 
 
-def saved_other(out_dir: Path, other: Other) -> list[str]:
+def saved_other(out_dir: Path, other: Grid) -> list[str]:
     """Report lines of another backbone's saved grid (analysed and drawn again, no new runs) and
     the recommendation rules' hit rates on it, each set on every position of ``other.rule_grids``
     (pooled): positions of another model. [] when there are no saved runs; a line when they are
     not of that backbone's weights."""
-    from probsft.validate import backbone
-
     folder = out_dir / other.folder
-    model = getattr(backbone, other.model)
     lines, saved = _saved_grid(folder, f"The saved runs in {folder.name}/ are not of "
-                               f"models/{model.name}: not reported.", model)
+                               f"models/{other.model}: not reported.", other.model_path)
     if saved is None:
         return lines
     rows, config, result, pictures = saved
     cfg = ex.ExperimentConfig.from_dict({k: v for k, v in config.items() if k != "model_sha256"})
-    build = f"probsft backbone build --seed {other.seed} --out models/{model.name}"
+    build = other.build_command()
     lines = ["", f"### {other.title}", "",
              f"Analysed from `{folder.name}/results.csv` without new runs; `{other.command()}` "
              f"resumes it. The backbone: `{build}` (the shipped doses, another seed). Its positions "
              "were chosen by build probe p alone, before any of its fine-tunes ran.", "",
              *report_lines(result, cfg, rows, other.command(), f"`{build}`"), "",
-             *_figure_lines(pictures, out_dir), *feature_lines(folder, f"models/{model.name}")]
+             *_figure_lines(pictures, out_dir), *feature_lines(folder, f"models/{other.model}")]
     return lines + rule_lines(out_dir, other)
 
 
@@ -321,9 +306,9 @@ FEATURE_HEADS = {"answer_p": "answer p", "frac_p_gt_0.55": "p > 0.55", "mean_ent
 
 
 def feature_lines(folder: Path, model: str) -> list[str]:
-    """The saved position features of a grid (``features.json``, probsft.validate.features) as a
+    """The saved position features of a grid (``features.json``, probsft.continuum.features) as a
     table; [] when there are none."""
-    from probsft.validate.features import FEATURES
+    from probsft.continuum.features import FEATURES
 
     path = folder / "features.json"
     if not path.exists():
@@ -331,30 +316,30 @@ def feature_lines(folder: Path, model: str) -> list[str]:
     feats = json.loads(path.read_text())
     rows = sorted(feats.items(), key=lambda kv: kv[1]["answer_p"])
     return ["", f"What the base model says about each position before any fine-tune "
-            f"(`python -m probsft.validate.features results/{folder.name} --model {model}`; "
+            f"(`python -m probsft.continuum.features results/{folder.name} --model {model}`; "
             "weights: the share of NLL's gradient weight E(1 − p) that DEFT and −p keep):", "",
             "| position | " + " | ".join(FEATURE_HEADS[f] for f in FEATURES) + " |",
             "|---|" + "---|" * len(FEATURES),
             *(f"| {t} | " + " | ".join(f"{f[n]:.3f}" for n in FEATURES) + " |" for t, f in rows)]
 
 
-def rule_lines(out_dir: Path, other: Other) -> list[str]:
+def rule_lines(out_dir: Path, other: Grid) -> list[str]:
     """The rules (:data:`RULES`, the registered ones first) and probe-blind fixed choices scored
     on every cell of ``other``'s grid, overall and by noise kind."""
-    from probsft.validate.recommend import (RULES, fixed_choice, hit_rate, read_grids,
-                                            read_paired, width_text)
+    from probsft.continuum.cells import fixed_choice, read_grids, read_paired
 
-    grids = [out_dir / g / "paired.csv" for g in other.rule_grids]
+    rule_folders = [GRIDS[k].folder for k in other.rule_grids]
+    grids = [out_dir / f / "paired.csv" for f in rule_folders]
     if not all(g.exists() for g in grids):
         return []
     cells = read_grids(grids)
     test = read_paired(out_dir / other.folder / "paired.csv")
     at = sorted({c["position"] for c in cells})
-    rule_files = [f"results/{g}/paired.csv" for g in other.rule_grids]
-    script = (f"python -m probsft.validate.recommend {rule_files[0]} results/{other.folder}/"
+    rule_files = [f"results/{f}/paired.csv" for f in rule_folders]
+    script = (f"python -m probsft.continuum.recommend {rule_files[0]} results/{other.folder}/"
               f"paired.csv" + (f" --also {' '.join(rule_files[1:])}" if rule_files[1:] else ""))
     lines = ["", f"**The recommendation rules on this grid.** Each set on every position of "
-             f"{' + '.join(other.rule_grids)}"
+             f"{' + '.join(rule_folders)}"
              f"{' (pooled, positions tagged by grid)' if len(grids) > 1 else ''}, scored on every "
              f"cell here, all held out (`{script} --rule R`). Hits: within the ±2-point band of the "
              "cell's best, or a CI reaching it.", ""]

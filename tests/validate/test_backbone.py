@@ -64,8 +64,8 @@ def shipped():
 def test_shipped_backbone_is_a_dial(shipped):
     """The experiment's positions spread over the continuum (>= 8, two or more per region, from
     below 0.05 to above 0.8 in mean answer p), on a small sample of SFT-train items per position."""
-    from probsft.validate import experiment as ex
-    from probsft.validate.predictions import REGIONS, region_of
+    from probsft.continuum import experiment as ex
+    from probsft.continuum.predictions import REGIONS, region_of
 
     model, tok = shipped
     assert type(model).__name__ == "LlamaForCausalLM"
@@ -78,9 +78,9 @@ def test_shipped_backbone_is_a_dial(shipped):
 
 def test_strong_positions_leave_room_to_improve(shipped):
     """Base held-out exact match of every strong position lies in [30%, 85%] (small sample)."""
-    from probsft.validate import experiment as ex
+    from probsft.continuum import experiment as ex
     from probsft.validate.evaluate import evaluate
-    from probsft.validate.predictions import region_of
+    from probsft.continuum.predictions import region_of
 
     model, tok = shipped
     strong = [n for n in ex.POSITIONS if region_of(probe(
@@ -123,28 +123,6 @@ def test_build_is_deterministic_and_stage1_folder_gives_the_same_model(tmp_path)
     a, b, c, s1 = (weights(tmp_path / n) for n in ("a", "b", "c", "s1"))
     assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
     assert not all(torch.equal(a[k], s1[k]) for k in a)           # stage 2 did change the model
-
-
-@pytest.mark.parametrize("which", ["SECOND", "THIRD", "FOURTH", "FIFTH"])
-def test_other_backbones_and_their_positions(which):
-    """models/backbone_b, _c, _d and _e are the shipped doses built with other seeds (1, 2, 3, 4; _c,
-    _d and _e with 2 threads), and their grids' positions are the rule's: the dial tasks whose
-    recorded build probe p lies nearest the targets."""
-    import json
-
-    from probsft.validate import backbone
-    from probsft.validate.backbone import DIAL_MIX, positions_near
-
-    folder = getattr(backbone, which)
-    want = {"SECOND": dict(seed=1), "THIRD": dict(seed=2, threads=2),
-            "FOURTH": dict(seed=3, threads=2), "FIFTH": dict(seed=4, threads=2)}[which]
-    cfg = BackboneConfig.from_dict(json.loads((folder / "backbone_config.json").read_text()))
-    assert cfg == dataclasses.replace(BackboneConfig(), **want) and cfg.dial_mix == DIAL_MIX
-    dial = json.loads((folder / "build.json").read_text())["dial"]
-    assert (positions_near(dial, getattr(backbone, f"{which}_TARGETS"))
-            == getattr(backbone, f"{which}_TASKS"))
-    model, _ = load(folder)
-    assert type(model).__name__ == "LlamaForCausalLM"
 
 
 def test_positions_near_takes_each_task_once():

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from probsft.validate import predictions as pred
+from probsft.continuum import predictions as pred
 from probsft.validate.stats import crossover, item_bootstrap, paired, seed_interval, unpaired_tie_rule
 
 

@@ -1,4 +1,4 @@
-"""Grid position features (probsft.validate.features): each equals a direct computation."""
+"""Grid position features (probsft.continuum.features): each equals a direct computation."""
 
 import json
 
@@ -7,7 +7,7 @@ import torch
 
 import probsft
 from probsft.validate.data import add_label_noise, collate, tokenize_sft
-from probsft.validate.features import FEATURES, grid_features, position_features
+from probsft.continuum.features import FEATURES, grid_features, position_features
 from tests.validate.conftest import make_model
 
 
@@ -54,15 +54,15 @@ def test_grid_features_checks_the_grid_and_its_model(tmp_path, saved_model):
 def test_correlations_of_saved_features_with_an_objectives_gain(tmp_path, capsys):
     import csv
 
-    from probsft.validate.features import correlations, main
-    from probsft.validate.recommend import PAIRED_COLUMNS
+    from probsft.continuum.features import correlations, main
+    from probsft.continuum.analysis import PAIRED_FIELDS
 
     def grid(name, xs, gains):
         folder = tmp_path / name
         folder.mkdir()
         feats = {}
         with (folder / "paired.csv").open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=PAIRED_COLUMNS)
+            w = csv.DictWriter(fh, fieldnames=PAIRED_FIELDS)
             w.writeheader()
             for i, (x, d) in enumerate(zip(xs, gains)):
                 t = f"t{i}"
@@ -87,7 +87,7 @@ def test_correlations_of_saved_features_with_an_objectives_gain(tmp_path, capsys
               "objective": "deft", "n_seeds": 5, "delta": -20.0, "ci_low": -21, "ci_high": -19,
               "tost_low": 0, "tost_high": 0, "mde": 1, "verdict": ""}]
     with (a / "paired.csv").open("a", newline="") as fh:
-        csv.DictWriter(fh, fieldnames=PAIRED_COLUMNS).writerows(extra)
+        csv.DictWriter(fh, fieldnames=PAIRED_FIELDS).writerows(extra)
     mean = correlations([a, b], "deft", average=True)
     assert list(mean) == [("mean", "mean")] and mean[("mean", "mean")]["n"] == 5
     # a:t0's mean is (9 - 20) / 2: ranks of x 1, 3, 4, 2, 5 against Δ 1, 4, 3, 5, 2, Σd² 20, ρ 0

@@ -4,7 +4,7 @@ import inspect
 
 import pytest
 
-from probsft.validate import predictions as pred
+from probsft.continuum import predictions as pred
 
 
 def test_prediction_table_is_pinned():
@@ -39,7 +39,7 @@ def test_equivalence_bounds_are_open():
     assert not pred.is_equivalent((-0.02, 0.01)) and not pred.is_equivalent((-0.01, 0.02))
 
 
-@pytest.mark.parametrize("module", ["probsft.figures.continuum", "probsft.validate.experiment",
+@pytest.mark.parametrize("module", ["probsft.figures.continuum", "probsft.continuum.experiment",
                                     "probsft.validate.probe"])
 def test_predictions_are_stated_once(module):
     import importlib

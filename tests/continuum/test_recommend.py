@@ -14,9 +14,10 @@ import probsft
 from probsft.cli import main
 from probsft.paths import MODELS
 from probsft.validate.data import collate, tokenize_sft
-from probsft.validate.recommend import (PAIRED_COLUMNS, RULE, choose_bandwidth, decide, dose_response,
-                                        hit_rate, in_band_counts, read_paired, recommend,
-                                        split_positions)
+from probsft.continuum.analysis import PAIRED_FIELDS
+from probsft.continuum.rule import RULE, choose_bandwidth, decide, dose_response, hit_rate
+from probsft.continuum.cells import in_band_counts, read_paired, split_positions
+from probsft.continuum.recommend import recommend
 
 # (position, probe p) and Δ vs nll in points for -p and alpha(10), clean supervision, AdamW
 POSITIONS = [("w1", 0.1), ("i1", 0.3), ("i2", 0.6), ("s1", 0.9)]
@@ -32,7 +33,7 @@ def _write_paired(path, half_width=1.5):
                          "ci_low": d - half_width, "ci_high": d + half_width,
                          "tost_low": d - 1, "tost_high": d + 1, "mde": 3.0, "verdict": ""})
     with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, PAIRED_COLUMNS)
+        w = csv.DictWriter(fh, PAIRED_FIELDS)
         w.writeheader()
         w.writerows(rows)
     return path
@@ -122,7 +123,7 @@ def test_bandwidth_by_leave_one_position_out():
     assert choose_bandwidth(step, ["x0.1", "x0.9"]) == {"bandwidth": math.inf, "lopo": {}}
     # lopo_cells is that leave-one-position-out, cell by cell; nested (None), each position's
     # width is chosen on the other five: a narrow one on the step, so every cell is hit again
-    from probsft.validate.recommend import lopo_cells
+    from probsft.continuum.rule import lopo_cells
 
     for h in (0.05, math.inf):
         rows = lopo_cells(step, h, rule="delta")
@@ -173,7 +174,7 @@ def test_hit_rate_held_out_positions_on_known_cells(tmp_path):
 
 
 def test_hit_rate_script(tmp_path, capsys):
-    from probsft.validate.recommend import main as hit_rate_main
+    from probsft.continuum.rule import main as hit_rate_main
 
     hit_rate_main([str(_write_paired(tmp_path / "paired.csv", half_width=0.5))])
     text = capsys.readouterr().out
@@ -181,7 +182,8 @@ def test_hit_rate_script(tmp_path, capsys):
 
 
 def test_pooled_grids_tag_positions_and_the_script_scores_by_noise_kind(tmp_path, capsys):
-    from probsft.validate.recommend import RULES, main as hit_rate_main, read_grids
+    from probsft.continuum.rule import RULES, main as hit_rate_main
+    from probsft.continuum.cells import read_grids
 
     a = _write_paired((tmp_path / "grid_a").mkdir() or tmp_path / "grid_a" / "paired.csv")
     b = _write_paired((tmp_path / "grid_b").mkdir() or tmp_path / "grid_b" / "paired.csv")
@@ -200,7 +202,7 @@ def test_pooled_grids_tag_positions_and_the_script_scores_by_noise_kind(tmp_path
     rows = list(csv.DictReader(open(a)))
     rows += [{**r, "supervision": "token"} for r in rows]
     with open(other, "w", newline="") as fh:
-        w = csv.DictWriter(fh, PAIRED_COLUMNS)
+        w = csv.DictWriter(fh, PAIRED_FIELDS)
         w.writeheader()
         w.writerows(rows)
     for rule in RULES:
@@ -218,7 +220,7 @@ def test_pooled_grids_tag_positions_and_the_script_scores_by_noise_kind(tmp_path
     # --lopo: each of the 8 pooled positions decided from the other 7, its width chosen on them
     hit_rate_main([str(a), "--also", str(b), "--lopo", "--rule", "delta"])
     out = json.loads(capsys.readouterr().out.split("\n}\n")[0] + "\n}")
-    from probsft.validate.recommend import lopo_cells
+    from probsft.continuum.rule import lopo_cells
 
     rows = lopo_cells(read_grids([a, b]), None, rule="delta")
     assert out["held_out"]["hits"] == sum(r["hit"] for r in rows) and len(rows) == 8
@@ -234,11 +236,9 @@ def test_pooled_grids_tag_positions_and_the_script_scores_by_noise_kind(tmp_path
     add_parser(sub)
     rule_arg = next(a for a in sub.choices["recommend"]._actions if a.dest == "rule")
     assert sorted(rule_arg.choices) == sorted(RULES) and rule_arg.default == RULE
-    # and its --results help names the default grids
-    from probsft.validate.recommend import GRIDS
-
-    results_arg = next(a for a in sub.choices["recommend"]._actions if a.dest == "results")
-    assert all(g in results_arg.help for g in GRIDS)
+    # and its --curve help names the shipped curve
+    curve_arg = next(a for a in sub.choices["recommend"]._actions if a.dest == "curve")
+    assert "data/curves/measured.json" in curve_arg.help
 
 
 def _direct_nll_rates(model, tok, records):
@@ -257,7 +257,7 @@ def test_recommend_on_a_tiny_model_folder(tmp_path, saved_model, jsonl, records)
     from probsft.validate.train import load_model_and_tokenizer
 
     paired = _write_paired(tmp_path / "paired.csv")
-    out = recommend(saved_model, jsonl, sample_tokens=10_000, results=paired, progress=False)
+    out = recommend(saved_model, jsonl, sample_tokens=10_000, curve=paired, progress=False)
     assert out["probe"]["tokens"] == sum(len(r["response"]) + 1 for r in records)
     assert out["ranking"][0] in ("p", "alpha(10)", "nll") and len(out["candidates"]) == 10
     assert out["recommendation"]["source"] == "measured" and out["why"]
@@ -271,7 +271,7 @@ def test_recommend_on_a_tiny_model_folder(tmp_path, saved_model, jsonl, records)
                                                        rel=1e-5)
     # DEFT's rate lies between NLL's and -p's (its alpha = sum q^2 lies in [1/V, 1])
     assert rates["p"]["rate_clean"] <= rates["deft"]["rate_clean"] <= rates["nll"]["rate_clean"]
-    theory = recommend(saved_model, jsonl, sample_tokens=5, results=False, progress=False,
+    theory = recommend(saved_model, jsonl, sample_tokens=5, curve=False, progress=False,
                        noise=0.3)
     assert theory["recommendation"]["source"] == "theory" and theory["probe"]["tokens"] >= 5
     assert theory["probe"]["examples"] < len(records)
@@ -292,10 +292,10 @@ def test_recommend_measured_alpha_auto_is_named_and_resolved(tmp_path, saved_mod
                          "ci_low": delta - 1, "ci_high": delta + 1, "tost_low": delta - 0.5,
                          "tost_high": delta + 0.5, "mde": 2.0, "verdict": ""})
     with open(tmp_path / "paired.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, PAIRED_COLUMNS)
+        w = csv.DictWriter(fh, PAIRED_FIELDS)
         w.writeheader()
         w.writerows(rows)
-    out = recommend(saved_model, jsonl, sample_tokens=2000, results=tmp_path / "paired.csv",
+    out = recommend(saved_model, jsonl, sample_tokens=2000, curve=tmp_path / "paired.csv",
                     progress=False)
     rec = out["recommendation"]
     assert rec["objective"] == "alpha(auto)" and rec["resolved"] == out["alpha_auto"]

@@ -15,13 +15,13 @@ SFT-train items and the base model the grid fine-tuned:
 They are candidates for a second probe coordinate beside mean p (README, "recommend"). Saved to
 ``results/<grid>/features.json``:
 
-    python -m probsft.validate.features results/validate_c --model models/backbone_c
+    python -m probsft.continuum.features results/validate_c --model models/backbone_c
 
 Does any of them track an objective's measured gain? ``--correlate SPEC`` prints, per noise kind and
 optimizer, the Spearman correlation over the positions of the given grids (pooled) between each
 feature and SPEC's paired Δ against NLL:
 
-    python -m probsft.validate.features results/validate_full results/validate_c --correlate deft
+    python -m probsft.continuum.features results/validate_full results/validate_c --correlate deft
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def grid_features(grid: Path, model_path, progress: bool = True) -> dict[str, di
     from probsft.files import atomic_write
     from probsft.paths import DATA
     from probsft.validate import backbone
-    from probsft.validate.experiment import model_fingerprint
+    from probsft.continuum.experiment import model_fingerprint
     from probsft.validate.tasks import read_prefix, write_task_data
 
     grid = Path(grid)
@@ -103,28 +103,28 @@ def grid_features(grid: Path, model_path, progress: bool = True) -> dict[str, di
 def correlations(grids, spec: str, features=FEATURES, average: bool = False) -> dict:
     """{(supervision, optimizer): {"n": positions, feature: Spearman ρ}} between each saved
     feature of the positions of ``grids`` (folders with paired.csv and features.json, pooled,
-    positions tagged by folder as probsft.validate.recommend.read_grids) and ``spec``'s paired Δ
+    positions tagged by folder as probsft.continuum.cells.read_grids) and ``spec``'s paired Δ
     against NLL; ρ is None where it is undefined (fewer than 3 positions, or a constant).
     ``average``: one key ("mean", "mean"), each position's Δ averaged over its measured noise kinds
     and optimizers first."""
     from scipy.stats import spearmanr
 
     from probsft.errors import UserError
-    from probsft.validate.recommend import _spec, grid_tags, read_grids
+    from probsft.continuum.cells import canonical, grid_tags, read_grids
 
     grids = [Path(g) for g in grids]
     for g in grids:
         if not (g / "features.json").exists():
             raise UserError(f"no features.json in {g}; compute it with "
-                            f"`python -m probsft.validate.features {g} --model MODEL`")
+                            f"`python -m probsft.continuum.features {g} --model MODEL`")
     paths = [g / "paired.csv" for g in grids]
     cells = read_grids(paths)
     feats = {(f"{tag}:{t}" if tag else t): f for g, tag in zip(grids, grid_tags(paths))
              for t, f in json.loads((g / "features.json").read_text()).items()}
-    want = _spec(spec)
+    want = canonical(spec)
     by: dict = {}
     for c in cells:
-        if _spec(c["objective"]) == want and c["position"] in feats:
+        if canonical(c["objective"]) == want and c["position"] in feats:
             by.setdefault((c["supervision"], c["optimizer"]), []).append(c)
     if not by:
         raise UserError(f"{spec} was not measured at any position of {', '.join(map(str, grids))}")
@@ -149,7 +149,7 @@ def correlations(grids, spec: str, features=FEATURES, average: bool = False) -> 
 def main(argv=None) -> None:
     from probsft.errors import UserError
 
-    ap = argparse.ArgumentParser(prog="python -m probsft.validate.features", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m probsft.continuum.features", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("grids", nargs="+", help="saved grid folder(s) (results/validate_c)")
     ap.add_argument("--model", help="compute: the grid's base model folder (one grid)")

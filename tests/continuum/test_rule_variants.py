@@ -1,9 +1,9 @@
-"""The rule variants tried and not adopted (probsft.validate.rule_variants), on known cells."""
+"""The rule variants tried and not adopted (probsft.continuum.rule_variants), on known cells."""
 
 import math
 
-from probsft.validate.recommend import lopo_cells
-from probsft.validate.rule_variants import lopo, main
+from probsft.continuum.rule import lopo_cells
+from probsft.continuum.rule_variants import lopo, main
 
 
 def _cell(x, spec, d, sup="clean", half_width=0.5):
@@ -76,11 +76,11 @@ def test_pooled_variant_decides_noisy_kinds_together():
 def test_script_prints_each_variant(tmp_path, capsys):
     import csv
 
-    from probsft.validate.recommend import PAIRED_COLUMNS
+    from probsft.continuum.analysis import PAIRED_FIELDS
 
     path = tmp_path / "paired.csv"
     with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=PAIRED_COLUMNS, extrasaction="ignore")
+        w = csv.DictWriter(fh, fieldnames=PAIRED_FIELDS, extrasaction="ignore")
         w.writeheader()
         for c in RISKY:
             w.writerow({**c, "position": c["position"], "tost_low": "", "tost_high": ""})

@@ -12,7 +12,9 @@ import torch
 import probsft
 from probsft.errors import ConfigError, SpecError
 from probsft.theory.losses import counted_tokens
-from probsft.validate import experiment as ex
+from probsft.continuum import experiment as ex
+from probsft.continuum import analysis as an
+from probsft.continuum.grids import grid
 from probsft.validate.backbone import load
 from probsft.validate.data import collate, tokenize_sft
 from probsft.validate.tasks import TASKS, sample
@@ -110,7 +112,7 @@ def test_grids_cover_the_brief():
     assert set(ex.FULL.objectives) == {"nll", "p", "alpha(0.1)", "alpha(0.5)", "alpha(2)",
                                        "alpha(10)", "nll@p>=0.2", "dft", "deft", "alpha(auto)"}
     assert ex.FULL.optimizers == ("adamw", "sgd") and len(ex.FULL.supervision) == 4
-    assert ex.folder(False) == "validate" and ex.folder(True) == "validate_full"
+    assert grid("reduced").folder == "validate" and grid("full").folder == "validate_full"
 
 
 @pytest.mark.parametrize("kind", ["token", "answer", "plausible"])
@@ -148,13 +150,13 @@ def test_grid_runs_places_by_answer_tokens_and_resumes(tmp_path):
     assert float(rows[0]["probe_answer_p"]) == pytest.approx(probes["answer_mean_p"], abs=1e-4)
     assert probes["region"] == ex.pred.region_of(probes["answer_mean_p"]).name
     rows[-1]["seconds"] = "-1"      # a marker: a resumed grid must keep finished runs untouched
-    ex._write_rows(path, rows)
+    ex.write_rows(path, rows)
     ex.run_grid(cfg, tmp_path, progress=False)
     again = list(csv.DictReader(open(path)))
     assert len(again) == 9 and again[-1]["seconds"] == "-1"
-    result = ex.write_analysis(again, tmp_path)
+    result = an.write_analysis(again, tmp_path)
     with open(tmp_path / "paired.csv", newline="") as fh:
-        assert next(csv.reader(fh)) == ex.PAIRED_FIELDS
+        assert next(csv.reader(fh)) == an.PAIRED_FIELDS
     assert {(c["supervision"], c["n_seeds"]) for c in result["cells"]} == {("clean", 2), ("token", 2)}
 
 
@@ -177,16 +179,16 @@ def test_paired_cells_on_known_items():
     better[:, :30] = 1                             # −p right on 30 more items of 200 in every seed
     better[:, :30][nll[:, :30] == 1] = 1
     gain = (better - nll).mean()
-    (c,) = ex.paired_cells(_rows({"nll": nll, "p": better}))
+    (c,) = an.paired_cells(_rows({"nll": nll, "p": better}))
     assert c["delta"] == pytest.approx(100 * gain, abs=0.01)
     assert c["prediction"] == "p" and c["verdict"] == "confirmed"
-    assert c["ci_low"] > 0 and set(ex.PAIRED_FIELDS) <= set(c)
-    (c,) = ex.paired_cells(_rows({"nll": better, "p": nll}))
+    assert c["ci_low"] > 0 and set(an.PAIRED_FIELDS) <= set(c)
+    (c,) = an.paired_cells(_rows({"nll": better, "p": nll}))
     assert c["verdict"] == "refuted"
     assert c["per_seed"] == pytest.approx([100 * (a - b).mean() for a, b in zip(nll, better)])
-    (c,) = ex.paired_cells(_rows({"nll": nll, "p": nll}, sup="clean"))     # identical: a tie
+    (c,) = an.paired_cells(_rows({"nll": nll, "p": nll}, sup="clean"))     # identical: a tie
     assert c["prediction"] == "nll_or_tie" and c["verdict"] == "confirmed"
-    (c,) = ex.paired_cells(_rows({"nll": nll, "p": nll}, region="model-weak"))
+    (c,) = an.paired_cells(_rows({"nll": nll, "p": nll}, region="model-weak"))
     assert c["prediction"] == "nll" and c["verdict"] == "equivalent"
 
 
@@ -247,7 +249,7 @@ def test_more_axes_keep_finished_runs_but_another_backbone_starts_over(tmp_path)
     path = ex.run_grid(cfg, tmp_path, progress=False)
     rows = list(csv.DictReader(open(path)))
     rows[-1]["seconds"] = "-1"                  # marks a finished run
-    ex._write_rows(path, rows)
+    ex.write_rows(path, rows)
     grown = dataclasses.replace(cfg, objectives=("nll", "p", "dft"), seeds=(0, 1, 2))
     ex.run_grid(grown, tmp_path, progress=False, deadline_s=0)
     assert not list(tmp_path.glob("*.stale*"))
@@ -269,9 +271,9 @@ def test_more_axes_keep_finished_runs_but_another_backbone_starts_over(tmp_path)
 
 
 def test_alpha_of_places_nll_and_p_in_the_family():
-    assert [ex.alpha_of(s) for s in ("nll", "p", "alpha(0.1)", "alpha(10)", "alpha(1)")] == \
+    assert [an.alpha_of(s) for s in ("nll", "p", "alpha(0.1)", "alpha(10)", "alpha(1)")] == \
         [0.0, 1.0, 0.1, 10.0, 1.0]
-    assert [ex.alpha_of(s) for s in ("dft", "deft", "alpha(auto)", "nll@p>=0.2")] == [None] * 4
+    assert [an.alpha_of(s) for s in ("dft", "deft", "alpha(auto)", "nll@p>=0.2")] == [None] * 4
 
 
 def test_best_alpha_and_its_trend_on_known_rows():
@@ -281,20 +283,20 @@ def test_best_alpha_and_its_trend_on_known_rows():
     plant = {"a": (0.1, 0.0), "b": (0.5, 1.0), "c": (0.9, 10.0), "d": (0.7, None)}
     for pos, (p, best) in plant.items():
         for spec in ("nll", "p", "alpha(0.5)", "alpha(10)", "dft"):
-            a = ex.alpha_of(spec)
+            a = an.alpha_of(spec)
             score = 0.3 if best is None else 0.6 if a == best else 0.2
             for seed in (0, 1):
                 rows.append({"position": pos, "probe_answer_p": str(p), "supervision": "clean",
                              "optimizer": "adamw", "objective": spec, "seed": str(seed),
                              "exact_match": str(score)})
-    best = ex.best_alpha(rows)
+    best = an.best_alpha(rows)
     assert [(b["position"], b["best_alpha"], b["tied"]) for b in best] == [
         ("a", 0.0, False), ("b", 1.0, False), ("d", 0.0, True), ("c", 10.0, False)]
     assert best[0]["means"] == {"0": 60.0, "0.5": 20.0, "1": 20.0, "10": 20.0}
-    trend = ex.alpha_trend(best, perms=2000)["clean/adamw"]
+    trend = an.alpha_trend(best, perms=2000)["clean/adamw"]
     assert trend["n"] == 3 and trend["rho"] == pytest.approx(1.0)
     assert trend["p_value"] == pytest.approx(1 / 6, abs=0.03)     # 1 of 3! orders is as extreme
-    assert ex.best_alpha([r for r in rows if r["objective"] in ("nll", "p")]) == []
+    assert an.best_alpha([r for r in rows if r["objective"] in ("nll", "p")]) == []
 
 
 def test_adaptive_against_the_best_fixed_objective_on_known_items():
@@ -308,11 +310,11 @@ def test_adaptive_against_the_best_fixed_objective_on_known_items():
     bad[:, 40:100] = 0
     bad[:, :30] = 0
     rows = _rows({"nll": nll, "p": good, "deft": good, "alpha(auto)": bad})
-    got = {c["objective"]: c for c in ex.adaptive_vs_fixed(rows)}
+    got = {c["objective"]: c for c in an.adaptive_vs_fixed(rows)}
     assert got["deft"]["best_fixed"] == "p" and got["deft"]["status"] == "not worse"
     assert got["deft"]["delta"] == 0
     assert got["alpha(auto)"]["status"] == "worse" and got["alpha(auto)"]["ci_high"] < 0
-    assert ex.adaptive_vs_fixed(_rows({"nll": nll, "p": good})) == []
+    assert an.adaptive_vs_fixed(_rows({"nll": nll, "p": good})) == []
 
 
 def test_figures_draw_every_panel_and_the_alpha_trend_from_saved_results(tmp_path):
@@ -332,7 +334,7 @@ def test_figures_draw_every_panel_and_the_alpha_trend_from_saved_results(tmp_pat
                                    p_probe=p)]
     for r in rows:
         r["position"] = f"t_{r['probe_answer_p']}"
-    result = ex.write_analysis(rows, tmp_path)
+    result = an.write_analysis(rows, tmp_path)
     assert {(c["supervision"], c["optimizer"]) for c in result["cells"]} == {
         (s, o) for s in ("clean", "token") for o in ("adamw", "sgd")}
     by_kind = result["counts_by_kind"]
@@ -354,12 +356,12 @@ def test_reproduce_reports_the_full_grids_saved_runs_only_for_this_backbone(tmp_
     from probsft.reproduce.validate import saved_full
 
     assert saved_full(tmp_path) == []
-    folder = tmp_path / ex.folder(True)
+    folder = tmp_path / grid("full").folder
     folder.mkdir()
     rng = np.random.default_rng(5)
     rows = _rows({spec: (rng.random((3, 20)) < 0.5).astype(int)
                   for spec in ("nll", "p", "alpha(0.5)", "deft")})
-    ex._write_rows(folder / "results.csv", [{k: r.get(k, "") for k in ex.FIELDS} for r in rows])
+    ex.write_rows(folder / "results.csv", [{k: r.get(k, "") for k in ex.FIELDS} for r in rows])
     config = {**dataclasses.asdict(ex.FULL), "model_sha256": ex.model_fingerprint()}
     (folder / "config.json").write_text(json.dumps(config))
     lines = saved_full(tmp_path)
@@ -376,26 +378,27 @@ def test_reproduce_reports_another_backbone_and_scores_the_rules_on_it(tmp_path)
     the rule grids, is scored on every one of its cells (all held out), beside fixed choices."""
     import dataclasses
 
-    from probsft.reproduce.validate import OTHERS, saved_other
-    from probsft.validate import backbone
-    from probsft.validate.recommend import fixed_choice, hit_rate, read_paired
+    from probsft.continuum.grids import OTHERS
+    from probsft.reproduce.validate import saved_other
+    from probsft.continuum.cells import fixed_choice, read_paired
+    from probsft.continuum.rule import hit_rate
 
     second = OTHERS[0]
     assert saved_other(tmp_path, second) == []
     rng = np.random.default_rng(7)
-    for name, model in ((ex.folder(True), None), (second.folder, backbone.SECOND)):
+    for name, model in ((grid("full").folder, None), (second.folder, second.model_path)):
         folder = tmp_path / name
         folder.mkdir()
         rows = _rows({spec: (rng.random((3, 20)) < 0.5).astype(int)
                       for spec in ("nll", "p", "alpha(0.5)", "deft")})
-        ex._write_rows(folder / "results.csv", [{k: r.get(k, "") for k in ex.FIELDS} for r in rows])
+        ex.write_rows(folder / "results.csv", [{k: r.get(k, "") for k in ex.FIELDS} for r in rows])
         config = {**dataclasses.asdict(ex.FULL), "model_sha256": ex.model_fingerprint(model)}
         (folder / "config.json").write_text(json.dumps(config))
-    ex.write_analysis(ex.read_rows(tmp_path / ex.folder(True) / "results.csv"),
-                      tmp_path / ex.folder(True))
+    an.write_analysis(ex.read_rows(tmp_path / grid("full").folder / "results.csv"),
+                      tmp_path / grid("full").folder)
     lines = saved_other(tmp_path, second)
     assert f"### {second.title}" in lines
-    cells = read_paired(tmp_path / ex.folder(True) / "paired.csv")
+    cells = read_paired(tmp_path / grid("full").folder / "paired.csv")
     test = read_paired(tmp_path / second.folder / "paired.csv")
     lines = lines[next(i for i, x in enumerate(lines)
                        if x.startswith("**The recommendation rules on this grid")):]
@@ -409,16 +412,16 @@ def test_reproduce_reports_another_backbone_and_scores_the_rules_on_it(tmp_path)
     assert any(x.startswith(f"- always deft (no rule): {deft['hits']}/{deft['scored']}")
                for x in lines)
     assert (tmp_path / second.folder / "continuum.png").exists()
-    # saved position features (probsft.validate.features) become a table, positions by p
+    # saved position features (probsft.continuum.features) become a table, positions by p
     from probsft.reproduce.validate import FEATURE_HEADS
-    from probsft.validate.features import FEATURES
+    from probsft.continuum.features import FEATURES
 
-    assert not any("probsft.validate.features" in x for x in saved_other(tmp_path, second))
+    assert not any("probsft.continuum.features" in x for x in saved_other(tmp_path, second))
     assert set(FEATURE_HEADS) == set(FEATURES)
     feats = {"t_b": {f: 0.5 for f in FEATURES}, "t_a": {**{f: 0.25 for f in FEATURES}, "answer_p": 0.1}}
     (tmp_path / second.folder / "features.json").write_text(json.dumps(feats))
     lines = saved_other(tmp_path, second)
-    head = next(i for i, x in enumerate(lines) if "probsft.validate.features" in x)
+    head = next(i for i, x in enumerate(lines) if "probsft.continuum.features" in x)
     table = [x for x in lines[head:] if x.startswith("| t_")]
     assert table == ["| t_a | 0.100 | " + " | ".join(["0.250"] * (len(FEATURES) - 1)) + " |",
                      "| t_b | " + " | ".join(["0.500"] * len(FEATURES)) + " |"]

@@ -35,57 +35,13 @@ test with margin ±:data:`TIE_MARGIN`:
 
 from __future__ import annotations
 
-import dataclasses
+from probsft.validate.regions import BORDERS, PLACEMENT, REGIONS, Region, region_of  # noqa: F401
 
-PLACEMENT = "answer"              # place a position by its answer tokens' mean p (not eos)
 TIE_MARGIN = 0.02                 # ±2 points of the metric: the equivalence margin of a tie
 PAPER_CROSSOVER = 0.5             # the paper's "no winner" point (medical, mean p ≈ 0.5)
 SUPERVISION = ("clean", "token", "answer", "plausible")
 VERDICTS = ("confirmed", "refuted", "equivalent", "inconclusive")
 
-
-@dataclasses.dataclass(frozen=True)
-class Region:
-    """One stretch of the continuum, as the paper reports it (Tables 1-3, notes §6.9)."""
-
-    name: str
-    lo: float                      # mean p in [lo, hi)
-    hi: float
-    reference: str                 # the paper's reference point
-    ref_p: float                   # its mean p
-    prefers: str | None            # Def. 3.3 class the theory expects to win (None: no winner)
-    why: str
-
-    @property
-    def expected_winners(self) -> tuple[str, ...]:
-        """CANDIDATES of the preferred Def. 3.3 class, by the same classifier as ``probsft
-        describe`` (probsft.theory.symbolic.prior_class, relative to NLL); NLL counts as not
-        prior-leaning. No preference: the NLL vs −p contrast, neither expected to win."""
-        from probsft.theory.symbolic import prior_class
-
-        if self.prefers is None:
-            return ("nll", "p")
-        leaning = {spec: prior_class(spec)[0] == "prior-leaning" for spec in CANDIDATES}
-        return tuple(s for s in CANDIDATES if leaning[s] == (self.prefers == "prior-leaning"))
-
-
-CANDIDATES = ("nll", "p", "nll@p>=0.2", "alpha(10)")   # the paper's named objectives
-
-
-REGIONS = (
-    Region("model-weak", 0.0, 0.25, "figfont ≈0.01 (Qwen2.5-7B 0.07)", 0.01, "prior-averse",
-           "targets are improbable under the prior; prior-averse objectives (NLL, small alpha) put "
-           "their gradient weight W_f(p) on low-p tokens, while -p's weight ~p stalls near p≈0 "
-           "(figfont: NLL 82% Jaro-Winkler vs -p 10%)"),
-    Region("model-intermediate", 0.25, 0.65, "medical ≈0.5", 0.5, None,
-           "no objective is expected to win: -p and NLL were within ~2 points on the medical "
-           "suite; gains must come from data or supervision rather than the loss"),
-    Region("model-strong", 0.65, 1.0 + 1e-9, "math ≈0.8", 0.8, "prior-leaning",
-           "the prior is reliable; prior-leaning objectives (-p, thresholded NLL) refine plausible "
-           "tokens and ignore noisy low-p ones (math: -p 32.8% vs NLL 17.0% avg@16 on "
-           "Qwen2.5-Math-1.5B)"),
-)
-BORDERS = tuple(r.hi for r in REGIONS[:-1])          # (0.25, 0.65): drawn by the figure
 
 # (region, supervision) -> predicted sign of metric(−p) − metric(NLL)
 PREDICTIONS: dict[tuple[str, str], str] = {
@@ -95,10 +51,6 @@ PREDICTIONS: dict[tuple[str, str], str] = {
     **{("model-strong", s): "p" for s in SUPERVISION if s != "clean"},
 }
 SIGN = {"p": 1, "nll": -1, "tie": 0, "nll_or_tie": -0.5}   # drawn: +1 above 0, −1 below, 0 on it
-
-
-def region_of(mean_p: float) -> Region:
-    return next(r for r in REGIONS if r.lo <= mean_p < r.hi)
 
 
 def predict(region: str, supervision: str) -> str:

@@ -1,0 +1,301 @@
+"""Which objective for this model and this data? A dry run before any GPU time.
+
+``recommend(model, data)`` probes the base model on a bounded sample of the data (teacher forcing,
+probsft.validate.probe: mean target p, answer-token p, the p histogram, entropy, sum_j q_j^2), places
+the pair on the capability continuum, and ranks the candidate objectives by
+
+1. **the measured curve** (probsft.continuum.curve: the registered grids' cells, one row per
+   position x supervision x optimizer x objective, Δ = exact match(objective) − exact match(NLL)
+   in points with its 95% CI): per objective, Δ and the share of positions where it was within the
+   tie band of that position's best, smoothed over the measured positions with a Gaussian kernel
+   in the probe's answer p (probsft.continuum.rule.dose_response) whose width was chosen by
+   leave-one-position-out once, when the curve was built. On the shipped curve the widths are
+   wide (0.1 for ``band`` on five grids, ∞ on fewer): Δ differs more between neighbouring
+   positions than the noise of a cell, because every position is a different task
+   (docs/recommend.md);
+2. **the first-order theory** otherwise (paper Cor. E.6, probsft.theory.risk): the expected
+   risk-reduction rate E_ỹ[Ṙ_f] = (1 − E)·clean + E·noisy on the model's own next-token
+   distributions q of the sampled tokens (the data's targets taken as the true tokens, noisy labels
+   uniform over the others), and E*, the noise rate above which f reduces risk faster than NLL.
+
+The rule (probsft.continuum.rule.decide, also what its hit_rate scores): with a measured curve, ``band`` (default) takes the objective of largest smoothed in-band share (ties: the larger
+Δ); ``delta`` (the rule before) the objective of largest smoothed Δ if Δ exceeds the tie margin
+(2 points), else NLL. Without them: the candidate of largest first-order rate at the assumed noise.
+Confidence: *high* when measured, the nearest measured position is within 0.1 of the probe's p and
+the CI of Δ excludes 0 (or the pick is NLL); *medium* when measured otherwise; *low* from theory
+alone.
+
+    probsft recommend --model models/backbone --data data/validate/letter_jumble/train.jsonl
+    >>> rec = probsft.recommend("models/backbone", "train.jsonl", noise=0.1)
+    >>> rec["recommendation"]["objective"], rec["why"]
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import probsft
+from probsft.continuum.cells import MARGIN, in_band_counts
+from probsft.continuum.rule import RULE, RULE_TEXT, decide, dose_response, json_width, rule_of, width_text
+from probsft.errors import UserError
+
+CANDIDATES = ("nll", "alpha(0.1)", "alpha(0.5)", "p", "alpha(2)", "alpha(10)", "nll@p>=0.2", "dft",
+              "deft", "alpha(auto)")
+RATE_ELEMENTS = 1 << 24       # q values kept for the first-order rates: tokens x V <= 16M float32
+PLACEMENT = "answer"          # as the continuum experiment: answer tokens, not the eos format token
+
+# ---------------------------------------------------------------------------------------------
+# the probe and the theory
+
+
+def sample_examples(records, tokenizer, sample_tokens: int, max_length: int, seed: int = 0):
+    """Tokenised examples, in a seeded random order, until ``sample_tokens`` response tokens."""
+    from probsft.validate.data import SFTExamples, tokenize_sft
+
+    order = np.random.default_rng(seed).permutation(len(records))
+    out = SFTExamples()
+    for start in range(0, len(order), 64):
+        part = tokenize_sft([records[i] for i in order[start:start + 64]], tokenizer, max_length)
+        for ex in part:
+            if out.n_response_tokens >= sample_tokens:
+                return out
+            out.append(ex)
+            out.n_response_tokens += sum(1 for y in ex["labels"][1:] if y != -100)
+        out.n_truncated += part.n_truncated
+    return out
+
+
+class _RateTokens:
+    """Keeps q [n, V] of a seeded uniform subsample of the probed tokens, each token with chance
+    max_tokens / total_tokens (at most max_tokens in all), for the first-order rates."""
+
+    def __init__(self, max_tokens: int, total_tokens: int, seed: int = 0):
+        self.max_tokens, self.q, self.y = max_tokens, [], []
+        self.rate = min(1.0, max_tokens / max(total_tokens, 1))
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, logq, y):
+        room = self.max_tokens - sum(len(t) for t in self.y)
+        pick = (torch.rand(len(y), generator=self.gen) < self.rate).nonzero()[:room, 0]
+        if len(pick):
+            pick = pick.to(logq.device)
+            self.q.append(logq[pick].exp().float().cpu())
+            self.y.append(y[pick].cpu())
+
+    def arrays(self):
+        if not self.y:
+            raise UserError("recommend: no response tokens to compute the first-order rates on")
+        return torch.cat(self.q).numpy(), torch.cat(self.y).numpy()
+
+
+def first_order(candidates, q, y_star) -> dict[str, tuple[float, float]]:
+    """{spec: (mean clean rate, mean noisy rate)} on contexts q [n, V] with true tokens y_star [n]
+    (probsft.theory.risk.clean_and_noisy_rates; chunks keep the float64 temporaries small)."""
+    from probsft.theory.risk import clean_and_noisy_rates
+
+    chunk = max(1, (1 << 22) // q.shape[1])
+    out = {}
+    for obj in candidates:
+        c_sum = n_sum = 0.0
+        for lo in range(0, len(y_star), chunk):
+            qc = q[lo:lo + chunk].astype(np.float64)
+            qc /= qc.sum(-1, keepdims=True)
+            c, n = clean_and_noisy_rates(obj, qc, y_star[lo:lo + chunk])
+            c_sum, n_sum = c_sum + float(c.sum()), n_sum + float(n.sum())
+        out[obj.spec] = (c_sum / len(y_star), n_sum / len(y_star))
+    return out
+
+
+def _klass(obj) -> str:
+    from probsft.theory.symbolic import prior_class
+
+    if obj.token_stats:
+        return "adaptive: alpha = sum q^2 per token, between NLL (uniform q) and -p (one-hot q)"
+    return prior_class(obj)[0]   # Def. 3.3 relative to NLL
+
+
+def as_curve(curve):
+    """A :class:`probsft.continuum.curve.Curve` from what a caller passes: a Curve; None, the
+    shipped curve (probsft.continuum.curve.DEFAULT); a curve file (.json); one or several
+    ``paired.csv`` files, summarised now (slower: the width choice runs); False: none (theory only)."""
+    from probsft.continuum import curve as cv
+
+    if curve is False:
+        return None
+    if curve is None:
+        return cv.load()
+    if isinstance(curve, cv.Curve):
+        return curve
+    paths = [curve] if isinstance(curve, (str, Path)) else list(curve)
+    if len(paths) == 1 and Path(paths[0]).suffix == ".json":
+        return cv.load(paths[0])
+    return cv.build(paths)
+
+
+def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, device: str = "auto",
+              supervision: str = "token", optimizer: str = "adamw",
+              tokenizer=None, batch_size: int = 64, max_length: int = 1024,
+              rate_tokens: int = 4096, progress: bool = True, seed: int = 0,
+              rule: str | None = None, curve=None) -> dict:
+    """Recommend an objective for fine-tuning ``model`` on ``data`` (see the module docstring).
+
+    Args:
+        model: a causal LM folder / hub name, or a loaded model (then pass ``tokenizer``).
+        data: SFT JSONL path or a list of records (prompt/response or messages).
+        noise: the assumed label-noise rate E in [0, 1) (0: clean supervision).
+        sample_tokens: response tokens to probe (a seeded random sample of examples).
+        curve: the measured curve (:func:`as_curve`): default the shipped one, built by
+            `probsft reproduce` from the registered grids (probsft.continuum.grids.CURVE); a curve
+            file or Curve; paired.csv file(s); False: the theory only.
+        rule: how the measured curve picks (probsft.continuum.rule.RULES; default ``band``).
+        supervision: the noise kind to look up in the curve when noise > 0 (clean when E = 0).
+        rate_tokens: probed tokens (a seeded uniform subsample) on which the first-order rates
+            are computed (also capped so that tokens x V <= 2^24).
+    Returns:
+        a JSON-ready dict: probe statistics, region, each candidate's class, rates and E* against
+        NLL (and measured Δ), the ranking, the recommendation and the ``why`` lines.
+    """
+    from probsft.theory.risk import crossing
+    from probsft.validate.data import read_jsonl
+    from probsft.validate.probe import probe
+
+    start = time.perf_counter()
+    rule_of(rule)                                     # a bad rule or curve fails before the probe
+    measured_curve = as_curve(curve)
+    if not 0 <= noise < 1:
+        raise UserError(f"noise must lie in [0, 1), got {noise}")
+    if sample_tokens < 1 or rate_tokens < 1:
+        raise UserError("sample_tokens and rate_tokens must be >= 1")
+    label = model if isinstance(model, (str, Path)) else type(model).__name__
+    if isinstance(model, (str, Path)):
+        from probsft.validate.train import load_model_and_tokenizer
+
+        model, tokenizer = load_model_and_tokenizer(str(model))
+    if tokenizer is None:
+        raise UserError("recommend: pass the tokenizer together with a loaded model")
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda but no CUDA GPU is available")
+    model.to("cuda" if cuda else "cpu")
+    records = read_jsonl(data) if isinstance(data, (str, Path)) else list(data)
+    if not records:
+        raise UserError("recommend: the data has no records")
+    examples = sample_examples(records, tokenizer, sample_tokens, max_length, seed)
+    examples.sort(key=lambda e: len(e["input_ids"]))       # little padding per batch: faster
+    V = model.get_output_embeddings().weight.shape[0]
+    keep = _RateTokens(max(1, min(rate_tokens, RATE_ELEMENTS // V)), examples.n_response_tokens,
+                       seed)
+    stats = probe(model, tokenizer, examples, batch_size, max_length, PLACEMENT, on_batch=keep,
+                  progress=progress)
+    q, y_star = keep.arrays()
+    x = stats["placement_mean_p"]
+    alpha_auto = probsft.objective("alpha(auto)").resolve([stats["mean_p"]])  # rule: mean p
+
+    objs = {spec: alpha_auto if spec == "alpha(auto)" else probsft.objective(spec)
+            for spec in CANDIDATES}
+    rates = first_order(dict.fromkeys(objs.values()), q, y_star)
+    sup = "clean" if noise == 0 else supervision
+    cells = list(measured_curve.cells) if measured_curve else []
+    width = measured_curve.width(rule or RULE) if cells else None
+    measured = dose_response(cells, x, sup, optimizer, bandwidth=width) if cells else {}
+    c_nll, n_nll = rates["nll"]
+    cands = []
+    for spec, obj in objs.items():
+        c, n = rates[obj.spec]
+        cross = crossing(c - c_nll, n - n_nll, obj.spec, "nll") if spec != "nll" else None
+        cands.append({
+            "spec": spec, "resolved": obj.spec, "label": obj.label, "class": _klass(obj),
+            "rate_clean": c, "rate_noisy": n, "rate_at_noise": (1 - noise) * c + noise * n,
+            "e_star_vs_nll": None if cross is None else cross.e_star,
+            "vs_nll": None if cross is None else cross.statement(),
+            "measured": measured.get(probsft.objective(spec).spec, measured.get(obj.spec))})
+    key = (lambda r: (r["measured"] is not None, r["measured"]["delta"] if r["measured"] else
+                      r["rate_at_noise"])) if measured else (lambda r: r["rate_at_noise"])
+    cands.sort(key=key, reverse=True)
+    theory_rates = {r["resolved"]: r["rate_at_noise"] for r in cands}
+    rec = decide(measured, theory_rates, rule=rule)
+    chosen = next(r for r in cands if rec["objective"] in (r["spec"], r["resolved"]))
+    out = {
+        "model": str(label), "data": str(data) if isinstance(data, (str, Path)) else "records",
+        "noise": noise, "supervision": sup, "optimizer": optimizer,
+        "curve": ", ".join(measured_curve.grids) if measured_curve else None,
+        "rule": rule or RULE, "bandwidth": json_width(width),
+        "probe": {k: stats[k] for k in ("examples", "tokens", "eos_tokens", "mean_p", "answer_mean_p",
+                                        "eos_mean_p", "placement_mean_p", "frac_p_gt_0.55",
+                                        "mean_entropy", "mean_sumsq", "top1_accuracy",
+                                        "frac_confident_wrong", "p_histogram", "quantiles",
+                                        "region", "reference", "expected_winners", "why")},
+        "rate_tokens": int(len(y_star)), "alpha_auto": alpha_auto.spec,
+        "candidates": cands, "ranking": [r["spec"] for r in cands],
+        "recommendation": {**rec, "objective": chosen["spec"], "resolved": chosen["resolved"]},
+        "in_band": in_band_counts(cells, sup, optimizer) if cells else {},
+        "seconds": round(time.perf_counter() - start, 2)}
+    out["why"] = explain(out)
+    return out
+
+
+def explain(out: dict) -> list[str]:
+    """The few checkable lines behind a recommendation."""
+    pr, rec = out["probe"], out["recommendation"]
+    by_spec = {r["resolved"]: r for r in out["candidates"]}
+    lines = [f"probe: {pr['tokens']} response tokens of {pr['examples']} examples; mean p "
+             f"{pr['mean_p']:.3f} (answer tokens {pr['answer_mean_p']:.3f}), mean entropy "
+             f"{pr['mean_entropy']:.3f} nats, mean sum q^2 {pr['mean_sumsq']:.3f}",
+             f"region: {pr['region']} by answer p {pr['placement_mean_p']:.3f} "
+             f"(reference {pr['reference']}); the theory's expected winners there: "
+             f"{', '.join(pr['expected_winners'])}",
+             f"assumed label noise E = {out['noise']:g} ({out['supervision']} supervision); "
+             f"alpha(auto) here is {out['alpha_auto']}"]
+    chosen = by_spec[rec["resolved"]]
+    if rec["source"] == "measured":
+        m = chosen["measured"]
+        lines.append(f"measured (curve of {out['curve']}): {rec['resolved']} vs nll Δ = {m['delta']:+.1f} "
+                     f"exact-match points (CI {m['ci_low']:+.1f} .. {m['ci_high']:+.1f}) at p "
+                     f"{pr['placement_mean_p']:.3f}, smoothed over the measured positions by "
+                     f"{width_text(float(out['bandwidth']))} (chosen by leave-one-position-out); "
+                     "nearest measured position "
+                     f"{m['nearest_position'] or '-'} at distance {m['distance']:.2f}; within the "
+                     f"{MARGIN:g}-point band of each position's best at {m['band']:.0%} of "
+                     "them (same weights)")
+        lines.append(f"rule ({out['rule']}): {RULE_TEXT[out['rule']]}")
+    else:
+        lines.append("no measured dose-response results: ranked by the first-order risk-reduction "
+                     f"rate at E on the model's own distributions ({out['rate_tokens']} tokens); "
+                     "the expected gain's size is not predicted by the linearised theory")
+    band = out["in_band"]
+    if band:
+        top, (hits, n) = next(iter(band.items()))
+        mine = band.get(rec["resolved"])
+        lines.append(f"probe-blind check: over the {n} measured positions of "
+                     f"{out['supervision']}/{out['optimizer']}, {top} was within the "
+                     f"{MARGIN:g}-point band of the best in {hits}"
+                     + ("" if mine is None or rec["resolved"] == top else
+                        f"; {rec['resolved']} in {mine[0]} of {mine[1]}"))
+    if chosen["vs_nll"]:
+        lines.append(f"first order: {chosen['vs_nll']}")
+    rival = next((r for r in out["candidates"] if r["resolved"] not in (rec["resolved"], "nll")
+                  and r["e_star_vs_nll"] is not None), None)
+    if rival:
+        lines.append(f"runner-up {rival['spec']} ({rival['class']}): {rival['vs_nll']}")
+    lines.append(f"recommendation: {rec['objective']} ({chosen['class']}), confidence "
+                 f"{rec['confidence']}")
+    return lines
+
+
+def format_report(out: dict) -> str:
+    """The recommendation, its ``why`` lines and the ranked table as text."""
+    rows = [f"{'objective':<14} {'class':<14} {'rate@E':>10} {'E* vs nll':>10} {'measured Δ':>12}"]
+    for r in out["candidates"]:
+        e = r["e_star_vs_nll"]
+        e_txt = "-" if e is None else "none" if math.isinf(e) else "tie" if math.isnan(e) \
+            else f"{e:.3g}"
+        m = r["measured"]
+        rows.append(f"{r['spec']:<14} {r['class'].split(':')[0]:<14} {r['rate_at_noise']:>10.3g} "
+                    f"{e_txt:>10} {'-' if m is None else format(m['delta'], '+.1f'):>12}")
+    return "\n".join([f"recommended: {out['recommendation']['objective']}", *out["why"], "",
+                      *rows, f"({out['seconds']:.1f} s)"])
