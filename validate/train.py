@@ -36,8 +36,6 @@ model folder. Launch on several GPUs with
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import math
 import os
 import random
@@ -50,101 +48,16 @@ import torch
 import torch.distributed as dist
 
 import probsft
-from probsft.errors import ConfigError, UserError
-from probsft.files import atomic_dir, locked_output, sha256_file
+from probsft.errors import ConfigError
+from probsft.files import atomic_dir, locked_output
 from probsft.validate import store
 from probsft.theory.losses import deferred_checks
 from probsft.validate.accumulate import accumulate_gradients_async, step_stats
 from probsft.validate.data import collate, read_jsonl, tokenize_sft
 from probsft.validate.loading import load_model_and_tokenizer
-
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def _field(default, help: str, **metadata):
-    """A config field with its command-line help (probsft.config.add_config_flags)."""
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
-
-
-# name -> (parameters, cfg, device) -> torch optimizer. AdamW is the paper's (the fused CUDA kernel,
-# HF Trainer's default there; the CPU keeps the reference one); SGD with momentum 0.9 is the
-# optimizer ablation of the validation grid.
-OPTIMIZERS = {
-    "adamw": lambda params, cfg, device: torch.optim.AdamW(
-        params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
-        fused=device.type == "cuda"),
-    "sgd": lambda params, cfg, device: torch.optim.SGD(
-        params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
-    """One fine-tune; rejects bad values at construction, loads strictly with ``store.load_config``."""
-
-    model: str = _field(dataclasses.MISSING, "hub name or local path of an AutoModelForCausalLM (a label when a "
-                              "model is passed in)")
-    data: str | None = _field(None, "SFT JSONL (prompt/response or messages); None: pass examples")
-    objective: str = _field("nll", "objective spec, e.g. nll, -p, 'nll@p>=0.2', 'alpha(10)' (write "
-                                   "--objective=-p for a spec starting with '-')")
-    output: str | None = _field(None, "output folder (model, metrics, config, checkpoints); None "
-                                      "writes nothing (in-process use)")
-    max_steps: int | None = _field(None, "optimizer steps (default: `epochs` passes over the data)")
-    epochs: int = _field(1, "passes over the data when max_steps is not set")
-    lr: float = _field(5e-5, "peak learning rate (AdamW, cosine schedule)")
-    batch_size: int = _field(4, "micro-batch per rank")
-    grad_accum: int = _field(1, "micro-batches per rank per optimizer step")
-    warmup_ratio: float = _field(0.1, "share of the steps spent warming up the learning rate")
-    weight_decay: float = _field(0.01, "AdamW weight decay")
-    betas: tuple[float, float] = _field((0.9, 0.95), "AdamW betas")
-    optimizer: str = _field("adamw", "optimizer (a key of OPTIMIZERS: adamw, sgd)")
-    max_grad_norm: float = _field(1.0, "gradient clipping norm; <= 0 disables clipping (the norm "
-                                       "is still logged)")
-    seed: int = _field(0, "seed of data order and initial RNG state")
-    max_length: int = _field(1024, "tokens per example (longer ones are cut)")
-    bf16: bool | None = _field(None, "autocast bf16 (default: exactly when running on CUDA)")
-    fused: bool = _field(False, "chunked linear+f(p) loss: never materialise the logits")
-    fsdp: bool = _field(False, "under torchrun: shard parameters, gradients and optimizer state "
-                               "(torch fully_shard) instead of DDP")
-    gradient_checkpointing: bool = _field(False, "recompute activations in the backward pass "
-                                                 "(saves memory; the authors' setting)")
-    save_model: bool = _field(True, "save the fine-tuned model into <output>/model")
-    log_every: int = _field(10, "steps between metric lines")
-    checkpoint_every: int = _field(0, "steps between checkpoints (0: none)")
-    resume: bool = _field(True, "continue from <output>/checkpoint.pt when present")
-    device: str = _field("auto", "where to train", choices=DEVICES)
-    overwrite: bool = _field(False, "replace a run of another config already in --output (else "
-                                    "refused)")
-    data_sha256: str | None = _field(None, "content hash of `data`, recorded in config.json; when "
-                                           "set, the data file must still have it")
-
-    def __post_init__(self):
-        probsft.objective(self.objective)                    # SpecError on a bad spec
-        positive = ("epochs", "batch_size", "grad_accum", "max_length", "log_every")
-        for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
-            raise ConfigError(f"max_steps must be a positive integer or None, got {self.max_steps!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0 or len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError("weight_decay must be >= 0 and betas two numbers in [0, 1)")
-        if self.checkpoint_every < 0:
-            raise ConfigError("checkpoint_every must be >= 0")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if self.data_sha256 is not None and (not isinstance(self.data_sha256, str)
-                                             or len(self.data_sha256) != 64):
-            raise ConfigError(f"data_sha256 must be 64 hex digits or null, got {self.data_sha256!r}")
-        if self.fsdp and (self.fused or self.checkpoint_every):
-            raise ConfigError("fsdp: --fused (the LM head is sharded outside the forward) and "
-                              "checkpoint_every (sharded resume) are not supported yet")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+from probsft.validate.run_config import DEVICES, OPTIMIZERS, FinetuneConfig  # noqa: F401 (their home)
+from probsft.validate.run_folder import (check_saved_run, load_checkpoint,
+                                        refuse_input_model_folder, with_data_hash)
 
 
 def usable_cpus() -> int:
@@ -200,122 +113,6 @@ def _set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# Config fields that steer a run without changing what it trains: a resumed run may change them.
-RUN_CONTROL = ("output", "resume", "overwrite", "log_every", "checkpoint_every", "save_model")
-# What a finished or interrupted run leaves in its output folder (--overwrite removes them).
-RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "metrics.csv", "metrics.json", "model")
-
-
-def config_differences(saved: dict, current: dict) -> list[str]:
-    """Fields in which two saved configs train differently (RUN_CONTROL ignored; the data file is
-    compared by its content hash when both configs carry one, else by its path)."""
-    a, b = dict(saved), dict(current)
-    if _resolved_from(a.get("objective"), b.get("objective")):
-        b["objective"] = a["objective"]        # alpha(auto) saved as the alpha it resolved to
-    hashed = bool(a.get("data_sha256") and b.get("data_sha256"))
-    for key in RUN_CONTROL + (("data",) if hashed else ("data_sha256",)):
-        a.pop(key, None)
-        b.pop(key, None)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
-def _resolved_from(saved, current) -> bool:
-    """True when ``saved`` is what the probe-set objective ``current`` (alpha(auto), Q<pct>
-    thresholds) resolved to: config.json records the resolved objective, so a run resumes under the
-    spec it was asked with."""
-    from probsft.errors import SpecError
-
-    if not (isinstance(saved, str) and isinstance(current, str)) or saved == current:
-        return False
-    try:
-        want, got = probsft.objective(current), probsft.objective(saved)
-    except SpecError:
-        return False
-    if not want.needs_probe or got.needs_probe or (got.interval is None) != (want.interval is None):
-        return False
-    if want.base.probe_params:                 # alpha(auto) -> alpha(a); alpha(0) is nll, alpha(1) p
-        return got.base.family in (want.base.family, "nll", "p")
-    return got.base == want.base               # only the Q<pct> bounds were resolved
-
-
-def _describe(diffs, saved, current) -> str:
-    def short(v):
-        text = repr(v)
-        return text if len(text) <= 40 else text[:37] + "..."
-
-    return ", ".join("the data file's content (sha256 changed)" if k == "data_sha256" else
-                     f"{k} ({short(saved.get(k))} then, {short(current.get(k))} now)" for k in diffs)
-
-
-def _with_data_hash(cfg: FinetuneConfig) -> FinetuneConfig:
-    """``cfg`` with the data file's content hash; ConfigError if it differs from a hash set in it."""
-    if not Path(cfg.data).is_file():
-        raise UserError(f"data file {cfg.data} does not exist")
-    digest = sha256_file(cfg.data)
-    if cfg.data_sha256 is not None and cfg.data_sha256 != digest:
-        raise ConfigError(f"data file {cfg.data} has changed: its sha256 is {digest[:12]}..., the "
-                          f"config expects {cfg.data_sha256[:12]}...")
-    return dataclasses.replace(cfg, data_sha256=digest)
-
-
-def _refuse_input_model_folder(cfg: FinetuneConfig) -> None:
-    """A run writes config.json and model/ into its output: never into (or around) its input model."""
-    model = Path(cfg.model).expanduser()
-    if not model.exists():
-        return
-    out, model = Path(cfg.output).expanduser().resolve(), model.resolve()
-    if out == model or model in out.parents or out in model.parents:
-        raise ConfigError(f"--output {cfg.output} overlaps the input model folder {cfg.model}: the "
-                          "run would overwrite the model it reads; choose another --output")
-
-
-def _check_saved_run(cfg: FinetuneConfig, out: Path) -> None:
-    """Refuse to resume or retrain over a run of another config in ``out`` unless cfg.overwrite;
-    with cfg.overwrite, remove that run's files first."""
-    import shutil
-
-    saved_path = out / "config.json"
-    if saved_path.exists() and not cfg.overwrite:
-        try:
-            saved = json.loads(saved_path.read_text())
-        except (OSError, ValueError):
-            raise ConfigError(f"{saved_path} is unreadable; pass --overwrite to start the run "
-                              "over, or choose another --output") from None
-        current = store.config_to_dict(cfg)
-        diffs = config_differences(saved, current)
-        if diffs:
-            raise ConfigError(f"{out} holds a run with another config: {_describe(diffs, saved, current)}"
-                              "; pass --overwrite to replace it, or choose another --output")
-    if cfg.overwrite:
-        for name in RUN_FILES:
-            path = out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-
-
-def _load_checkpoint(ckpt: Path, device, cfg: FinetuneConfig) -> dict:
-    """The saved state of an interrupted run; UserError when the file is damaged or of another run."""
-    import pickle
-
-    try:
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        keys = ("model", "optimizer", "scheduler", "step", "skipped", "tokens_seen", "rng",
-                "objective", "config")
-        missing = [k for k in keys if k not in state]
-    except (RuntimeError, EOFError, ValueError, TypeError, OSError, pickle.UnpicklingError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"checkpoint {ckpt} is damaged ({first}); delete it or pass --no-resume "
-                        "to start the run over") from None
-    if missing:
-        raise UserError(f"checkpoint {ckpt} is damaged (no {', '.join(missing)}); delete it or pass "
-                        "--no-resume to start the run over")
-    diffs = config_differences(state["config"], store.config_to_dict(cfg))
-    if diffs:
-        raise ConfigError(f"{ckpt} belongs to a run with another config: "
-                          f"{_describe(diffs, state['config'], store.config_to_dict(cfg))}; pass "
-                          "--no-resume or --overwrite, or choose another --output")
-    return state
-
-
 def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = True,
              examples=None, callback=None) -> dict:
     """Run the fine-tune of ``cfg``; returns the final metrics (also saved when ``cfg.output``).
@@ -329,12 +126,12 @@ def finetune(cfg: FinetuneConfig, model=None, tokenizer=None, progress: bool = T
     run of another config (objective, data content, model, ...) unless ``cfg.overwrite``.
     """
     if examples is None and cfg.data is not None:
-        cfg = _with_data_hash(cfg)
+        cfg = with_data_hash(cfg)
     if cfg.output is None or int(os.environ.get("RANK", "0")) != 0:
         return _finetune(cfg, model, tokenizer, progress, examples, callback)
-    _refuse_input_model_folder(cfg)
+    refuse_input_model_folder(cfg)
     with locked_output(cfg.output, "--output") as out:
-        _check_saved_run(cfg, out)
+        check_saved_run(cfg, out)
         return _finetune(cfg, model, tokenizer, progress, examples, callback)
 
 
@@ -365,10 +162,10 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
     ckpt = out / "checkpoint.pt" if out is not None else None
     state = None
     if ckpt is not None and cfg.resume and ckpt.exists():
-        state = _load_checkpoint(ckpt, device, cfg)
+        state = load_checkpoint(ckpt, device, cfg)
     if main:
         store.atomic_write_json(out / "config.json", store.config_to_dict(cfg))
-    obj = probsft.objective(state["objective"] if state else cfg.objective)
+    obj = probsft.objective(state["objective"]) if state else cfg.parsed_objective
     if obj.needs_probe:     # Q<pct> (paper §5), alpha(auto): fixed once from the base model's p
         from probsft.validate.probe import token_probs
 
@@ -492,17 +289,3 @@ def shard_model(model):
             fully_shard(module)
     fully_shard(model)
     return model
-
-
-def config_from_args(args) -> FinetuneConfig:
-    """A FinetuneConfig from CLI args: ``--config JSON`` first, explicit flags override it."""
-    base = store.config_to_dict(store.load_config(FinetuneConfig, args.config)) if args.config else {}
-    flags = {k: v for k, v in vars(args).items()
-             if k in {f.name for f in dataclasses.fields(FinetuneConfig)} and v is not None}
-    merged = {**base, **flags}
-    missing = [k for k in ("model", "data") if k not in merged]
-    if missing:
-        raise ConfigError(f"finetune needs --{' and --'.join(missing)} (or a --config that sets them)")
-    return store.config_from_dict(FinetuneConfig, merged)
-
-

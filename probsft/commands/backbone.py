@@ -12,7 +12,9 @@ def add_parser(sub):
     bsub = p.add_subparsers(dest="action", metavar="ACTION")
     bsub.required = True
     b = bsub.add_parser("build", help="pretrain the backbone: stage 1 (spelling), stage 2 (the dial)")
-    b.add_argument("--out", default=None, help="output folder (default: the shipped models/backbone)")
+    b.add_argument("--out", default="models/backbone",
+                   help="output folder (default: models/backbone in the current folder, which is "
+                        "the shipped backbone when run at a checkout's root)")
     b.add_argument("--steps", type=positive_int, default=None, help="stage-1 steps (default 700)")
     b.add_argument("--dial-steps", type=int, default=None, help="stage-2 (dial) steps (default 300)")
     b.add_argument("--seed", type=int, default=None, help="seed (default 0)")
@@ -29,13 +31,13 @@ def run(args) -> int:
     import dataclasses
 
     from probsft.files import locked_output
-    from probsft.validate.backbone import SHIPPED, BackboneConfig, build
+    from probsft.validate.backbone import BackboneConfig, build
 
     over = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads),
                               ("dial_steps", args.dial_steps)) if v is not None}
     over["eos"] = args.eos
     cfg = dataclasses.replace(BackboneConfig(), **over)
-    with locked_output(args.out or SHIPPED, "--out") as out:
+    with locked_output(args.out, "--out") as out:
         record = build(cfg, out, stage1=args.stage1)
     print(json.dumps(record, indent=1))
     return 0

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from probsft.paths import RESULTS
 from probsft.reproduce import STEPS
 
 
 def add_parser(sub):
     p = sub.add_parser("reproduce", help="regenerate every default result, figure and REPORT.md")
-    p.add_argument("--out", default=str(RESULTS),
-                   help="output folder (default: this checkout's results/); finished work resumes")
+    p.add_argument("--out", default="results",
+                   help="output folder (default: results/ in the current folder); finished work "
+                        "resumes")
     p.add_argument("--full", action="store_true", help="larger grids (more seeds/steps); slower")
     p.add_argument("--quick", action="store_true",
                    help="simulator only (with --only sim): small grids, about two minutes")

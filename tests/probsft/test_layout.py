@@ -40,5 +40,27 @@ def test_no_folder_holds_both_code_and_generated_outputs():
         outputs = [p for p in (paths.ROOT / area).rglob("*")
                    if p.suffix in {".png", ".svg", ".csv", ".jsonl", ".safetensors", ".md"}]
         assert outputs == [], f"{area}/ holds outputs: {outputs[:3]}"
-    for home in (paths.DATA, paths.MODELS, paths.RESULTS):
+    for home in (paths.DATA, paths.MODELS, paths.ROOT / "results"):
         assert not list(home.rglob("*.py")), f"{home} holds code"
+
+
+def test_shipped_files_are_package_data_through_links():
+    for home in ("data", "models"):
+        link = paths.PACKAGE / home
+        assert link.is_symlink() and Path(link.readlink()) == Path("..") / home
+    assert paths.DATA == paths.ROOT / "data" and paths.MODELS == paths.ROOT / "models"
+    assert (paths.MODELS / "backbone" / "config.json").exists()
+
+
+def test_the_installed_console_script_writes_where_the_user_is(tmp_path):
+    """`probsft` run in a foreign folder writes its results there, never into the checkout it was
+    installed from (measured before: a clone's run rewrote the installed checkout's results/)."""
+    exe = shutil.which("probsft")
+    assert exe, "the probsft console script is not installed (pip install -e .)"
+    mine = paths.ROOT / "results" / "REPORT.md"
+    before = mine.stat().st_mtime_ns if mine.exists() else None
+    subprocess.run([exe, "reproduce", "--only", "theory"], cwd=tmp_path, check=True,
+                   capture_output=True, text=True)
+    assert (tmp_path / "results" / "theory" / "weights.csv").exists()
+    assert (tmp_path / "results" / "REPORT.md").exists()
+    assert (mine.stat().st_mtime_ns if mine.exists() else None) == before
