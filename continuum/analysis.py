@@ -19,6 +19,7 @@ import numpy as np
 from probsft.continuum import predictions as pred
 from probsft.continuum.experiment import write_rows
 from probsft.files import atomic_write
+from probsft.verdicts import verdict
 
 
 PAIRED_FIELDS = ["position", "probe_answer_p", "supervision", "optimizer", "objective", "n_seeds",
@@ -99,6 +100,10 @@ def analyse(rows: list[dict], margin: float = pred.TIE_MARGIN) -> dict:
             "base_exact_match": base,
             "fit": fit, "alpha": alpha, "alpha_trend": alpha_trend(alpha),
             "adaptive": adaptive_vs_fixed(rows, margin)}
+
+
+# an adaptive objective against the best fixed one: non-inferiority (probsft.verdicts "not_worse")
+STATUS = {"confirmed": "not worse", "refuted": "worse", "inconclusive": "inconclusive"}
 
 
 def alpha_of(spec: str) -> float | None:
@@ -200,8 +205,8 @@ def adaptive_vs_fixed(rows: list[dict], margin: float = pred.TIE_MARGIN) -> list
                 continue
             st = paired(np.stack([_items(objs[spec][s]) for s in seeds]),
                         np.stack([_items(fixed[best][s]) for s in seeds]), margin)
-            status = ("not worse" if st["tost_low"] > -margin else
-                      "worse" if st["ci_high"] < 0 else "inconclusive")
+            status = STATUS[verdict("not_worse", (st["ci_low"], st["ci_high"]),
+                                    (st["tost_low"], st["tost_high"]), margin)]
             out.append({"position": pos, "probe_answer_p": float(objs[spec][seeds[0]]["probe_answer_p"]),
                         "supervision": sup, "optimizer": opt, "objective": spec,
                         "best_fixed": best, "delta": round(100 * st["delta"], 2),

@@ -35,12 +35,13 @@ test with margin ±:data:`TIE_MARGIN`:
 
 from __future__ import annotations
 
+from probsft import verdicts
 from probsft.validate.regions import BORDERS, PLACEMENT, REGIONS, Region, region_of  # noqa: F401
 
 TIE_MARGIN = 0.02                 # ±2 points of the metric: the equivalence margin of a tie
 PAPER_CROSSOVER = 0.5             # the paper's "no winner" point (medical, mean p ≈ 0.5)
 SUPERVISION = ("clean", "token", "answer", "plausible")
-VERDICTS = ("confirmed", "refuted", "equivalent", "inconclusive")
+VERDICTS = verdicts.VERDICTS
 
 
 # (region, supervision) -> predicted sign of metric(−p) − metric(NLL)
@@ -58,31 +59,22 @@ def predict(region: str, supervision: str) -> str:
     return PREDICTIONS[(region, supervision)]
 
 
-def measured_sign(ci95: tuple[float, float]) -> str | None:
-    lo, hi = ci95
-    return "p" if lo > 0 else "nll" if hi < 0 else None
+# The predicted sign of −p − NLL in the terms of the one verdict rule (probsft.verdicts).
+RULE_OF = {"p": "positive", "nll": "negative", "tie": "tie", "nll_or_tie": "not_positive"}
 
 
 def is_equivalent(ci90: tuple[float, float], margin: float = TIE_MARGIN) -> bool:
-    """TOST at level 5%: both one-sided tests reject ⇔ the 90% CI lies inside (−margin, margin)."""
-    return -margin < ci90[0] and ci90[1] < margin
+    """TOST at level 5% with the experiment's margin (probsft.verdicts.is_equivalent)."""
+    return verdicts.is_equivalent(ci90, margin)
 
 
 def verdict(prediction: str, ci95: tuple[float, float], ci90: tuple[float, float],
             margin: float = TIE_MARGIN) -> str:
-    """One of :data:`VERDICTS` (the rule in the module docstring)."""
-    sign, equiv = measured_sign(ci95), is_equivalent(ci90, margin)
-    if prediction in ("p", "nll"):
-        if sign is not None:
-            return "confirmed" if sign == prediction else "refuted"
-        return "equivalent" if equiv else "inconclusive"
-    if prediction == "tie":
-        return "confirmed" if equiv else "refuted" if sign is not None else "inconclusive"
-    if prediction == "nll_or_tie":
-        if sign == "nll" or equiv:
-            return "confirmed"
-        return "refuted" if sign == "p" else "inconclusive"
-    raise ValueError(f"unknown prediction {prediction!r}")
+    """One of :data:`VERDICTS`: the one verdict rule (probsft.verdicts) for the prediction's sign,
+    the measured sign from the 95% CI, equivalence from the 90% (TOST) CI."""
+    if prediction not in RULE_OF:
+        raise ValueError(f"unknown prediction {prediction!r}")
+    return verdicts.verdict(RULE_OF[prediction], ci95, ci90, margin)
 
 
 def by_kind(rows) -> dict[tuple[str, str], list]:

@@ -27,6 +27,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from probsft.verdicts import verdict
+
 EQUIV_MARGIN = 0.01
 PRIOR_MATTERS = 0.1
 OUTCOMES = ("confirmed", "refuted", "equivalent", "inconclusive", "prior does not matter here")
@@ -75,16 +77,9 @@ def label(result: str, prior: float = math.nan) -> str:
 def outcome(lo: float, hi: float, prior: float = math.nan, margin: float = EQUIV_MARGIN,
             at_least: bool = False) -> str:
     """The outcome of an interval [lo, hi] for a prediction "> 0" (see the module docstring);
-    ``at_least``: the prediction is "≥ 0", confirmed by lo > -margin (a win or a tie)."""
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return label("inconclusive", prior)
-    if lo > (-margin if at_least else 0):
-        return label("confirmed", prior)
-    if hi < 0:
-        return label("refuted", prior)
-    if -margin < lo and hi < margin:
-        return label("equivalent", prior)
-    return label("inconclusive", prior)
+    ``at_least``: the prediction is "≥ 0", confirmed by lo > -margin (a win or a tie): the one
+    verdict rule, probsft.verdicts, with prediction ``positive`` or ``not_worse``."""
+    return label(verdict("not_worse" if at_least else "positive", (lo, hi), margin=margin), prior)
 
 
 def prior_contribution(rows, metric: str = "eval/acc") -> float:

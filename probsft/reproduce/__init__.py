@@ -28,6 +28,17 @@ STEPS = {
 }
 
 
+def cpu_line() -> str:
+    """The CPU this run computed on (model and the GEMM features that change float results' last
+    digits); printed and logged, never written into the committed results, which must not depend
+    on it (probsft.files rounds every float a results writer emits)."""
+    from probsft.theory.fused_auto import cpu_features
+
+    f = cpu_features()
+    flags = [k for k in ("avx2", "avx512", "avx512_bf16", "amx", "amx_fp16", "avx512_fp16") if f[k]]
+    return f"CPU: {f['model']} ({f['capability']}; {', '.join(flags) or 'no'} vector features)"
+
+
 def run_all(out: Path, full: bool = False, only=None, log=print, quick: bool = False) -> Path:
     """Run the steps of ``only`` (default: all) into ``out``; write ``out/REPORT.md``; its path.
     ``quick`` (the simulator's small grids, for tests) needs ``only=["sim"]``."""
@@ -40,6 +51,7 @@ def run_all(out: Path, full: bool = False, only=None, log=print, quick: bool = F
                         "without --full")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    log(cpu_line())
     suffix = "_full" if full else "_quick" if quick else ""
     times = []
     for area, title in STEPS.items():
@@ -63,5 +75,5 @@ def run_all(out: Path, full: bool = False, only=None, log=print, quick: bool = F
             lines.append(path.read_text())
     report = atomic_write(out / f"REPORT{suffix}.md", "\n".join(lines))
     with open(out / "timings.log", "a") as fh:
-        fh.write("".join(t + "\n" for t in times))
+        fh.write(cpu_line() + "\n" + "".join(t + "\n" for t in times))
     return report
