@@ -25,6 +25,7 @@ from probsft.verdicts import verdict
 PAIRED_FIELDS = ["position", "probe_answer_p", "supervision", "optimizer", "objective", "n_seeds",
                  "delta", "ci_low", "ci_high", "tost_low", "tost_high", "mde", "verdict"]
 
+
 def _items(r: dict) -> np.ndarray:
     return (np.frombuffer(r["items"].encode(), dtype=np.uint8) - ord("0")).astype(np.int64)
 
@@ -221,6 +222,6 @@ def write_analysis(rows: list[dict], out: Path) -> dict:
     """Save paired.csv (exactly :data:`PAIRED_FIELDS`) and verdicts.json; returns the analysis."""
     result = analyse(rows)
     write_rows(out / "paired.csv", [{k: c[k] for k in PAIRED_FIELDS} for c in result["cells"]],
-                PAIRED_FIELDS)
+               PAIRED_FIELDS)
     atomic_write(out / "verdicts.json", json.dumps(result, indent=1) + "\n")
     return result

@@ -27,6 +27,7 @@ from probsft.errors import UserError
 NEAR = 0.1                    # a measured position this close in p counts as "at" the probe's p
 BANDWIDTHS = (0.05, 0.1, 0.2, 0.3, 0.5, math.inf)   # kernel widths in p the rule chooses among
 
+
 def kernel_weights(xs, x: float, bandwidth: float) -> np.ndarray:
     """Gaussian kernel weights of measured positions ``xs`` at probe p ``x`` (all 1 for an
     infinite bandwidth), scaled so that the nearest position has weight 1 (no underflow)."""
@@ -45,7 +46,7 @@ def dose_response(cells, x: float, supervision: str, optimizer: str, positions=N
     positions; None: chosen for ``rule`` by :func:`choose_bandwidth` on these cells). Per
     objective: delta, ci_low, ci_high (the same weighted mean of the cells' CIs, a summary, not a
     CI), band (the weighted share of positions where it was within the tie band of that
-    position's best, :func:`score`), the nearest measured position, its distance in p and its
+    position's best, probsft.continuum.cells.score), the nearest measured position, its distance in p and its
     verdict. NLL is the 0 reference."""
     if bandwidth is None:
         bandwidth = choose_bandwidth(cells, positions, margin=margin, rule=rule)["bandwidth"]
@@ -284,11 +285,6 @@ def main(argv=None) -> None:
               f"rec {c['recommended']:<11} best {c['best']:<11} "
               f"Δ {c['delta_recommended']:+.1f} vs {c['delta_best']:+.1f}  "
               f"{'hit' if c['hit'] else 'MISS'}")
-
-
-if __name__ == "__main__":
-    main()
-
 
 
 if __name__ == "__main__":

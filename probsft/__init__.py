@@ -25,7 +25,8 @@ def objective(spec):
 
 
 def recommend(model, data, **kwargs):
-    """Which objective for this model and data: probe + theory + measured dose-response; see
+    """Which objective for this model and data: probe + first-order theory + the measured curve
+    shipped with probsft (``curve=``: another curve, paired.csv files, or False); see
     probsft.continuum.recommend."""
     from probsft.continuum.recommend import recommend as _recommend
 
