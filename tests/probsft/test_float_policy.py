@@ -4,6 +4,8 @@ CPUs (issue 23: AVX512/AMX kernels, summation order, thread counts)."""
 
 import json
 import math
+import os
+import re
 import types
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
+from probsft import paths
 from probsft.files import (SIGNIFICANT, atomic_write_json, csv_text, json_text, round_float,
                            rounded)
 from probsft.sim.config import SimConfig
@@ -79,6 +82,25 @@ def test_a_config_is_saved_exactly_and_a_resumed_sweep_accepts_it(tmp_path):
     run_sweep(cfg, tmp_path, progress=False)
     assert load_config(type(cfg), tmp_path / "config.json") == cfg
     run_sweep(cfg, tmp_path, progress=False)                   # no "different config" refusal
+
+
+WRITES_AROUND_THE_POLICY = re.compile(r"csv\.(DictWriter|writer)\(|"
+                                      r"(atomic_write|write_text)\(.*json\.dumps\(")
+
+
+def test_no_module_writes_csv_or_json_files_around_the_policy():
+    """CSV text comes only from probsft.files.csv_text, JSON files only from json_text."""
+    found = []
+    for area in ("theory", "sim", "validate", "continuum", "figures", "probsft"):
+        for root, _dirs, files in os.walk(paths.ROOT / area):      # not into probsft's symlinks
+            for name in files:
+                path = os.path.join(root, name)
+                if not name.endswith(".py") or path == str(paths.ROOT / "probsft" / "files.py"):
+                    continue
+                with open(path) as fh:
+                    found += [f"{os.path.relpath(path, paths.ROOT)}:{n}" for n, line in
+                              enumerate(fh, 1) if WRITES_AROUND_THE_POLICY.search(line)]
+    assert found == []
 
 
 # ---------------------------------------------------------------------------------------------
