@@ -169,7 +169,8 @@ def _metrics(cfg):
 def test_sim_sweep_and_boundary_are_the_same_bytes_under_threads_and_softmax_kernels(
         tmp_path, monkeypatch, threads):
     """results.csv (run_sweep) and boundary.csv (save_boundary): torch on 1 thread with its
-    softmax kernel, then on 2 threads with softmax as exp(z - logsumexp z)."""
+    softmax kernel, then on 2 threads with softmax as exp(z - logsumexp z). (run_sweep pins one
+    thread itself, so there the kernel makes the difference; the thread count reaches boundary.)"""
     from probsft.sim.phase import COLUMNS, boundary, save_boundary
     from probsft.sim.sweep import run_sweep
 
