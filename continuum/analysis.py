@@ -11,14 +11,13 @@ the one definition of its columns) and ``verdicts.json``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from probsft.continuum import predictions as pred
 from probsft.continuum.experiment import write_rows
-from probsft.files import atomic_write
+from probsft.files import atomic_write_json, rounded
 from probsft.verdicts import verdict
 
 
@@ -219,9 +218,10 @@ def adaptive_vs_fixed(rows: list[dict], margin: float = pred.TIE_MARGIN) -> list
 
 
 def write_analysis(rows: list[dict], out: Path) -> dict:
-    """Save paired.csv (exactly :data:`PAIRED_FIELDS`) and verdicts.json; returns the analysis."""
-    result = analyse(rows)
+    """Save paired.csv (exactly :data:`PAIRED_FIELDS`) and verdicts.json; returns the analysis as
+    saved (floats to probsft.files.SIGNIFICANT digits)."""
+    result = rounded(analyse(rows))
     write_rows(out / "paired.csv", [{k: c[k] for k in PAIRED_FIELDS} for c in result["cells"]],
                PAIRED_FIELDS)
-    atomic_write(out / "verdicts.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_json(out / "verdicts.json", result, indent=1)
     return result

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from probsft.continuum.cells import MARGIN, read_grids
 from probsft.errors import UserError
-from probsft.files import atomic_write
+from probsft.files import atomic_write, rounded
 from probsft.paths import DATA
 
 FORMAT = "probsft-measured-curve"
@@ -68,8 +68,9 @@ def build(paths, rules=None) -> Curve:
 
 
 def save(curve: Curve, path=DEFAULT) -> Path:
-    """Write ``curve`` as JSON, one cell per line (small diffs when a grid grows)."""
-    doc = curve.to_json()
+    """Write ``curve`` as JSON, one cell per line (small diffs when a grid grows); floats to
+    probsft.files.SIGNIFICANT digits."""
+    doc = rounded(curve.to_json())
     rows = doc.pop("rows")
     head = json.dumps(doc, indent=1)[:-2]
     body = ",\n".join("  " + json.dumps(r, ensure_ascii=False) for r in rows)

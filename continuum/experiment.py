@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
-import io
 import json
 import random
 import time
@@ -40,7 +39,7 @@ import torch
 
 from probsft.config import config_from_dict
 from probsft.errors import ConfigError
-from probsft.files import atomic_write, set_aside
+from probsft.files import atomic_write_csv, atomic_write_json, rounded, set_aside
 from probsft.paths import DATA
 from probsft.continuum import predictions as pred
 
@@ -115,12 +114,8 @@ FULL = ExperimentConfig(
 
 
 def write_rows(path: Path, rows: list[dict], fields=FIELDS) -> None:
-    """``rows`` as a CSV of ``fields``, written atomically."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fields, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write(path, buf.getvalue())
+    """``rows`` as a CSV of ``fields`` (floats to probsft.files.SIGNIFICANT digits), atomically."""
+    atomic_write_csv(path, rows, fields)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -229,9 +224,9 @@ class _Grid:
             if t not in self.probes:
                 stats = probe(self.base, self.tok, self.data[t][1], batch_size=64,
                               placement=pred.PLACEMENT)
-                self.probes[t] = {k: stats[k] for k in (
+                self.probes[t] = rounded({k: stats[k] for k in (        # as probes.json holds
                     "placement_mean_p", "mean_p", "answer_mean_p", "eos_mean_p", "placement",
-                    "region", "expected_winners", "frac_p_gt_0.55")}
+                    "region", "expected_winners", "frac_p_gt_0.55")})
                 save(self.probes)
 
     def runs(self, group) -> list[dict]:
@@ -339,11 +334,11 @@ def run_grid(cfg: ExperimentConfig, out: Path, model_path=None, progress: bool =
         suffix = set_aside(out, ("results.csv", "probes.json", "config.json"))
         print(f"{out}: run settings or backbone changed; previous results moved to *{suffix}",
               flush=True)
-    atomic_write(out / "config.json", json.dumps(config, indent=1) + "\n")
+    atomic_write_json(out / "config.json", config, indent=1, digits=None)    # a config: exact
     t0 = time.perf_counter()
     probes = json.loads((out / "probes.json").read_text()) if (out / "probes.json").exists() else {}
     grid = _Grid(cfg, model_path, probes)
-    grid.probe_positions(lambda pr: atomic_write(out / "probes.json", json.dumps(pr, indent=1) + "\n"))
+    grid.probe_positions(lambda pr: atomic_write_json(out / "probes.json", pr, indent=1))
     csv_path = out / "results.csv"
     rows = read_rows(csv_path)
     key = lambda r: (r["position"], r["supervision"], r["optimizer"], r["objective"], int(r["seed"]))

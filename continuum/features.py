@@ -76,7 +76,7 @@ def grid_features(grid: Path, model_path, progress: bool = True) -> dict[str, di
     from tqdm.auto import tqdm
 
     from probsft.errors import ConfigError
-    from probsft.files import atomic_write
+    from probsft.files import atomic_write, json_text
     from probsft.paths import DATA
     from probsft.validate import backbone
     from probsft.continuum.experiment import model_fingerprint
@@ -96,7 +96,7 @@ def grid_features(grid: Path, model_path, progress: bool = True) -> dict[str, di
         out[t] = position_features(model, tok, read_prefix(paths[t]["train"], cfg["n_train"]),
                                    read_prefix(paths[t]["heldout"], cfg["n_heldout"]),
                                    max_new_tokens=cfg["max_new_tokens"])
-    atomic_write(grid / "features.json", json.dumps(out, indent=1))
+    atomic_write(grid / "features.json", json_text(out, indent=1))
     return out
 
 

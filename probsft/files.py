@@ -9,18 +9,35 @@
   (:func:`output_folder`; :func:`output_file` for a single result file).
 * :func:`set_aside` keeps earlier results as numbered ``*.stale`` files; :func:`sha256_file` is the
   content hash a resumed run compares its inputs by.
+* The float policy: every float a results file holds is written rounded to :data:`SIGNIFICANT`
+  significant digits (:func:`round_float`, :func:`rounded`; :func:`json_text`, :func:`csv_text`,
+  :func:`atomic_write_json`, :func:`atomic_write_csv` apply it). A float64 result differs between
+  CPUs (AVX512/AMX kernels, BLAS blocking, thread counts) in its last bits, ~1e-16 relative; its
+  shortest ``repr`` shows them, 12 digits do not, so a fresh clone's ``probsft reproduce`` rewrites
+  the committed results byte for byte on any x86-64 CPU. (A value within ~1e-16 of a rounding
+  boundary of the 12th digit can still flip: the chance is the difference over the 12th digit's
+  step, ~1e-4 per ulp, for the few values that differ at all.) Configs are inputs, not results: they are written exactly (``digits=None``), as a
+  resumed run compares them by equality.
 
     >>> atomic_write(out / "results.csv", text)          # str or bytes
-    >>> atomic_write_json(out / "metrics.json", {"train/loss": 1.2})
+    >>> atomic_write_json(out / "metrics.json", {"train/loss": 1.2})   # floats to 12 digits
+    >>> atomic_write_csv(out / "results.csv", rows, COLUMNS)
     >>> with locked_output("runs/p", "--output") as out: ...
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
+import math
 import os
 from pathlib import Path
+
+SIGNIFICANT = 12
+"""Significant digits of every float written to a results file (far above any result's precision,
+far below float64's 15.95: the last-bit differences between CPUs never show)."""
 
 
 def atomic_write(path, data: str | bytes) -> Path:
@@ -40,8 +57,55 @@ def atomic_write(path, data: str | bytes) -> Path:
     return path
 
 
-def atomic_write_json(path, obj, indent: int = 2) -> Path:
-    return atomic_write(path, json.dumps(obj, indent=indent, default=str) + "\n")
+def round_float(x: float, digits: int | None = SIGNIFICANT) -> float:
+    """``x`` rounded to ``digits`` significant digits, ``float(f"{x:.12g}")`` (nan, inf and
+    ``digits=None`` leave it as it is): 0.24999999999999997 and 0.24999999999999994 -> 0.25."""
+    x = float(x)
+    if digits is None or not math.isfinite(x):
+        return x
+    return float(f"{x:.{digits}g}")
+
+
+def rounded(obj, digits: int | None = SIGNIFICANT):
+    """``obj`` with every float rounded by :func:`round_float`, recursively through dicts, lists
+    and tuples (tuples become lists, as in JSON); numpy and torch scalars and arrays become Python
+    numbers and lists first. Ints, bools, str and None are kept as they are."""
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [rounded(v, digits) for v in obj]
+    if isinstance(obj, float):                      # numpy float64 too (a float subclass)
+        return round_float(obj, digits)
+    if hasattr(obj, "tolist"):
+        return rounded(obj.tolist(), digits)        # numpy / torch scalar or array
+    return obj
+
+
+def json_text(obj, indent: int | None = 2, digits: int | None = SIGNIFICANT) -> str:
+    """``obj`` as JSON (no trailing newline) under the float policy; nan and inf are written as
+    NaN and Infinity, which ``json.loads`` reads back; unknown objects (paths) as ``str``."""
+    return json.dumps(rounded(obj, digits), indent=indent, default=str)
+
+
+def csv_text(rows, fields, digits: int | None = SIGNIFICANT) -> str:
+    """Rows of dicts as CSV text (header ``fields``, ``\\n`` line ends, '' for None or a missing
+    key) under the float policy; a key not in ``fields`` is an error."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(rounded(row, digits))
+    return buf.getvalue()
+
+
+def atomic_write_json(path, obj, indent: int | None = 2, digits: int | None = SIGNIFICANT) -> Path:
+    """:func:`json_text` of ``obj`` plus a newline, written atomically."""
+    return atomic_write(path, json_text(obj, indent, digits) + "\n")
+
+
+def atomic_write_csv(path, rows, fields, digits: int | None = SIGNIFICANT) -> Path:
+    """:func:`csv_text` of ``rows`` written atomically."""
+    return atomic_write(path, csv_text(rows, fields, digits))
 
 
 def _user_error(message: str):

@@ -16,13 +16,12 @@ and are saved next to every result they produce (``config.json``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
 from probsft.config import config_from_dict, config_to_dict
 from probsft.errors import ConfigError
-from probsft.files import atomic_write as write_atomic
+from probsft.files import atomic_write_json
 
 MODES = ("theory", "learning")
 OPTIMIZERS = ("sgd", "adam")
@@ -150,8 +149,9 @@ class SimConfig:
         return config_from_dict(cls, data)
 
     def save(self, path) -> None:
-        """Write the config as JSON atomically (tmp file, then rename)."""
-        write_atomic(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the config as JSON atomically (tmp file, then rename); its floats exactly (an
+        input, compared by equality on resume: not rounded as results are)."""
+        atomic_write_json(Path(path), self.to_dict(), digits=None)
 
 
 def field_names() -> list[str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 import math
 from pathlib import Path
@@ -29,7 +28,7 @@ from tqdm.auto import tqdm
 import probsft
 from probsft.config import config_from_dict, config_to_dict
 from probsft.errors import ConfigError
-from probsft.files import atomic_write as write_atomic
+from probsft.files import atomic_write_csv, atomic_write_json, rounded
 from probsft.sim.config import _number
 from probsft.sim.dynamics import probe_values
 from probsft.sim.sweep import single_thread
@@ -119,7 +118,7 @@ def run_escape(cfg: EscapeConfig, out_dir, progress: bool = True) -> list[dict]:
     cfg_path, csv_path = out_dir / "config.json", out_dir / "escape.csv"
     if cfg_path.exists() and json.loads(cfg_path.read_text()) != cfg.to_dict():
         raise ConfigError(f"{out_dir} holds results of a different config; pass another --out")
-    write_atomic(cfg_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    atomic_write_json(cfg_path, cfg.to_dict(), digits=None)          # a config: exact
     if csv_path.exists():
         rows = read_escape(csv_path)
         if [r["objective"] for r in rows[::len(cfg.p0s)]] == list(cfg.objectives):
@@ -129,13 +128,9 @@ def run_escape(cfg: EscapeConfig, out_dir, progress: bool = True) -> list[dict]:
         obj = probsft.objective(spec)
         with single_thread():
             times, reached = escape_times(obj, cfg)
-        rows += [{"objective": spec, "label": obj.label, "p0": p0, "escape_time": float(t),
-                  "reached": int(r)} for p0, t, r in zip(cfg.p0s, times, reached)]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(csv_path, buf.getvalue())
+        rows += [rounded({"objective": spec, "label": obj.label, "p0": p0, "escape_time": float(t),
+                          "reached": int(r)}) for p0, t, r in zip(cfg.p0s, times, reached)]
+    atomic_write_csv(csv_path, rows, COLUMNS)
     return rows
 
 

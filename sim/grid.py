@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import itertools
 import json
 import math
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from probsft.config import config_from_dict, config_to_dict
 from probsft.errors import ConfigError
-from probsft.files import atomic_write
+from probsft.files import atomic_write_csv, atomic_write_json
 from probsft.sim.config import OPTIMIZERS, SimConfig
 from probsft.sim.sweep import at_step, read_rows, run_sweep
 from probsft.sim.verdicts import (Verdict, compare, label, outcome, paired, per_seed_best,
@@ -104,18 +103,13 @@ def run_grid(cfg: GridConfig, out_dir, progress: bool = True) -> list[dict]:
     cfg_path = out_dir / "config.json"
     if cfg_path.exists() and json.loads(cfg_path.read_text()) != cfg.to_dict():
         raise ConfigError(f"{out_dir} holds results of a different grid; pass another --out")
-    atomic_write(cfg_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    atomic_write_json(cfg_path, cfg.to_dict(), digits=None)          # a config: exact
     rows = []
     for name, sim_cfg in cfg.cells().items():
         sweep_rows = run_sweep(sim_cfg, out_dir / name, progress)
         for t in sorted(cfg.steps):
             rows += decide(at_step(sweep_rows, t), sim_cfg, t, cfg.noise_rate)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()}
-                     for r in rows)
-    atomic_write(out_dir / "winners.csv", buf.getvalue())
+    atomic_write_csv(out_dir / "winners.csv", rows, COLUMNS)
     return rows
 
 

@@ -15,7 +15,6 @@ only feeds it the simulator's base models and saves ``boundary.csv`` for the pha
 from __future__ import annotations
 
 import csv
-import io
 import math
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 import probsft
-from probsft.files import atomic_write as write_atomic
+from probsft.files import atomic_write_csv, rounded
 from probsft.sim.config import SimConfig
 from probsft.sim.continuum import build, target_probs
 
@@ -61,12 +60,9 @@ def boundary(cfg: SimConfig, leaning: str = "p", averse: str = "nll") -> list[di
 
 
 def save_boundary(cfg: SimConfig, out_dir) -> list[dict]:
-    rows = boundary(cfg)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(Path(out_dir) / "boundary.csv", buf.getvalue())
+    """boundary.csv of :func:`boundary`; returns its rows as saved (floats rounded)."""
+    rows = rounded(boundary(cfg))
+    atomic_write_csv(Path(out_dir) / "boundary.csv", rows, COLUMNS)
     return rows
 
 

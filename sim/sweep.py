@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import itertools
 import json
 from pathlib import Path
@@ -33,7 +32,7 @@ from tqdm.auto import tqdm
 import probsft
 from probsft.errors import ConfigError
 from probsft.sim import dynamics
-from probsft.files import atomic_write as write_atomic
+from probsft.files import atomic_write_csv, rounded
 from probsft.sim.config import SimConfig
 from probsft.sim.continuum import Batch, build, capability, target_probs
 
@@ -148,7 +147,7 @@ def _run_sweep(cfg: SimConfig, out_dir: Path, progress: bool, chunk: int) -> lis
                     row = {"objective": spec, "label": obj.label, "prior_strength": s,
                            "noise_rate": E, "seed": seed, "steps": t}
                     row.update({k: float(res[k][j]) if k in res else None for k in METRICS})
-                    new.append(row)
+                    new.append(rounded(row))        # what results.csv holds, resumed or not
             bar.update(len(batch.labels))
         rows += new
         write_rows(csv_path, rows)
@@ -163,12 +162,8 @@ def at_step(rows, steps=None) -> list[dict]:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
-    write_atomic(path, buf.getvalue())
+    """``rows`` as results.csv (floats to probsft.files.SIGNIFICANT digits), atomically."""
+    atomic_write_csv(path, rows, COLUMNS)
 
 
 def read_rows(path) -> list[dict]:

@@ -7,18 +7,16 @@ a dashed line at p = 1/2. ``render(specs, out_dir)`` first saves
     weights_curves.csv   p and one W_f column per objective (raw, not normalised)
     weights.csv / .md    spec, label, f, s_f, W_f, peak, peak kind, convexity, class, tau, mass
 
-(atomically). probsft.figures.weights draws Fig. 3 from those files; probsft.reproduce.theory
-joins the two.
+(atomically; floats to probsft.files.SIGNIFICANT digits, so that they are the same bytes on every
+CPU). probsft.figures.weights draws Fig. 3 from those files; probsft.reproduce.theory joins the two.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
-from probsft.files import atomic_write as write_atomic
+from probsft.files import atomic_write as write_atomic, atomic_write_csv
 from probsft.theory.spec import parse
 from probsft.theory.symbolic import Derivation, markdown_table
 
@@ -39,20 +37,10 @@ def save_curves(specs, path: Path) -> None:
             obj = obj.base
         with np.errstate(all="ignore"):
             cols[parse(spec).spec] = obj.W(GRID)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(list(cols))
-    for row in zip(*cols.values()):
-        writer.writerow([repr(float(v)) for v in row])
-    write_atomic(path, buf.getvalue())
+    atomic_write_csv(path, (dict(zip(cols, row)) for row in zip(*cols.values())), cols)
 
 
 def save_table(derivations: list[Derivation], csv_path: Path, md_path: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for d in derivations:
-        row = d.to_dict()
-        writer.writerow({k: row[k] for k in TABLE_COLUMNS})
-    write_atomic(csv_path, buf.getvalue())
+    rows = ({k: row[k] for k in TABLE_COLUMNS} for row in (d.to_dict() for d in derivations))
+    atomic_write_csv(csv_path, rows, TABLE_COLUMNS)
     write_atomic(md_path, "\n".join(markdown_table(derivations)) + "\n")

@@ -21,7 +21,6 @@ the probe of each task). The shipped copy lives in ``models/backbone/`` (:data:`
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import time
@@ -31,7 +30,7 @@ import torch
 
 from probsft.config import config_from_dict
 from probsft.errors import ConfigError
-from probsft.files import atomic_write
+from probsft.files import atomic_write, json_text
 from probsft.paths import MODELS
 from probsft.theory.objective import IGNORE_INDEX
 
@@ -186,10 +185,10 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    atomic_write(out / "backbone_config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
+    atomic_write(out / "backbone_config.json", json_text(dataclasses.asdict(cfg), 1, digits=None))
     record["seconds"] = round(time.perf_counter() - start, 1)
     record["dial"] = dial_report(model, tok, probe_n, probe_sets)
-    atomic_write(out / "build.json", json.dumps(record, indent=1))
+    atomic_write(out / "build.json", json_text(record, indent=1))
     return record
 
 

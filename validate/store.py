@@ -11,7 +11,6 @@ step on resume (atomically too).
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 
@@ -20,19 +19,17 @@ from pathlib import Path
 import torch
 
 from probsft.config import config_from_dict, config_to_dict, load_config  # noqa: F401 (re-exported)
-from probsft.files import atomic_write, atomic_write_json  # noqa: F401 (re-exported)
+from probsft.files import atomic_write, atomic_write_json, json_text  # noqa: F401 (re-exported)
+from probsft.files import atomic_write_csv as _write_csv
 
 
 
 
 def atomic_write_csv(path, rows: list[dict]) -> Path:
-    """Rows of dicts as CSV; the header is the union of keys in first-seen order."""
+    """Rows of dicts as CSV (floats to probsft.files.SIGNIFICANT digits); the header is the union
+    of keys in first-seen order."""
     keys = list(dict.fromkeys(k for r in rows for k in r)) or ["step"]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(rows)
-    return atomic_write(path, buf.getvalue().encode())
+    return _write_csv(path, rows, keys)
 
 
 def atomic_torch_save(path, obj) -> Path:
@@ -43,7 +40,7 @@ def atomic_torch_save(path, obj) -> Path:
 
 def append_jsonl(path, record: dict) -> None:
     with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+        fh.write(json_text(record, indent=None) + "\n")
         fh.flush()
 
 
@@ -64,5 +61,5 @@ def truncate_jsonl(path, max_step: int) -> None:
     if not path.exists():
         return
     keep = [rec for rec in read_jsonl_records(path) if rec.get("step", 0) <= max_step]
-    atomic_write(path, "".join(json.dumps(rec) + "\n" for rec in keep).encode())
+    atomic_write(path, "".join(json_text(rec, indent=None) + "\n" for rec in keep))
 

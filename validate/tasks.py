@@ -35,14 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-
 import string
 from pathlib import Path
 from typing import Callable, Iterable
 
 from probsft.errors import ConfigError
-from probsft.files import atomic_write
+from probsft.files import atomic_write, json_text
 
 SPLITS = ("pretrain", "train", "heldout")
 # The tokenizer alphabet: printable ASCII and newline covers every task (checked in the tests).
@@ -190,7 +188,7 @@ def sample(task: Task, split: str, n: int, seed: int = 0, unique: bool = True) -
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
     """Write records as JSONL atomically (tmp file then rename)."""
-    atomic_write(path, "".join(json.dumps(r) + "\n" for r in records))
+    atomic_write(path, "".join(json_text(r, indent=None) + "\n" for r in records))
 
 
 def write_task_data(out_dir, tasks: Iterable[str] = tuple(TASKS), n_train: int = 512,

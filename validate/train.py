@@ -164,7 +164,7 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
     if ckpt is not None and cfg.resume and ckpt.exists():
         state = load_checkpoint(ckpt, device, cfg)
     if main:
-        store.atomic_write_json(out / "config.json", store.config_to_dict(cfg))
+        store.atomic_write_json(out / "config.json", store.config_to_dict(cfg), digits=None)
     obj = probsft.objective(state["objective"]) if state else cfg.parsed_objective
     if obj.needs_probe:     # Q<pct> (paper §5), alpha(auto): fixed once from the base model's p
         from probsft.validate.probe import token_probs
@@ -172,7 +172,8 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
         obj = obj.resolve(token_probs(model, examples, tokenizer.pad_token_id).numpy())
         if main:            # the saved config replays the run: its objective is the resolved one
             store.atomic_write_json(out / "config.json",
-                                    {**store.config_to_dict(cfg), "objective": obj.spec})
+                                    {**store.config_to_dict(cfg), "objective": obj.spec},
+                                    digits=None)
     G = cfg.batch_size * cfg.grad_accum * world
     if len(examples) < G:
         raise ConfigError(f"{len(examples)} examples are fewer than one global batch of {G} "

@@ -33,13 +33,11 @@ probability = _number_type(float, lambda v: 0 < v <= 1, "in (0, 1]")
 
 def emit(result: dict, text: str, json_path) -> None:
     """A command's result: ``--json -`` prints it as JSON only; otherwise the human ``text``, and
-    with ``--json PATH`` the JSON written atomically to PATH too."""
-    import json
-
-    from probsft.files import atomic_write_json
+    with ``--json PATH`` the JSON written atomically to PATH too (floats to 12 digits, both)."""
+    from probsft.files import atomic_write_json, json_text
 
     if json_path == "-":
-        print(json.dumps(result, indent=2, default=str))
+        print(json_text(result))
         return
     print(text)
     if json_path:
