@@ -70,7 +70,7 @@ MUTATIONS = [
              "below = (x < hi) if self.hi_closed else (x <= hi)",
              ("tests/theory/test_spec.py", "tests/theory/test_losses.py"),
              "open and closed upper bounds swapped"),
-    Mutation("no-c99-rewrite", "theory/expr.py",
+    Mutation("no-c99-rewrite", "theory/numeric.py",
              "        in_ell = optimize(in_ell, optims)\n", "",
              ("tests/theory/test_losses.py",),
              "f(log p) without expm1/log1p: float32 alpha(1e-6) at p = 0.99 is 0, not 0.01"),

@@ -26,7 +26,9 @@ import numpy as np
 import sympy
 
 from probsft.errors import SpecError
-from probsft.theory.expr import compile_in_logp, p, simplified
+from probsft.theory.bounded import simplified
+from probsft.theory.expr import p
+from probsft.theory.numeric import compile_in_logp
 
 IGNORE_INDEX = -100
 
@@ -163,7 +165,7 @@ class Objective:
     @property
     def s_expr(self) -> sympy.Expr:
         """s_f(p) = -f'(p) p of the *unthresholded* objective (Lemma 3.1), simplified when sympy
-        can do so within its bounds (probsft.theory.expr.simplified)."""
+        can do so within its bounds (probsft.theory.bounded.simplified)."""
         if self.s_override is not None:
             return self.s_override
         return simplified(-sympy.diff(self.f_expr, p) * p)

@@ -31,7 +31,8 @@ import numpy as np
 import sympy
 
 from probsft.errors import SpecError
-from probsft.theory.expr import MAX_EXPONENT, clip, compile_in_p, number, p, parse_f, shown
+from probsft.theory.expr import MAX_EXPONENT, clip, number, p, parse_f, shown
+from probsft.theory.numeric import compile_in_p
 from probsft.theory.objective import SPEC_PARSER, Interval, Objective, Quantile, fmt_number
 from probsft.theory.statistics import PROBE_PARAMS, TOKEN_STATS
 

@@ -17,7 +17,7 @@ threshold is exact (NLL·1{p >= 0.2}: mass above 1/2 = 0.125/0.32 = 0.390625).
 
 ``derive(obj)`` returns a frozen :class:`Derivation`. Sympy is asked for a closed-form argmax and the
 sign of f'' (f' = -s_f/p, so DFT's effective f is that of 1 - p) only for a tractable expression and
-in a forked process with a time and memory limit (probsft.theory.expr.bounded), so a user expression
+in a forked process with a time and memory limit (probsft.theory.bounded.bounded), so a user expression
 can never hang; a dense numeric grid answers otherwise. Thresholds
 f·1{p in I} restrict the peak search and convexity to I. Run
 ``python -m probsft.theory.symbolic SPEC...`` to print a table.
@@ -30,7 +30,9 @@ import sys
 
 import numpy as np
 import sympy
-from probsft.theory.expr import TIME_LIMIT_S, bounded, compile_in_p, p, simplified, tractable
+from probsft.theory.bounded import TIME_LIMIT_S, bounded, simplified, tractable
+from probsft.theory.expr import p
+from probsft.theory.numeric import compile_in_p
 from probsft.theory.objective import Objective, fmt_number
 from probsft.theory.spec import parse
 _EDGE = 1e-7          # a numeric peak closer than this to 0 or 1 is reported as p -> 0 / p -> 1

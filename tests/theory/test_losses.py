@@ -304,7 +304,7 @@ def low_precision_tolerances(obj, z, ref, grad_ref, out_dtype):
 def test_low_precision_matches_float64_at_extreme_p(spec, dtype):
     """float32 and bf16 logits: f and the gradient within float32's error of a float64 reference on
     the same (rounded) logits, for p from 1e-30 to 1 - 1e-4. E.g. alpha(1e-6) at p = 0.99 is 0.01
-    in float32 only through expm1 (1 - exp(1e-6 log p) rounds to 0): theory/expr.py's C99 rewrite."""
+    in float32 only through expm1 (1 - exp(1e-6 log p) rounds to 0): theory/numeric.py's C99 rewrite."""
     obj = probsft.objective(spec)
     z64, labels = extreme_logits()
     z = z64.to(dtype)
