@@ -31,9 +31,10 @@ import torch
 from scipy.special import logsumexp
 
 from probsft.errors import NonFiniteLogitsError, UserError
-from probsft.theory.objective import IGNORE_INDEX
 from probsft.theory.statistics import token_stats_numpy, token_stats_torch
 
+IGNORE_INDEX = -100
+"""Label of a position no loss trains on (prompt, padding): the Hugging Face convention."""
 REDUCTIONS = ("mean", "sum", "none")
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import functools
+from typing import Callable
 
 import numpy as np
 import sympy
@@ -28,14 +29,11 @@ import sympy
 from probsft.errors import SpecError
 from probsft.theory.bounded import simplified
 from probsft.theory.expr import p
+from probsft.theory.losses import IGNORE_INDEX, objective_loss, objective_loss_numpy
 from probsft.theory.numeric import compile_in_logp
+from probsft.theory.statistics import PROBE_PARAMS, TOKEN_STATS
 
-IGNORE_INDEX = -100
-
-SPEC_PARSER: list = []
-"""[parse]: probsft.theory.spec registers its parser here on import, so Objective.resolve can
-re-read "alpha(<value>)" without this module importing the grammar (spec imports objective)."""
-"""Label of a position no loss trains on (prompt, padding): the Hugging Face convention."""
+__all__ = ["IGNORE_INDEX", "Interval", "Objective", "Quantile", "fmt_number"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +150,9 @@ class Objective:
             ``None`` for every ordinary objective.
         interval: threshold interval I of Eq. 4, or ``None``.
         family: registry family name (``nll``, ``alpha``, ``dft``, ``expr`` ...).
+        probe_build: for an objective with probe-set parameters (``alpha(auto)``), the registry's
+            builder of the fixed objective from their values {name: float}; ``resolve`` calls it.
+            Not part of equality: it is a function of the spec.
     """
 
     spec: str
@@ -160,6 +161,8 @@ class Objective:
     s_override: sympy.Expr | None = None
     interval: Interval | None = None
     family: str = "expr"
+    probe_build: Callable[[dict], "Objective"] | None = dataclasses.field(
+        default=None, compare=False, repr=False)
 
     # ----- symbolic ------------------------------------------------------------------------
     @property
@@ -220,17 +223,12 @@ class Objective:
         are returned unchanged. Resolution happens once, before training."""
         if not self.needs_probe:
             return self
-        from probsft.theory.statistics import PROBE_PARAMS
-
-        parse = SPEC_PARSER[0]       # the grammar lives above this module (theory/spec.py)
-
         obj = self
         if self.probe_params:
-            base_text, at, cond = self.spec.partition("@")
-            for name in self.probe_params:
-                value = PROBE_PARAMS[name].rule(base_probs)
-                base_text = base_text.replace("auto", fmt_number(sympy.Rational(repr(value))), 1)
-            obj = parse(base_text + at + cond)
+            values = {name: PROBE_PARAMS[name].rule(base_probs) for name in self.probe_params}
+            obj = self.base.probe_build(values)          # the registry's fixed member, unthresholded
+            if self.interval is not None:
+                obj = obj.thresholded(self.interval)
         return obj.with_quantiles(base_probs)
 
     def _require(self, stats):
@@ -268,16 +266,12 @@ class Objective:
     def loss(self, logits, labels, ignore_index: int = IGNORE_INDEX, reduction: str = "mean",
              num_items_in_batch=None):
         """Torch loss from logits [..., V] and aligned labels [...]; see probsft.theory.losses."""
-        from probsft.theory.losses import objective_loss
-
         return objective_loss(self, logits, labels, ignore_index=ignore_index, reduction=reduction,
                               num_items_in_batch=num_items_in_batch)
 
     def loss_numpy(self, logits, labels, ignore_index: int = IGNORE_INDEX, reduction: str = "mean",
                    num_items_in_batch=None):
         """The same loss on numpy arrays (float64 reference)."""
-        from probsft.theory.losses import objective_loss_numpy
-
         return objective_loss_numpy(self, logits, labels, ignore_index=ignore_index,
                                     reduction=reduction, num_items_in_batch=num_items_in_batch)
 
@@ -309,8 +303,6 @@ def _s_logp(obj: Objective):
 @functools.lru_cache(maxsize=512)
 def _extra_symbols(obj: Objective, kind: str) -> tuple[str, ...]:
     """Registered names of kind "token" or "probe" among the symbols of f and s_f."""
-    from probsft.theory.statistics import PROBE_PARAMS, TOKEN_STATS
-
     registry = TOKEN_STATS if kind == "token" else PROBE_PARAMS
     s_symbols = set() if obj.s_override is None else obj.s_override.free_symbols  # s_f's are f's
     names = {sym.name for sym in (obj.f_expr.free_symbols | s_symbols)}

@@ -33,7 +33,7 @@ import sympy
 from probsft.errors import SpecError
 from probsft.theory.expr import MAX_EXPONENT, clip, number, p, parse_f, shown
 from probsft.theory.numeric import compile_in_p
-from probsft.theory.objective import SPEC_PARSER, Interval, Objective, Quantile, fmt_number
+from probsft.theory.objective import Interval, Objective, Quantile, fmt_number
 from probsft.theory.statistics import PROBE_PARAMS, TOKEN_STATS
 
 GRAMMAR = """valid objective specs:
@@ -95,9 +95,15 @@ def _dft() -> Objective:
 
 
 def _alpha_auto() -> Objective:
-    # alpha is a probe parameter: Objective.resolve(base_probs) replaces it by a number
+    # alpha is a probe parameter: Objective.resolve(base_probs) builds alpha(value) through
+    # _alpha_probed (a module-level function, so the objective still pickles)
     a = PROBE_PARAMS["alpha_probe"].symbol
-    return Objective("alpha(auto)", "−p^α̂ (α from the probe)", (1 - p ** a) / a, family="alpha")
+    return Objective("alpha(auto)", "−p^α̂ (α from the probe)", (1 - p ** a) / a, family="alpha",
+                     probe_build=_alpha_probed)
+
+
+def _alpha_probed(values: dict) -> Objective:
+    return _alpha(sympy.Rational(repr(values["alpha_probe"])))
 
 
 def _deft() -> Objective:
@@ -178,9 +184,6 @@ def parse(spec) -> Objective:
             raise SpecError("nested too deeply") from None
     except SpecError as err:
         raise SpecError(f"bad objective spec {shown(spec)}: {err}\n{GRAMMAR}") from None
-
-
-SPEC_PARSER[:] = [parse]      # for Objective.resolve (probe-set parameters -> a parsed spec)
 
 
 @functools.lru_cache(maxsize=1024)
