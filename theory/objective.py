@@ -31,9 +31,9 @@ from probsft.theory.bounded import simplified
 from probsft.theory.expr import p
 from probsft.theory.losses import IGNORE_INDEX, objective_loss, objective_loss_numpy
 from probsft.theory.numeric import compile_in_logp
-from probsft.theory.statistics import PROBE_PARAMS, TOKEN_STATS
+from probsft.theory.statistics import PROBE_PARAMS, token_statistic
 
-__all__ = ["IGNORE_INDEX", "Interval", "Objective", "Quantile", "fmt_number"]
+__all__ = ["IGNORE_INDEX", "Interval", "Objective", "Quantile", "fmt_number", "label_number"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +135,12 @@ def fmt_number(x) -> str:
         return format((decimal.Decimal(int(x.p)) / decimal.Decimal(int(x.q))).normalize(), "f")
 
 
+def label_number(x) -> str:
+    """:func:`fmt_number` bracketed where a label needs it: 0.5, (1/3), (-2)."""
+    text = fmt_number(x)
+    return f"({text})" if "/" in text or text.startswith("-") else text
+
+
 _THRESHOLD_MARK = "·1{"      # label of f·1{p in I}: "<label of f>·1{<interval>}"
 
 
@@ -150,6 +156,10 @@ class Objective:
             ``None`` for every ordinary objective.
         interval: threshold interval I of Eq. 4, or ``None``.
         family: registry family name (``nll``, ``alpha``, ``dft``, ``expr`` ...).
+        anchor: weight lambda of a KL anchor to the base (reference) model, added per counted
+            token as lambda·KL(r || q) with r = softmax(ref_logits) (ASFT); ``None`` for every
+            objective that depends on the model's logits only. Not part of f, s_f or W_f: its logit
+            gradient lambda (q - r) does not depend on p (probsft.theory.losses).
         probe_build: for an objective with probe-set parameters (``alpha(auto)``), the registry's
             builder of the fixed objective from their values {name: float}; ``resolve`` calls it.
             Not part of equality: it is a function of the spec.
@@ -161,6 +171,7 @@ class Objective:
     s_override: sympy.Expr | None = None
     interval: Interval | None = None
     family: str = "expr"
+    anchor: sympy.Rational | None = None
     probe_build: Callable[[dict], "Objective"] | None = dataclasses.field(
         default=None, compare=False, repr=False)
 
@@ -210,6 +221,11 @@ class Objective:
     def probe_params(self) -> tuple[str, ...]:
         """Names of the parameters ``resolve`` must fix from the probe (e.g. alpha(auto))."""
         return _extra_symbols(self, "probe")
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the loss needs the base model's logits (``loss(..., ref_logits=...)``)."""
+        return self.anchor is not None
 
     @property
     def needs_probe(self) -> bool:
@@ -264,16 +280,19 @@ class Objective:
 
     # ----- numeric losses ---------------------------------------------------------------------
     def loss(self, logits, labels, ignore_index: int = IGNORE_INDEX, reduction: str = "mean",
-             num_items_in_batch=None):
-        """Torch loss from logits [..., V] and aligned labels [...]; see probsft.theory.losses."""
+             num_items_in_batch=None, ref_logits=None):
+        """Torch loss from logits [..., V] and aligned labels [...]; see probsft.theory.losses.
+        ``ref_logits`` [..., V]: the base model's logits on the same batch, required exactly when
+        ``needs_reference`` (ASFT's KL anchor)."""
         return objective_loss(self, logits, labels, ignore_index=ignore_index, reduction=reduction,
-                              num_items_in_batch=num_items_in_batch)
+                              num_items_in_batch=num_items_in_batch, ref_logits=ref_logits)
 
     def loss_numpy(self, logits, labels, ignore_index: int = IGNORE_INDEX, reduction: str = "mean",
-                   num_items_in_batch=None):
+                   num_items_in_batch=None, ref_logits=None):
         """The same loss on numpy arrays (float64 reference)."""
         return objective_loss_numpy(self, logits, labels, ignore_index=ignore_index,
-                                    reduction=reduction, num_items_in_batch=num_items_in_batch)
+                                    reduction=reduction, num_items_in_batch=num_items_in_batch,
+                                    ref_logits=ref_logits)
 
     def f_of_logp(self, logp, stats=None):
         """Unthresholded f as a function of log p (numpy or torch), numerically stable;
@@ -303,7 +322,8 @@ def _s_logp(obj: Objective):
 @functools.lru_cache(maxsize=512)
 def _extra_symbols(obj: Objective, kind: str) -> tuple[str, ...]:
     """Registered names of kind "token" or "probe" among the symbols of f and s_f."""
-    registry = TOKEN_STATS if kind == "token" else PROBE_PARAMS
     s_symbols = set() if obj.s_override is None else obj.s_override.free_symbols  # s_f's are f's
     names = {sym.name for sym in (obj.f_expr.free_symbols | s_symbols)}
-    return tuple(n for n in registry if n in names)
+    if kind == "token":
+        return tuple(n for n in sorted(names) if token_statistic(n) is not None)
+    return tuple(n for n in PROBE_PARAMS if n in names)
