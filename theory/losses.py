@@ -177,8 +177,8 @@ def _f_terms(obj, logp, valid, stats=None):
     zero = torch.zeros_like(logp)
     if stats:                                                  # masked rows: any finite value
         stats = {k: torch.where(valid, v, torch.ones_like(v)) for k, v in stats.items()}
-    values = torch.where(counted, obj.f_of_logp(logp, stats), zero)
-    weight = torch.where(counted, obj.s_of_logp(logp, stats), zero)
+    values = torch.where(counted, obj.f_of_logp(logp, stats, without_anchor=True), zero)   # anchor:
+    weight = torch.where(counted, obj.s_of_logp(logp, stats, without_anchor=True), zero)  # forward
     return counted, values, weight
 
 
@@ -324,7 +324,8 @@ def objective_loss_numpy(obj, logits, labels, ignore_index=IGNORE_INDEX, reducti
     logp = np.take_along_axis(logits, safe[..., None], -1)[..., 0] - logsumexp(logits, axis=-1)
     logp = np.minimum(np.where(valid, logp, 0.0), np.log1p(-np.finfo(np.float64).eps))
     counted = valid if obj.interval is None else valid & obj.interval.indicator(np.exp(logp))
-    values = np.where(counted, obj.f_of_logp(logp, token_stats_numpy(obj.token_stats, logits)), 0.0)
+    values = np.where(counted, obj.f_of_logp(logp, token_stats_numpy(obj.token_stats, logits),
+                                             without_anchor=True), 0.0)      # anchor added below
     if obj.anchor is not None:
         log_r = np.asarray(ref_logits, dtype=np.float64)
         log_r = log_r - logsumexp(log_r, axis=-1, keepdims=True)

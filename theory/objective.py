@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import sympy
 
-from probsft.errors import SpecError
+from probsft.errors import SpecError, UserError
 from probsft.theory.bounded import simplified
 from probsft.theory.expr import p
 from probsft.theory.losses import IGNORE_INDEX, objective_loss, objective_loss_numpy
@@ -247,7 +247,10 @@ class Objective:
                 obj = obj.thresholded(self.interval)
         return obj.with_quantiles(base_probs)
 
-    def _require(self, stats):
+    def _require(self, stats, without_anchor=False):
+        if self.anchor is not None and not without_anchor:
+            raise UserError(f"objective {self.spec} adds a KL anchor to the base model, which is not "
+                            "a function of p: train it with obj.loss(logits, labels, ref_logits=...)")
         if any(stats is None or n not in stats for n in self.probe_params):
             raise SpecError(f"objective {self.spec} has a parameter set from the base model's "
                             "probe: call .resolve(base_probs) first (the runner and `probsft "
@@ -264,14 +267,16 @@ class Objective:
 
     def f(self, prob, stats=None):
         """f(p) 1{p in I}, elementwise on a numpy array of probabilities (``stats``: the token
-        statistics of an adaptive objective, arrays broadcasting against ``prob``)."""
+        statistics of an adaptive objective, arrays broadcasting against ``prob``). For an anchored
+        objective f, s and W are those of its p-part (ASFT: DFT's); the anchor's gradient
+        lambda (q - r) vanishes where the model equals the base model."""
         prob = np.asarray(prob, dtype=float)
-        return np.where(self._mask(prob), self.f_of_logp(np.log(prob), stats), 0.0)
+        return np.where(self._mask(prob), self.f_of_logp(np.log(prob), stats, True), 0.0)
 
     def s(self, prob, stats=None):
         """s_f(p) 1{p in I} >= 0 (Lemma 3.1), elementwise."""
         prob = np.asarray(prob, dtype=float)
-        return np.where(self._mask(prob), self.s_of_logp(np.log(prob), stats), 0.0)
+        return np.where(self._mask(prob), self.s_of_logp(np.log(prob), stats, True), 0.0)
 
     def W(self, prob, stats=None):
         """W_f(p) = s_f(p)(1 - p) 1{p in I}: the logit-gradient weight on the target (Lemma 3.1)."""
@@ -294,15 +299,17 @@ class Objective:
                                     reduction=reduction, num_items_in_batch=num_items_in_batch,
                                     ref_logits=ref_logits)
 
-    def f_of_logp(self, logp, stats=None):
+    def f_of_logp(self, logp, stats=None, without_anchor: bool = False):
         """Unthresholded f as a function of log p (numpy or torch), numerically stable;
-        ``stats``: {name: values} of the objective's ``token_stats`` (detached)."""
-        self._require(stats)
+        ``stats``: {name: values} of the objective's ``token_stats`` (detached). An anchored
+        objective's KL term is not a function of p: a caller that trains on f alone would drop it,
+        so it must say ``without_anchor=True`` (it adds the anchor itself, or wants f's p-part)."""
+        self._require(stats, without_anchor)
         return _f_logp(self)(logp, stats)
 
-    def s_of_logp(self, logp, stats=None):
+    def s_of_logp(self, logp, stats=None, without_anchor: bool = False):
         """Unthresholded s_f as a function of log p (numpy or torch), numerically stable."""
-        self._require(stats)
+        self._require(stats, without_anchor)
         return _s_logp(self)(logp, stats)
 
     def __str__(self) -> str:

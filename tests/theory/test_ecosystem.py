@@ -210,6 +210,9 @@ def test_asft_needs_the_base_model_s_logits():
                                   torch.randn(10, 6, dtype=torch.float64), labels, "asft")
     with pytest.raises(UserError, match="KL anchor"):
         token_terms(asft, torch.zeros(4, dtype=torch.float64), labels != -100)
+    with pytest.raises(UserError, match="KL anchor"):             # a p-only path (the simulator)
+        asft.s_of_logp(torch.zeros(4, dtype=torch.float64))
+    assert asft.W(np.array([0.5]))[0] == pytest.approx(0.25)      # W_f of its p-part, DFT's
     # at the start of training the model is its own reference: the anchor adds nothing
     torch.testing.assert_close(asft.loss(logits, labels, ref_logits=logits),
                                probsft.objective("dft").loss(logits, labels))
