@@ -95,7 +95,9 @@ def test_closed_form_gradient_equals_autograd(spec, batch, reduction):
     atol = 1e-10 + float(spread.max() if reduction == "none" else
                          spread.sum() / (1 if reduction == "sum" else max(int((labels != -100).sum()), 1)))
     torch.testing.assert_close(v1, v2, rtol=1e-9, atol=atol)
-    torch.testing.assert_close(g1, g2, rtol=1e-7, atol=1e-9)
+    # the gradient s(q - e_y) inherits the same error: ds/dlog p ~ s^2 for log(1-p) while
+    # |q - e_y| ~ 1 - p ~ 1/s, so a token's gradient is off by up to its value's spread
+    torch.testing.assert_close(g1, g2, rtol=1e-7, atol=max(1e-9, atol))
 
 
 @settings(max_examples=30, deadline=None)
