@@ -136,6 +136,21 @@ MUTATIONS = [
              '"deft_weight": float((p * (1 - p)).mean()) / room,',
              ("tests/validate/test_features.py",),
              "DEFT's kept weight uses alpha 1 (that of -p) instead of sum q^2"),
+    Mutation("class-boundary-averse", "theory/classes.py",
+             "    if abs(x - 0.5) <= PEAK_TOL:\n        return LEANING, (",
+             "    if abs(x - 0.5) <= PEAK_TOL:\n        return AVERSE, (",
+             ("tests/theory/test_classes.py",),
+             "a W_f peak at exactly 1/2 (-p, DFT, Huber) counted averse, not the paper's leaning"),
+    Mutation("asft-anchor-backward", "theory/losses.py",
+             "grad = q * (coef + a)[:, None] - r * a[:, None]",
+             "grad = q * coef[:, None] - r * a[:, None]",
+             ("tests/theory/test_ecosystem.py",),
+             "the KL anchor's gradient loses its lambda·q part"),
+    Mutation("eaft-full-entropy", "theory/statistics.py",
+             "top = torch.topk(z, min(k, z.shape[-1]), dim=-1).values",
+             "top = z",
+             ("tests/theory/test_ecosystem.py",),
+             "EAFT's entropy over the whole vocabulary instead of the top K logits"),
 ]
 
 
