@@ -58,7 +58,6 @@ GRID = np.unique(np.concatenate([np.logspace(-12, np.log10(0.5), 1500),
                                   np.linspace(1e-6, 1 - 1e-6, 4001)]))
 
 
-
 def interval_bounds(obj: Objective) -> tuple[float, float]:
     if obj.interval is None:
         return 0.0, 1.0
@@ -161,7 +160,6 @@ def prior_class(obj, target_p=None) -> tuple[str, float, float]:
     return ("prior-leaning" if m > ref else "prior-averse"), m, ref
 
 
-
 def peak(obj, lo, hi, roots=None):
     """(argmax of W_f on [lo, hi], its closed form or None, kind, W_f there): kind "p->0" / "p->1"
     for a peak at an end of (0, 1), "I boundary" at a threshold's endpoint, else "interior" (a
@@ -188,7 +186,6 @@ def peak(obj, lo, hi, roots=None):
     return float(res.x), None, "interior", float(-res.fun)
 
 
-
 def paper_class(obj) -> tuple[str, str]:
     """(class, reason): the paper's class of ``obj`` (module docstring, rules 1-4)."""
     obj = parse(obj)
@@ -209,10 +206,10 @@ def _fixed_class(obj: Objective) -> tuple[str, str]:
         cuts_high = _is_quantile(I.hi) or not (I.hi == 1 and I.hi_closed)
         if cuts_low and not cuts_high:
             return LEANING, (f"the threshold keeps only {I.pretty()}: all of W_f's mass lies above "
-                             f"tau = {I.lo} (Def. 3.3; the paper: leaning when I = [tau, 1])")
+                             f"tau = {_text(I.lo)} (Def. 3.3; the paper: leaning when I = [tau, 1])")
         if cuts_high and not cuts_low:
             return AVERSE, (f"the threshold keeps only {I.pretty()}: all of W_f's mass lies below "
-                            f"tau = {I.hi} (Def. 3.3)")
+                            f"tau = {_text(I.hi)} (Def. 3.3)")
     lo, hi = interval_bounds(obj)
     x, _, kind, w = peak(obj, lo, hi)
     where = {"p->0": "p -> 0", "p->1": "p -> 1"}.get(kind, f"p = {x:.4g}")
@@ -231,23 +228,29 @@ def _is_quantile(b) -> bool:
     return isinstance(b, Quantile)
 
 
+def _text(b) -> str:
+    return str(b) if _is_quantile(b) else fmt_number(b)
+
+
 def _adaptive_class(obj: Objective) -> tuple[str, str]:
     """Classify each member of the family at the sample values of its statistics/parameters."""
     symbols = [(n, token_statistic(n)) for n in obj.token_stats] + \
               [(n, PROBE_PARAMS[n]) for n in obj.probe_params]
     found: dict[str, list[str]] = {}
+    why = ""
     for values in itertools.product(*(stat.samples for _, stat in symbols)):
         sub = {stat.symbol: v for (_, stat), v in zip(symbols, values)}
         member = dataclasses.replace(
             obj, f_expr=obj.f_expr.subs(sub), probe_build=None,
             s_override=None if obj.s_override is None else obj.s_override.subs(sub))
         text = ", ".join(f"{n} = {_short(v)}" for (n, _), v in zip(symbols, values))
-        found.setdefault(_fixed_class(member)[0], []).append(text)
+        klass, why = _fixed_class(member)
+        found.setdefault(klass, []).append(text)
     names = ", ".join(n for n, _ in symbols)
     if len(found) == 1:
         klass = next(iter(found))
-        return klass, (f"at every value of {names} tried ({'; '.join(found[klass])}) W_f peaks on "
-                       f"the same side of 1/2: {_fixed_class(member)[1]}")
+        return klass, (f"the same at every value of {names} tried ({'; '.join(found[klass])}): "
+                       f"{why}")
     return ADAPTIVE, (f"W_f's peak moves across 1/2 with {names}: " +
                       "; ".join(f"{k} at {', '.join(v)}" for k, v in found.items()))
 
