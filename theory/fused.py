@@ -95,6 +95,10 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         raise SpecError(f"objective {obj.spec} has unresolved probe-set parameter(s) or quantile "
                         "threshold(s): call .resolve(base_probs) first (`probsft finetune` resolves "
                         "them on the base model by itself)")
+    if obj.needs_reference:
+        raise UserError(f"objective {obj.spec} has a KL anchor to the base model, which needs both "
+                        "models' logits: the fused path does not take them; use obj.loss(logits, "
+                        "labels, ref_logits=...)")
     if reduction not in REDUCTIONS:
         raise UserError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     check_num_items(num_items_in_batch)

@@ -11,6 +11,12 @@ per-token statistics of q (``obj.token_stats``, e.g. DEFT's alpha = sum_j q_j^2)
 the same logits in the forward pass, detached (probsft.theory.statistics), so the closed form holds
 with s_f evaluated at them.
 
+An anchored objective (``obj.anchor = lambda``, ASFT) adds lambda·KL(r || q) per counted token, with
+r = softmax(ref_logits) the base (reference) model's distribution on the same positions:
+KL(r || q) = sum_j r_j (log r_j - log q_j), whose logit gradient is lambda (q - r) (r is a constant).
+The caller passes ``ref_logits`` [..., V] (computed under no_grad); leaving them out, or passing
+them to an objective without an anchor, is a UserError.
+
 Masking and reductions, following the authors' trainer (paper notes §1.3):
   counted token  = label != ignore_index  and  p in I (threshold on the current p, no gradient)
   "none" -> per-token values (0 where not counted), shape of labels
@@ -31,9 +37,10 @@ import torch
 from scipy.special import logsumexp
 
 from probsft.errors import NonFiniteLogitsError, UserError
-from probsft.theory.objective import IGNORE_INDEX
 from probsft.theory.statistics import token_stats_numpy, token_stats_torch
 
+IGNORE_INDEX = -100
+"""Label of a position no loss trains on (prompt, padding): the Hugging Face convention."""
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -82,34 +89,86 @@ def reduce_tokens(values, counted, reduction, num_items_in_batch=None):
 
 
 class _ObjectiveTokenLoss(torch.autograd.Function):
-    """Per-token f(p_y)·mask with the closed-form backward s_f(p)·mask·(q - e_y)."""
+    """Per-token f(p_y)·mask with the closed-form backward s_f(p)·mask·(q - e_y); with an anchor,
+    plus lambda·KL(r || q)·mask and lambda·mask·(q - r)."""
 
     @staticmethod
-    def forward(ctx, logits, labels, valid, obj):
+    def forward(ctx, logits, labels, valid, obj, ref_logits):
         z = _compute_dtype(logits)                                 # [N, V], >= float32
         lse = torch.logsumexp(z, dim=-1)                           # [N]
         logp = z.gather(-1, labels[:, None]).squeeze(-1) - lse     # [N]
-        counted, values, weight = token_terms(obj, logp, valid, token_stats_torch(
+        counted, values, weight = _f_terms(obj, logp, valid, token_stats_torch(
             obj.token_stats, z, lse))
+        ref_lse = None
+        if obj.anchor is not None:
+            ref_lse, kl = _kl_to_reference(z, lse, ref_logits)     # [N], [N]
+            require((torch.isfinite(ref_lse) | ~valid).all(), lambda: NonFiniteLogitsError(
+                "ref_logits contain NaN or +inf at a counted position"))
+            values = values + float(obj.anchor) * torch.where(counted, kl, torch.zeros_like(kl))
         raise_if_not_finite(obj, finite_flags(lse, valid, values, weight, logp))
-        ctx.save_for_backward(logits, labels, lse, weight)
+        ctx.anchored = ref_lse is not None
+        ctx.save_for_backward(logits, labels, lse, weight, counted,
+                              *((ref_logits, ref_lse) if ctx.anchored else ()))
+        ctx.anchor = None if obj.anchor is None else float(obj.anchor)
         ctx.mark_non_differentiable(counted, logp, weight)
         return values, counted, logp, weight
 
     @staticmethod
     def backward(ctx, grad_values, _grad_counted, _grad_logp, _grad_weight):
-        logits, labels, lse, weight = ctx.saved_tensors
+        logits, labels, lse, weight, counted, *ref = ctx.saved_tensors
         coef = grad_values.to(weight.dtype) * weight               # [N], >= float32
-        grad = torch.exp(_compute_dtype(logits) - lse[:, None]) * coef[:, None]   # s·q,  [N, V]
+        q = torch.exp(_compute_dtype(logits) - lse[:, None])       # [N, V]
+        if not ctx.anchored:
+            grad = q * coef[:, None]                               # s·q
+        else:                                                      # s·q + lambda (q - r)
+            ref_logits, ref_lse = ref
+            a = grad_values.to(weight.dtype) * ctx.anchor * counted.to(weight.dtype)   # [N]
+            r = torch.exp(_compute_dtype(ref_logits) - ref_lse[:, None])              # [N, V]
+            grad = q * (coef + a)[:, None] - r * a[:, None]
         grad.scatter_add_(-1, labels[:, None], -coef[:, None])     # - s·e_y
-        return grad.to(logits.dtype), None, None, None
+        return grad.to(logits.dtype), None, None, None, None
+
+
+def _kl_to_reference(z, lse, ref_logits):
+    """(logsumexp of the reference [N], KL(r || q) [N]) for logits z [N, V] with logsumexp lse and
+    reference logits [N, V]; terms with r_j = 0 count 0."""
+    ref = _compute_dtype(ref_logits).to(z.dtype)
+    ref_lse = torch.logsumexp(ref, dim=-1)
+    log_r = ref - ref_lse[:, None]
+    r = torch.exp(log_r)
+    terms = torch.where(r > 0, r * (log_r - (z - lse[:, None])), torch.zeros_like(r))
+    return ref_lse, terms.sum(-1)
+
+
+def check_reference(obj, logits_shape, ref_logits) -> None:
+    """UserError unless ``ref_logits`` is given exactly when the objective has a KL anchor, with the
+    shape of the logits."""
+    if obj.needs_reference and ref_logits is None:
+        raise UserError(f"objective {obj.spec} anchors the model to the base model (KL term): pass "
+                        "ref_logits=<the base model's logits on the same batch, [..., V]>, computed "
+                        "under torch.no_grad()")
+    if ref_logits is not None and not obj.needs_reference:
+        raise UserError(f"ref_logits were given but objective {obj.spec} has no KL anchor; only an "
+                        "anchored objective (e.g. asft) uses them")
+    if ref_logits is not None and tuple(ref_logits.shape) != tuple(logits_shape):
+        raise UserError(f"ref_logits {tuple(ref_logits.shape)} must have the shape of the logits "
+                        f"{tuple(logits_shape)}")
 
 
 def token_terms(obj, logp, valid, stats=None):
     """counted [N], f(p)·1{counted} [N], s_f(p)·1{counted} [N] from log p [N] and the valid mask
     (``stats``: {name: [N]} token statistics of an adaptive objective, detached).
 
-    Shared by this module and the fused linear loss, so both count and weigh tokens identically."""
+    Shared by this module and the fused linear loss, so both count and weigh tokens identically.
+    An anchored objective's KL term needs the logits of both models, not log p: UserError."""
+    if obj.needs_reference:
+        raise UserError(f"objective {obj.spec} has a KL anchor to the base model, which this loss "
+                        "path cannot compute: use obj.loss(logits, labels, ref_logits=...) on "
+                        "materialised logits")
+    return _f_terms(obj, logp, valid, stats)
+
+
+def _f_terms(obj, logp, valid, stats=None):
     logp = torch.where(valid, logp, torch.zeros_like(logp))    # keep masked rows finite
     # p rounds to exactly 1 when the target logit dominates (z = +1e4): keep log p <= log(1 - eps)
     # so f and s of objectives singular at p = 1 (log(1-p)) stay finite instead of -inf / NaN
@@ -118,8 +177,8 @@ def token_terms(obj, logp, valid, stats=None):
     zero = torch.zeros_like(logp)
     if stats:                                                  # masked rows: any finite value
         stats = {k: torch.where(valid, v, torch.ones_like(v)) for k, v in stats.items()}
-    values = torch.where(counted, obj.f_of_logp(logp, stats), zero)
-    weight = torch.where(counted, obj.s_of_logp(logp, stats), zero)
+    values = torch.where(counted, obj.f_of_logp(logp, stats, without_anchor=True), zero)   # anchor:
+    weight = torch.where(counted, obj.s_of_logp(logp, stats, without_anchor=True), zero)  # forward
     return counted, values, weight
 
 
@@ -220,36 +279,43 @@ def flat_labels(labels: torch.Tensor, V: int, ignore_index: int = IGNORE_INDEX):
     return valid, torch.where(valid & ~bad, flat, torch.zeros_like(flat))   # bad: deferred error
 
 
-def token_values(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX):
+def token_values(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+                 ref_logits=None):
     """Per-token f(p)·1{counted} [...] and the counted mask [...], differentiable in logits."""
-    values, counted, _, _ = token_values_and_terms(obj, logits, labels, ignore_index)
+    values, counted, _, _ = token_values_and_terms(obj, logits, labels, ignore_index, ref_logits)
     return values, counted
 
 
-def token_values_and_terms(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX):
+def token_values_and_terms(obj, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+                           ref_logits=None):
     """:func:`token_values` plus, detached and at no extra cost, log p [...] (0 where ignored) and
-    s_f(p)·1{counted} [...], the per-token terms the training logs summarise."""
+    s_f(p)·1{counted} [...], the per-token terms the training logs summarise. An anchored
+    objective's values include lambda·KL(r || q); ``ref_logits`` [..., V] as the logits."""
     _check_args(logits.shape, labels.shape, "none")
+    check_reference(obj, logits.shape, ref_logits)
     V = logits.shape[-1]
     flat_logits = logits.reshape(-1, V)                            # [N, V]
+    flat_ref = None if ref_logits is None else ref_logits.detach().reshape(-1, V)   # [N, V]
     valid, safe = flat_labels(labels, V, ignore_index)
-    values, counted, logp, weight = _ObjectiveTokenLoss.apply(flat_logits, safe, valid, obj)
+    values, counted, logp, weight = _ObjectiveTokenLoss.apply(flat_logits, safe, valid, obj, flat_ref)
     return tuple(t.reshape(labels.shape) for t in (values, counted, logp, weight))
 
 
-def objective_loss(obj, logits, labels, ignore_index=IGNORE_INDEX, reduction="mean", num_items_in_batch=None):
+def objective_loss(obj, logits, labels, ignore_index=IGNORE_INDEX, reduction="mean", num_items_in_batch=None,
+                   ref_logits=None):
     """Loss of objective ``obj`` on torch logits [..., V] and labels [...] (see module docstring)."""
     _check_args(logits.shape, labels.shape, reduction)
-    values, counted = token_values(obj, logits, labels, ignore_index)
+    values, counted = token_values(obj, logits, labels, ignore_index, ref_logits)
     return reduce_tokens(values, counted, reduction, num_items_in_batch)
 
 
 def objective_loss_numpy(obj, logits, labels, ignore_index=IGNORE_INDEX, reduction="mean",
-                         num_items_in_batch=None):
+                         num_items_in_batch=None, ref_logits=None):
     """float64 numpy reference of :func:`objective_loss` (value only)."""
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels)
     _check_args(logits.shape, labels.shape, reduction)
+    check_reference(obj, logits.shape, None if ref_logits is None else np.asarray(ref_logits))
     if not np.all(np.isfinite(logits[labels != ignore_index])):
         raise NonFiniteLogitsError("logits contain NaN or inf at a counted position")
     check_num_items(num_items_in_batch)
@@ -258,7 +324,15 @@ def objective_loss_numpy(obj, logits, labels, ignore_index=IGNORE_INDEX, reducti
     logp = np.take_along_axis(logits, safe[..., None], -1)[..., 0] - logsumexp(logits, axis=-1)
     logp = np.minimum(np.where(valid, logp, 0.0), np.log1p(-np.finfo(np.float64).eps))
     counted = valid if obj.interval is None else valid & obj.interval.indicator(np.exp(logp))
-    values = np.where(counted, obj.f_of_logp(logp, token_stats_numpy(obj.token_stats, logits)), 0.0)
+    values = np.where(counted, obj.f_of_logp(logp, token_stats_numpy(obj.token_stats, logits),
+                                             without_anchor=True), 0.0)      # anchor added below
+    if obj.anchor is not None:
+        log_r = np.asarray(ref_logits, dtype=np.float64)
+        log_r = log_r - logsumexp(log_r, axis=-1, keepdims=True)
+        log_q = logits - logsumexp(logits, axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore"):
+            kl = np.sum(np.where(log_r > -np.inf, np.exp(log_r) * (log_r - log_q), 0.0), axis=-1)
+        values = values + float(obj.anchor) * np.where(counted, kl, 0.0)
     return reduce_tokens(values, counted, reduction, num_items_in_batch)
 
 

@@ -21,19 +21,19 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import functools
+from typing import Callable
 
 import numpy as np
 import sympy
 
-from probsft.errors import SpecError
-from probsft.theory.expr import compile_in_logp, p, simplified
+from probsft.errors import SpecError, UserError
+from probsft.theory.bounded import simplified
+from probsft.theory.expr import p
+from probsft.theory.losses import IGNORE_INDEX, objective_loss, objective_loss_numpy
+from probsft.theory.numeric import compile_in_logp
+from probsft.theory.statistics import PROBE_PARAMS, token_statistic
 
-IGNORE_INDEX = -100
-
-SPEC_PARSER: list = []
-"""[parse]: probsft.theory.spec registers its parser here on import, so Objective.resolve can
-re-read "alpha(<value>)" without this module importing the grammar (spec imports objective)."""
-"""Label of a position no loss trains on (prompt, padding): the Hugging Face convention."""
+__all__ = ["IGNORE_INDEX", "Interval", "Objective", "Quantile", "fmt_number", "label_number"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +135,12 @@ def fmt_number(x) -> str:
         return format((decimal.Decimal(int(x.p)) / decimal.Decimal(int(x.q))).normalize(), "f")
 
 
+def label_number(x) -> str:
+    """:func:`fmt_number` bracketed where a label needs it: 0.5, (1/3), (-2)."""
+    text = fmt_number(x)
+    return f"({text})" if "/" in text or text.startswith("-") else text
+
+
 _THRESHOLD_MARK = "·1{"      # label of f·1{p in I}: "<label of f>·1{<interval>}"
 
 
@@ -150,6 +156,13 @@ class Objective:
             ``None`` for every ordinary objective.
         interval: threshold interval I of Eq. 4, or ``None``.
         family: registry family name (``nll``, ``alpha``, ``dft``, ``expr`` ...).
+        anchor: weight lambda of a KL anchor to the base (reference) model, added per counted
+            token as lambda·KL(r || q) with r = softmax(ref_logits) (ASFT); ``None`` for every
+            objective that depends on the model's logits only. Not part of f, s_f or W_f: its logit
+            gradient lambda (q - r) does not depend on p (probsft.theory.losses).
+        probe_build: for an objective with probe-set parameters (``alpha(auto)``), the registry's
+            builder of the fixed objective from their values {name: float}; ``resolve`` calls it.
+            Not part of equality: it is a function of the spec.
     """
 
     spec: str
@@ -158,12 +171,15 @@ class Objective:
     s_override: sympy.Expr | None = None
     interval: Interval | None = None
     family: str = "expr"
+    anchor: sympy.Rational | None = None
+    probe_build: Callable[[dict], "Objective"] | None = dataclasses.field(
+        default=None, compare=False, repr=False)
 
     # ----- symbolic ------------------------------------------------------------------------
     @property
     def s_expr(self) -> sympy.Expr:
         """s_f(p) = -f'(p) p of the *unthresholded* objective (Lemma 3.1), simplified when sympy
-        can do so within its bounds (probsft.theory.expr.simplified)."""
+        can do so within its bounds (probsft.theory.bounded.simplified)."""
         if self.s_override is not None:
             return self.s_override
         return simplified(-sympy.diff(self.f_expr, p) * p)
@@ -207,6 +223,11 @@ class Objective:
         return _extra_symbols(self, "probe")
 
     @property
+    def needs_reference(self) -> bool:
+        """Whether the loss needs the base model's logits (``loss(..., ref_logits=...)``)."""
+        return self.anchor is not None
+
+    @property
     def needs_probe(self) -> bool:
         """Whether ``resolve(base_probs)`` must run before training (probe parameters, Q<pct>)."""
         return bool(self.probe_params) or (self.interval is not None and self.interval.has_quantile)
@@ -218,20 +239,18 @@ class Objective:
         are returned unchanged. Resolution happens once, before training."""
         if not self.needs_probe:
             return self
-        from probsft.theory.statistics import PROBE_PARAMS
-
-        parse = SPEC_PARSER[0]       # the grammar lives above this module (theory/spec.py)
-
         obj = self
         if self.probe_params:
-            base_text, at, cond = self.spec.partition("@")
-            for name in self.probe_params:
-                value = PROBE_PARAMS[name].rule(base_probs)
-                base_text = base_text.replace("auto", fmt_number(sympy.Rational(repr(value))), 1)
-            obj = parse(base_text + at + cond)
+            values = {name: PROBE_PARAMS[name].rule(base_probs) for name in self.probe_params}
+            obj = self.base.probe_build(values)          # the registry's fixed member, unthresholded
+            if self.interval is not None:
+                obj = obj.thresholded(self.interval)
         return obj.with_quantiles(base_probs)
 
-    def _require(self, stats):
+    def _require(self, stats, without_anchor=False):
+        if self.anchor is not None and not without_anchor:
+            raise UserError(f"objective {self.spec} adds a KL anchor to the base model, which is not "
+                            "a function of p: train it with obj.loss(logits, labels, ref_logits=...)")
         if any(stats is None or n not in stats for n in self.probe_params):
             raise SpecError(f"objective {self.spec} has a parameter set from the base model's "
                             "probe: call .resolve(base_probs) first (the runner and `probsft "
@@ -248,14 +267,16 @@ class Objective:
 
     def f(self, prob, stats=None):
         """f(p) 1{p in I}, elementwise on a numpy array of probabilities (``stats``: the token
-        statistics of an adaptive objective, arrays broadcasting against ``prob``)."""
+        statistics of an adaptive objective, arrays broadcasting against ``prob``). For an anchored
+        objective f, s and W are those of its p-part (ASFT: DFT's); the anchor's gradient
+        lambda (q - r) vanishes where the model equals the base model."""
         prob = np.asarray(prob, dtype=float)
-        return np.where(self._mask(prob), self.f_of_logp(np.log(prob), stats), 0.0)
+        return np.where(self._mask(prob), self.f_of_logp(np.log(prob), stats, True), 0.0)
 
     def s(self, prob, stats=None):
         """s_f(p) 1{p in I} >= 0 (Lemma 3.1), elementwise."""
         prob = np.asarray(prob, dtype=float)
-        return np.where(self._mask(prob), self.s_of_logp(np.log(prob), stats), 0.0)
+        return np.where(self._mask(prob), self.s_of_logp(np.log(prob), stats, True), 0.0)
 
     def W(self, prob, stats=None):
         """W_f(p) = s_f(p)(1 - p) 1{p in I}: the logit-gradient weight on the target (Lemma 3.1)."""
@@ -264,30 +285,31 @@ class Objective:
 
     # ----- numeric losses ---------------------------------------------------------------------
     def loss(self, logits, labels, ignore_index: int = IGNORE_INDEX, reduction: str = "mean",
-             num_items_in_batch=None):
-        """Torch loss from logits [..., V] and aligned labels [...]; see probsft.theory.losses."""
-        from probsft.theory.losses import objective_loss
-
+             num_items_in_batch=None, ref_logits=None):
+        """Torch loss from logits [..., V] and aligned labels [...]; see probsft.theory.losses.
+        ``ref_logits`` [..., V]: the base model's logits on the same batch, required exactly when
+        ``needs_reference`` (ASFT's KL anchor)."""
         return objective_loss(self, logits, labels, ignore_index=ignore_index, reduction=reduction,
-                              num_items_in_batch=num_items_in_batch)
+                              num_items_in_batch=num_items_in_batch, ref_logits=ref_logits)
 
     def loss_numpy(self, logits, labels, ignore_index: int = IGNORE_INDEX, reduction: str = "mean",
-                   num_items_in_batch=None):
+                   num_items_in_batch=None, ref_logits=None):
         """The same loss on numpy arrays (float64 reference)."""
-        from probsft.theory.losses import objective_loss_numpy
-
         return objective_loss_numpy(self, logits, labels, ignore_index=ignore_index,
-                                    reduction=reduction, num_items_in_batch=num_items_in_batch)
+                                    reduction=reduction, num_items_in_batch=num_items_in_batch,
+                                    ref_logits=ref_logits)
 
-    def f_of_logp(self, logp, stats=None):
+    def f_of_logp(self, logp, stats=None, without_anchor: bool = False):
         """Unthresholded f as a function of log p (numpy or torch), numerically stable;
-        ``stats``: {name: values} of the objective's ``token_stats`` (detached)."""
-        self._require(stats)
+        ``stats``: {name: values} of the objective's ``token_stats`` (detached). An anchored
+        objective's KL term is not a function of p: a caller that trains on f alone would drop it,
+        so it must say ``without_anchor=True`` (it adds the anchor itself, or wants f's p-part)."""
+        self._require(stats, without_anchor)
         return _f_logp(self)(logp, stats)
 
-    def s_of_logp(self, logp, stats=None):
+    def s_of_logp(self, logp, stats=None, without_anchor: bool = False):
         """Unthresholded s_f as a function of log p (numpy or torch), numerically stable."""
-        self._require(stats)
+        self._require(stats, without_anchor)
         return _s_logp(self)(logp, stats)
 
     def __str__(self) -> str:
@@ -307,9 +329,8 @@ def _s_logp(obj: Objective):
 @functools.lru_cache(maxsize=512)
 def _extra_symbols(obj: Objective, kind: str) -> tuple[str, ...]:
     """Registered names of kind "token" or "probe" among the symbols of f and s_f."""
-    from probsft.theory.statistics import PROBE_PARAMS, TOKEN_STATS
-
-    registry = TOKEN_STATS if kind == "token" else PROBE_PARAMS
     s_symbols = set() if obj.s_override is None else obj.s_override.free_symbols  # s_f's are f's
     names = {sym.name for sym in (obj.f_expr.free_symbols | s_symbols)}
-    return tuple(n for n in registry if n in names)
+    if kind == "token":
+        return tuple(n for n in sorted(names) if token_statistic(n) is not None)
+    return tuple(n for n in PROBE_PARAMS if n in names)

@@ -8,12 +8,19 @@ Grammar (spaces are ignored; ``≥``/``≤`` may replace ``>=``/``<=``)::
 
     spec      := base [ "@" condition ]
     base      := nll | p | alpha(A) | alpha(auto) | dft | deft | focal(G) | huber(D) | log(1-p)
+               | eaft[(A[,K[,C]])] | chord | asft[(L)]        (the SFT ecosystem's objectives)
                | expr:F | F
                | an alias: -log p, logp, original, ce, -p, 1-p, -p^A, GeneralFamily-A
     condition := p>=X | p>X | p<=X | p<X | X<=p<=Y (any of < <=) | [X,Y] | (X,Y] | [X,Y) | (X,Y)
     X, Y      := a number in [0, 1] (0.2, 1/3)  |  Q<pct>: the pct-th percentile of base-model
                  target probabilities (Q90), resolved later with Objective.with_quantiles(...)
     F         := an expression in p: numbers, p, + - * / ** ^, log exp sqrt log1p expm1 ...
+
+A family's trailing parameters may be left out where it has defaults: ``eaft(2)`` is
+``eaft(2,20,3)``.
+
+The SFT ecosystem's own objectives (EAFT, CHORD-φ, ASFT) and how ProFit-style masking maps
+onto a threshold: probsft.theory.ecosystem.
 
 The authors' keys are accepted as written: ``original``, ``logp``, ``p``, ``GeneralFamily-8``,
 ``OnlyTopP-0.2`` (= ``p@p>=0.2``), ``OnlyBottomP-q``, ``OnlyTopLogP-q`` (= ``nll@p>=q``),
@@ -31,8 +38,10 @@ import numpy as np
 import sympy
 
 from probsft.errors import SpecError
-from probsft.theory.expr import MAX_EXPONENT, clip, compile_in_p, number, p, parse_f, shown
-from probsft.theory.objective import SPEC_PARSER, Interval, Objective, Quantile, fmt_number
+from probsft.theory.expr import MAX_EXPONENT, clip, number, p, parse_f, shown
+from probsft.theory.numeric import compile_in_p
+from probsft.theory.ecosystem import asft, chord, eaft
+from probsft.theory.objective import Interval, Objective, Quantile, fmt_number, label_number
 from probsft.theory.statistics import PROBE_PARAMS, TOKEN_STATS
 
 GRAMMAR = """valid objective specs:
@@ -46,6 +55,10 @@ GRAMMAR = """valid objective specs:
   focal(G)                            f = -(1-p)^G log p, G >= 0
   huber(D)                            Huber on e = 1-p with threshold D in (0, 1]
   log(1-p)                            f = log(1 - p)
+  eaft | eaft(A,K,C)                  EAFT: f = -(H_K/C)^A log p, H_K the top-K entropy (detached);
+                                      eaft = eaft(1,20,3) (LLaMA-Factory), eaft(1,20,1) (axolotl)
+  chord                               CHORD-phi: f = -sg(p(1-p)) log p
+  asft | asft(L)                      ASFT: dft + L·KL(base || model), needs ref_logits; asft(0.1)
   expr:F  or just F                   your own f(p), e.g. (1-p**3)/3 (non-increasing on (0,1))
   SPEC@COND                           threshold f(p)·1{p in I}: COND is p>=X, p<X, X<=p<=Y, [X,Y] ...
                                       X may be Q<pct>, a base-model percentile (Q90)
@@ -64,11 +77,6 @@ class Family:
     auto: Callable[[], Objective] | None = None   # NAME(auto): parameters set by the probe
 
 
-def _label_number(x) -> str:
-    text = fmt_number(x)
-    return f"({text})" if "/" in text or text.startswith("-") else text
-
-
 def _nll() -> Objective:
     return Objective("nll", "−log p", -sympy.log(p), family="nll")
 
@@ -84,7 +92,7 @@ def _alpha(a) -> Objective:
         return _nll()  # lim_{a->0} (1 - p^a)/a = -log p
     if a == 1:
         return _plain_p()
-    return Objective(f"alpha({fmt_number(a)})", f"−p^{_label_number(a)}", (1 - p ** a) / a,
+    return Objective(f"alpha({fmt_number(a)})", f"−p^{label_number(a)}", (1 - p ** a) / a,
                      family="alpha")
 
 
@@ -94,9 +102,15 @@ def _dft() -> Objective:
 
 
 def _alpha_auto() -> Objective:
-    # alpha is a probe parameter: Objective.resolve(base_probs) replaces it by a number
+    # alpha is a probe parameter: Objective.resolve(base_probs) builds alpha(value) through
+    # _alpha_probed (a module-level function, so the objective still pickles)
     a = PROBE_PARAMS["alpha_probe"].symbol
-    return Objective("alpha(auto)", "−p^α̂ (α from the probe)", (1 - p ** a) / a, family="alpha")
+    return Objective("alpha(auto)", "−p^α̂ (α from the probe)", (1 - p ** a) / a, family="alpha",
+                     probe_build=_alpha_probed)
+
+
+def _alpha_probed(values: dict) -> Objective:
+    return _alpha(sympy.Rational(repr(values["alpha_probe"])))
 
 
 def _deft() -> Objective:
@@ -109,7 +123,7 @@ def _deft() -> Objective:
 def _focal(gamma) -> Objective:
     if not 0 <= gamma <= MAX_EXPONENT:
         raise SpecError(f"focal: γ must lie in [0, {MAX_EXPONENT}], got {clip(fmt_number(gamma), 20)}")
-    return Objective(f"focal({fmt_number(gamma)})", f"focal γ={_label_number(gamma)}",
+    return Objective(f"focal({fmt_number(gamma)})", f"focal γ={label_number(gamma)}",
                      -(1 - p) ** gamma * sympy.log(p), family="focal")
 
 
@@ -118,7 +132,7 @@ def _huber(delta) -> Objective:
         raise SpecError(f"huber: δ must lie in (0, 1], got {clip(fmt_number(delta), 20)}")
     e = 1 - p
     f = sympy.Piecewise((e ** 2 / 2, e <= delta), (delta * (e - delta / 2), True))
-    return Objective(f"huber({fmt_number(delta)})", f"Huber δ={_label_number(delta)}", f,
+    return Objective(f"huber({fmt_number(delta)})", f"Huber δ={label_number(delta)}", f,
                      family="huber")
 
 
@@ -137,6 +151,11 @@ FAMILIES: dict[str, Family] = {
         Family("focal", ("γ",), _focal, "focal loss -(1-p)^G log p (App. F.2)", (2,)),
         Family("huber", ("δ",), _huber, "Huber loss on e = 1 - p with threshold D (App. F.2)"),
         Family("log(1-p)", (), _log1mp, "f = log(1 - p): extremely prior-leaning"),
+        Family("eaft", ("A", "K", "C"), eaft, "EAFT, NLL weighted by (top-K entropy / C)^A, "
+               "detached (LLaMA-Factory: eaft(1,20,3); axolotl: eaft(1,20,1))", (1, 20, 3)),
+        Family("chord", (), chord, "CHORD-φ, f = -sg(p(1-p)) log p; W_f = p(1-p)^2"),
+        Family("asft", ("λ",), asft, "ASFT, DFT + λ·KL(base || model); needs the base model's "
+               "logits (ref_logits)", (sympy.Rational(1, 10),)),
     ]
 }
 
@@ -179,9 +198,6 @@ def parse(spec) -> Objective:
         raise SpecError(f"bad objective spec {shown(spec)}: {err}\n{GRAMMAR}") from None
 
 
-SPEC_PARSER[:] = [parse]      # for Objective.resolve (probe-set parameters -> a parsed spec)
-
-
 @functools.lru_cache(maxsize=1024)
 def _parse_cached(spec: str) -> Objective:
     text = "".join(spec.split()).replace("≥", ">=").replace("≤", "<=").replace("−", "-")
@@ -207,8 +223,8 @@ def _parse_base(text: str) -> Objective:
     if text.startswith("expr:"):
         return expression_objective(text[len("expr:"):])
     name = ALIASES.get(low, low)
-    if name in FAMILIES and not FAMILIES[name].params:
-        return FAMILIES[name].build()
+    if name in FAMILIES and len(FAMILIES[name].defaults) == len(FAMILIES[name].params):
+        return FAMILIES[name].build(*FAMILIES[name].defaults)     # no parameters, or all defaults
     m = _POWER.match(low) or _ALPHA_EQ.match(low)
     if m:
         return _alpha(number(m.group(1), "α"))
@@ -224,10 +240,12 @@ def _parse_base(text: str) -> Objective:
     if m and m.group(1) in FAMILIES:
         fam = FAMILIES[m.group(1)]
         texts = m.group(2).split(",") if m.group(2) else []
-        if texts and len(texts) != len(fam.params):
+        if len(texts) > len(fam.params):
             raise SpecError(f"{fam.name} takes {len(fam.params)} parameter(s) "
                             f"({', '.join(fam.params) or 'none'}), got {len(texts)}")
-        args = [number(t, n) for t, n in zip(texts, fam.params)] if texts else list(fam.defaults)
+        args = [number(t, n) for t, n in zip(texts, fam.params)]
+        if len(fam.defaults) == len(fam.params):          # trailing parameters may be left out
+            args += list(fam.defaults[len(args):])
         if len(args) != len(fam.params):
             raise SpecError(f"{fam.name} takes {len(fam.params)} parameter(s) "
                             f"({', '.join(fam.params) or 'none'}), got {len(args)}")
@@ -302,6 +320,12 @@ def registered() -> list[str]:
     """Canonical specs of the paper's named objectives, for listings and default sweeps."""
     return ["nll", "p", "alpha(0.1)", "alpha(0.5)", "alpha(0.8)", "alpha(5)", "alpha(10)",
             "log(1-p)", "dft", "focal(2)", "huber(0.5)", "nll@p>=0.2", "p@p>=0.2"]
+
+
+def ecosystem() -> list[str]:
+    """Canonical specs of the SFT ecosystem's own objectives (module docstring): EAFT as
+    LLaMA-Factory and axolotl ship it, CHORD-φ, ASFT (needs the base model's logits)."""
+    return ["eaft(1,20,3)", "eaft(1,20,1)", "chord", "asft(0.1)"]
 
 
 def adaptive() -> list[str]:

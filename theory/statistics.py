@@ -8,8 +8,13 @@ symbols its expression contains (``Objective.token_stats``, ``Objective.probe_pa
   at that token, computed from the current logits in the same pass as log p and *detached* (it is a
   constant in the gradient: s_f = -f'(p) p differentiates in p only). Shapes: z [N, V], lse [N] ->
   [N]. Neither needs the N x V probabilities:
-      sumsq    sum_j q_j^2 = exp(logsumexp(2z) - 2 lse)          (DEFT's alpha, arXiv 2602.11424)
-      entropy  H(q) = lse - sum_j q_j z_j
+      sumsq          sum_j q_j^2 = exp(logsumexp(2z) - 2 lse)    (DEFT's alpha, arXiv 2602.11424)
+      entropy        H(q) = lse - sum_j q_j z_j
+      entropy_top<K> H of q restricted to the K largest logits and renormalised (EAFT's
+                     entropy, arXiv 2601.02151), one statistic per K, built from its name by
+                     :func:`token_statistic` (K = 20 in LLaMA-Factory and axolotl)
+  Each statistic also lists ``samples``: values across its range at which ``probsft describe``
+  classifies an adaptive objective (probsft.theory.classes).
 * a **probe parameter** is a number fixed once, before training, from the base model's target
   probabilities on the training data (``Objective.resolve(base_probs)``), like a Q<pct> threshold.
       alpha_probe   the alpha of ``alpha(auto)``, see :func:`alpha_from_probe`.
@@ -18,6 +23,8 @@ symbols its expression contains (``Objective.token_stats``, ``Objective.probe_pa
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 from typing import Callable
 
 import numpy as np
@@ -38,6 +45,7 @@ class TokenStatistic:
     doc: str
     torch_fn: Callable
     numpy_fn: Callable
+    samples: tuple = ()        # exact values across the statistic's range (for the class)
 
 
 def _sumsq_torch(z, lse):
@@ -62,14 +70,62 @@ def _entropy_numpy(z):
         return lse - np.sum(np.where(q > 0, q * z, 0.0), axis=-1)        # 0·log 0 = 0
 
 
+def _topk_entropy_torch(z, lse, k):
+    top = torch.topk(z, min(k, z.shape[-1]), dim=-1).values          # [N, K]
+    logq = top - torch.logsumexp(top, dim=-1, keepdim=True)           # renormalised over the K
+    q = torch.exp(logq)
+    return -torch.where(q > 0, q * logq, torch.zeros_like(q)).sum(-1)    # 0·log 0 = 0
+
+
+def _topk_entropy_numpy(z, k):
+    z = np.asarray(z, dtype=np.float64)
+    k = min(k, z.shape[-1])
+    top = np.take_along_axis(z, np.argsort(-z, axis=-1, kind="stable")[..., :k], axis=-1)
+    with np.errstate(invalid="ignore"):
+        logq = top - np_logsumexp(top, axis=-1, keepdims=True)
+        q = np.exp(logq)
+        return -np.sum(np.where(q > 0, q * logq, 0.0), axis=-1)
+
+
 TOKEN_STATS: dict[str, TokenStatistic] = {s.name: s for s in [
     TokenStatistic("sumsq", sympy.Symbol("sumsq", positive=True),
                    "sum_j q_j^2 of the next-token distribution (1/V uniform ... 1 one-hot)",
-                   _sumsq_torch, _sumsq_numpy),
+                   _sumsq_torch, _sumsq_numpy,
+                   (sympy.Rational(1, 1000), sympy.Rational(1, 4), sympy.Integer(1))),
     TokenStatistic("entropy", sympy.Symbol("entropy", nonnegative=True),
                    "entropy H(q) of the next-token distribution, nats",
-                   _entropy_torch, _entropy_numpy),
+                   _entropy_torch, _entropy_numpy,
+                   (sympy.Rational(1, 100), sympy.Integer(1), sympy.Integer(5))),
 ]}
+"""The fixed statistics; the top-K entropies are built by name (:func:`token_statistic`)."""
+
+_TOP_K = re.compile(r"^entropy_top([1-9][0-9]*)$")
+
+
+def topk_entropy(k: int) -> TokenStatistic:
+    """The statistic H_K: entropy of softmax over the K largest logits (min(K, V) of them), the
+    weight of EAFT (LLaMA-Factory ``_eaft_cross_entropy``: torch.topk(logits, k=20), entropy of
+    the renormalised top-K probabilities). Range [0, ln K]; name ``entropy_top<K>``."""
+    return token_statistic(f"entropy_top{int(k)}")
+
+
+@functools.lru_cache(maxsize=None)
+def _topk_statistic(k: int) -> TokenStatistic:
+    name = f"entropy_top{k}"
+    log_k = sympy.log(k)
+    return TokenStatistic(name, sympy.Symbol(name, nonnegative=True),
+                          f"entropy of q over the {k} largest logits, renormalised, nats (<= ln {k})",
+                          functools.partial(_topk_entropy_torch, k=k),
+                          functools.partial(_topk_entropy_numpy, k=k),
+                          (log_k / 100, log_k / 2, log_k))
+
+
+def token_statistic(name: str) -> TokenStatistic | None:
+    """The registered statistic called ``name`` (TOKEN_STATS, or ``entropy_top<K>``), else None."""
+    if name in TOKEN_STATS:
+        return TOKEN_STATS[name]
+    m = _TOP_K.match(name)
+    return _topk_statistic(int(m.group(1))) if m else None
 
 
 def alpha_from_probe(base_probs) -> float:
@@ -102,12 +158,13 @@ class ProbeParameter:
     symbol: sympy.Symbol
     doc: str
     rule: Callable
+    samples: tuple = ()        # exact values across the parameter's range (for the class)
 
 
 PROBE_PARAMS: dict[str, ProbeParameter] = {q.name: q for q in [
     ProbeParameter("alpha_probe", sympy.Symbol("alpha_probe", positive=True),
                    "alpha = mean p / (1 - mean p) of the base model on the data, in [0, 10]",
-                   alpha_from_probe),
+                   alpha_from_probe, (sympy.Rational(1, 10), sympy.Integer(1), sympy.Integer(10))),
 ]}
 
 
@@ -115,12 +172,12 @@ def token_stats_torch(names, z, lse) -> dict:
     """{name: [N] detached float tensor} for the statistics ``names`` of one chunk z [N, V]
     (any leading shape: z [..., V], lse [...] -> [...])."""
     with torch.no_grad():
-        return {n: TOKEN_STATS[n].torch_fn(z, lse) for n in names}
+        return {n: token_statistic(n).torch_fn(z, lse) for n in names}
 
 
 def token_stats_numpy(names, z) -> dict:
     """{name: [...] float64} for the statistics ``names`` of logits z [..., V] (reference)."""
-    return {n: TOKEN_STATS[n].numpy_fn(z) for n in names}
+    return {n: token_statistic(n).numpy_fn(z) for n in names}
 
 
 def token_stats_of_q(names, q) -> dict:

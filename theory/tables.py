@@ -5,7 +5,7 @@ Paper Fig. 3: the logit-gradient weight W_f(p) = s_f(p)(1 - p) (Lemma 3.1) of -l
 a dashed line at p = 1/2. ``render(specs, out_dir)`` first saves
 
     weights_curves.csv   p and one W_f column per objective (raw, not normalised)
-    weights.csv / .md    spec, label, f, s_f, W_f, peak, peak kind, convexity, class, tau, mass
+    weights.csv / .md    spec, label, f, s_f, W_f, peak, peak kind, convexity, class, class vs NLL, tau, mass
 
 (atomically; floats to probsft.files.SIGNIFICANT digits, so that they are the same bytes on every
 CPU). probsft.figures.weights draws Fig. 3 from those files; probsft.reproduce.theory joins the two.
@@ -24,7 +24,7 @@ FIG3 = ["nll", "alpha(0.5)", "alpha(0.8)", "p", "alpha(5)", "alpha(10)", "log(1-
 """The paper's Fig. 3 objectives, in its order."""
 
 TABLE_COLUMNS = ["spec", "label", "f", "s_f", "W_f", "peak", "peak_exact", "peak_kind", "convexity",
-                 "class", "w_mean_p", "class_tau", "tau", "mass_above_tau"]
+                 "class", "class_vs_nll", "w_mean_p", "class_tau", "tau", "mass_above_tau"]
 GRID = np.linspace(0.0, 1.0, 1001)[1:-1]   # p in (0, 1), [999]
 
 

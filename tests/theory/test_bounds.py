@@ -18,7 +18,8 @@ import scipy.optimize  # noqa: F401 - imported once here rather than in every gu
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from probsft.theory.expr import MAX_EXPONENT, bounded, tractable
+from probsft.theory.bounded import bounded, tractable
+from probsft.theory.expr import MAX_EXPONENT
 
 import probsft
 from probsft.cli import main
@@ -94,7 +95,7 @@ def _describe_and_compile(spec):
     """`probsft describe SPEC --json`, and whether f's log-space form kept its expm1 rewrite."""
     from sympy.codegen.cfunctions import expm1
 
-    from probsft.theory.expr import compile_in_logp
+    from probsft.theory.numeric import compile_in_logp
 
     code, out, _ = _run_cli(["describe", spec, "--json"])
     return code, out, compile_in_logp(probsft.objective(spec).f_expr).expr.has(expm1)

@@ -19,8 +19,9 @@ def test_describe_json(capsys):
     for key in ("f", "s_f", "W_f", "peak", "class", "convexity", "tau", "mass_above_tau",
                 "uniform_prior_vs_nll"):
         assert key in out
-    assert out["peak_exact"] == "1/3" and out["class"] == "prior-leaning"
-    assert out["class_tau"] == "prior-averse"
+    assert out["peak_exact"] == "1/3" and out["class"] == "prior-averse"       # peak 1/3 < 1/2
+    assert out["class_vs_nll"] == "prior-leaning" and out["class_tau"] == "prior-averse"
+    assert "1/2" in out["class_reason"]
     assert out["uniform_prior_vs_nll"]["winner_below"] == "nll"
     assert out["uniform_prior_vs_nll"]["e_star"] == pytest.approx(0.999)
 

@@ -95,7 +95,9 @@ def test_closed_form_gradient_equals_autograd(spec, batch, reduction):
     atol = 1e-10 + float(spread.max() if reduction == "none" else
                          spread.sum() / (1 if reduction == "sum" else max(int((labels != -100).sum()), 1)))
     torch.testing.assert_close(v1, v2, rtol=1e-9, atol=atol)
-    torch.testing.assert_close(g1, g2, rtol=1e-7, atol=1e-9)
+    # the gradient s(q - e_y) inherits the same error: ds/dlog p ~ s^2 for log(1-p) while
+    # |q - e_y| ~ 1 - p ~ 1/s, so a token's gradient is off by up to its value's spread
+    torch.testing.assert_close(g1, g2, rtol=1e-7, atol=max(1e-9, atol))
 
 
 @settings(max_examples=30, deadline=None)
@@ -304,7 +306,7 @@ def low_precision_tolerances(obj, z, ref, grad_ref, out_dtype):
 def test_low_precision_matches_float64_at_extreme_p(spec, dtype):
     """float32 and bf16 logits: f and the gradient within float32's error of a float64 reference on
     the same (rounded) logits, for p from 1e-30 to 1 - 1e-4. E.g. alpha(1e-6) at p = 0.99 is 0.01
-    in float32 only through expm1 (1 - exp(1e-6 log p) rounds to 0): theory/expr.py's C99 rewrite."""
+    in float32 only through expm1 (1 - exp(1e-6 log p) rounds to 0): theory/numeric.py's C99 rewrite."""
     obj = probsft.objective(spec)
     z64, labels = extreme_logits()
     z = z64.to(dtype)

@@ -53,7 +53,8 @@ def test_alpha_peak_closed_form(a):
     assert d.peak_exact is not None and sympy.Rational(d.peak_exact) == A / (1 + A)
     assert d.convexity == ("convex" if A < 1 else "concave")
     assert d.class_tau == ("prior-averse" if A < 1 else "prior-leaning")
-    assert d.klass == "prior-leaning"                # any α > 0 leans further than NLL (α -> 0)
+    assert d.klass == ("prior-averse" if A < 1 else "prior-leaning")     # the peak A/(1+A) vs 1/2
+    assert d.class_vs_nll == "prior-leaning"         # any α > 0 leans further than NLL (α -> 0)
     assert d.w_mean_p == pytest.approx(float((A + 1) / (A + 3)), abs=1e-9)   # closed form
 
 
@@ -80,7 +81,8 @@ def test_analytic_special_cases(derivations):
         assert W("nll@p>=0.2", x) == pytest.approx((1 - x) * (x >= 0.2))
     assert derivations["alpha(0.5)"].peak == pytest.approx(1 / 3)
     assert derivations["alpha(0.5)"].peak_exact == "1/3"
-    assert derivations["nll"].peak_kind == "p->0" and derivations["nll"].klass == "neither"
+    assert derivations["nll"].peak_kind == "p->0" and derivations["nll"].klass == "prior-averse"
+    assert derivations["nll"].class_vs_nll == "neither"                  # its own reference
     assert derivations["nll"].class_tau == "prior-averse"
     assert derivations["nll"].mass_above_tau == pytest.approx(0.25, abs=1e-9)
     assert derivations["nll"].w_mean_p == pytest.approx(1 / 3, abs=1e-12)
@@ -103,13 +105,13 @@ def test_non_integrable_weights_and_tau():
 
 def test_def33_relative_to_nll_as_the_paper_uses_it():
     """The paper calls −p and NLL·1{p≥0.2} prior-leaning: more W mass towards p -> 1 than NLL."""
-    assert derive("p").klass == "prior-leaning" and derive("p").w_mean_p == pytest.approx(0.5)
+    assert derive("p").class_vs_nll == "prior-leaning" and derive("p").w_mean_p == pytest.approx(0.5)
     d = derive("nll@p>=0.2")
-    assert d.klass == "prior-leaning"
+    assert d.class_vs_nll == "prior-leaning"
     # exact piecewise integrals at the threshold's jump: int_.2^1 p(1-p) / int_.2^1 (1-p)
     assert d.w_mean_p == pytest.approx((1 / 6 - (0.02 - 0.008 / 3)) / 0.32, abs=1e-12)
     assert d.mass_above_tau == pytest.approx(0.125 / 0.32, abs=1e-12)        # 0.390625
-    assert derive("nll@p<=0.5").klass == "prior-averse"
+    assert derive("nll@p<=0.5").class_vs_nll == "prior-averse"
 
 
 def test_def33_under_a_distribution_of_target_p():
