@@ -44,8 +44,13 @@ from probsft.continuum.cells import MARGIN, in_band_counts
 from probsft.continuum.rule import RULE, RULE_TEXT, decide, dose_response, json_width, rule_of, width_text
 from probsft.errors import UserError
 
+# The continuum grid's objectives, then the ecosystem's ones that the first-order theory can rank at
+# the scale a user would train them: EAFT as LLaMA-Factory ships it (entropy / 3, near NLL's scale;
+# axolotl's unnormalised eaft(1,20,1) would win any first-order ranking by its 3x step alone) and
+# CHORD-phi. ASFT needs the base model's logits beside the model's (its KL anchor vanishes at t = 0,
+# where the rate is DFT's). The measured curve has none of the ecosystem's objectives yet.
 CANDIDATES = ("nll", "alpha(0.1)", "alpha(0.5)", "p", "alpha(2)", "alpha(10)", "nll@p>=0.2", "dft",
-              "deft", "alpha(auto)")
+              "deft", "alpha(auto)", "eaft", "chord")
 RATE_ELEMENTS = 1 << 24       # q values kept for the first-order rates: tokens x V <= 16M float32
 PLACEMENT = "answer"          # as the continuum experiment: answer tokens, not the eos format token
 
@@ -112,11 +117,11 @@ def first_order(candidates, q, y_star) -> dict[str, tuple[float, float]]:
 
 
 def _klass(obj) -> str:
-    from probsft.theory.symbolic import prior_class
+    """The paper's class of ``obj`` (probsft.theory.classes.paper_class: prior-averse,
+    prior-leaning or adaptive), as `probsft describe` gives it."""
+    from probsft.theory.classes import paper_class
 
-    if obj.token_stats:
-        return "adaptive: alpha = sum q^2 per token, between NLL (uniform q) and -p (one-hot q)"
-    return prior_class(obj)[0]   # Def. 3.3 relative to NLL
+    return paper_class(obj)[0]
 
 
 def as_curve(curve):

@@ -97,6 +97,10 @@ def hook_objective(spec, needs_logits: bool = True):
     ``probsft.objective("alpha(auto)").resolve(token_probs(model, examples, pad_id))``; an objective
     with token statistics (``deft``) needs the whole next-token distribution, i.e. the logits."""
     obj = probsft.objective(spec)
+    if obj.needs_reference:
+        raise probsft.SpecError(
+            f"{obj.spec} anchors to the base model: it needs the base model's logits on every batch "
+            "(obj.loss(logits, labels, ref_logits=...)), which this hook does not have")
     if obj.needs_probe:
         raise probsft.SpecError(
             f"{obj.spec} is set from the base model's probe: pass "

@@ -31,14 +31,14 @@ class Region:
     @property
     def expected_winners(self) -> tuple[str, ...]:
         """CANDIDATES of the preferred Def. 3.3 class, by the same classifier as ``probsft
-        describe`` (probsft.theory.symbolic.prior_class, relative to NLL); NLL counts as not
-        prior-leaning. No preference: the NLL vs −p contrast, neither expected to win."""
-        from probsft.theory.symbolic import prior_class
+        describe`` (probsft.theory.classes.paper_class). No preference: the NLL vs −p contrast,
+        neither expected to win."""
+        import probsft
+        from probsft.theory.classes import paper_class
 
         if self.prefers is None:
             return ("nll", "p")
-        leaning = {spec: prior_class(spec)[0] == "prior-leaning" for spec in CANDIDATES}
-        return tuple(s for s in CANDIDATES if leaning[s] == (self.prefers == "prior-leaning"))
+        return tuple(s for s in CANDIDATES if paper_class(probsft.objective(s))[0] == self.prefers)
 
 
 REGIONS = (

@@ -259,7 +259,7 @@ def test_recommend_on_a_tiny_model_folder(tmp_path, saved_model, jsonl, records)
     paired = _write_paired(tmp_path / "paired.csv")
     out = recommend(saved_model, jsonl, sample_tokens=10_000, curve=paired, progress=False)
     assert out["probe"]["tokens"] == sum(len(r["response"]) + 1 for r in records)
-    assert out["ranking"][0] in ("p", "alpha(10)", "nll") and len(out["candidates"]) == 10
+    assert out["ranking"][0] in ("p", "alpha(10)", "nll") and len(out["candidates"]) == 12
     assert out["recommendation"]["source"] == "measured" and out["why"]
     assert out["in_band"] == in_band_counts(read_paired(paired), "clean", "adamw")
     assert any(line.startswith("probe-blind check: over the 4 measured positions of clean/adamw, "

@@ -197,3 +197,16 @@ def test_hooks_log_nll_and_weight_shares(tmp_path, tok):
         objective_sft_trainer("deft", fused_lm_head=True)
     with pytest.raises(probsft.SpecError, match="resolve"):
         trainer_loss("alpha(auto)")
+
+
+def test_hooks_refuse_an_anchored_objective_at_start_up():
+    """ASFT needs the base model's logits beside the model's: the HF hook and the runner refuse it
+    when they are built, with one clear error, not at the first step."""
+    from probsft.errors import ConfigError, SpecError
+    from probsft.validate.hf import trainer_loss
+    from probsft.validate.train import FinetuneConfig
+
+    with pytest.raises(SpecError, match="base model's logits"):
+        trainer_loss("asft(0.1)")
+    with pytest.raises(ConfigError, match="KL anchor"):
+        FinetuneConfig(model="m", objective="asft")
