@@ -1,5 +1,5 @@
 """Rule variants tried on the pooled grids and not adopted (README, "recommend"): scored by the same
-nested leave-one-position-out as ``python -m probsft.continuum.recommend ... --lopo``, so they can be
+nested leave-one-position-out as ``python -m probsft.continuum.rule ... --lopo``, so they can be
 compared with the registered rules (band, delta) on equal terms.
 
 * ``pooled``: the band rule deciding a noisy cell from every noisy kind (token, whole-answer,

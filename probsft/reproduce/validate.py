@@ -184,7 +184,7 @@ def hit_rate_lines(result: dict) -> list[str]:
     lines = ["", "Recommendation (`probsft recommend`'s measured rules, the default "
              f"`{RULE}` first) against the best measured objective of each cell, each rule set on "
              f"the positions {', '.join(rule)} and scored on those and, held out, on "
-             f"{', '.join(held)} (`python -m probsft.continuum.recommend <folder>/paired.csv "
+             f"{', '.join(held)} (`python -m probsft.continuum.rule <folder>/paired.csv "
              "--rule R`):"]
     for name in sorted(RULES, key=lambda r: r != RULE):
         out = hit_rate(cells, rule, rule=name)
@@ -336,7 +336,7 @@ def rule_lines(out_dir: Path, other: Grid) -> list[str]:
     test = read_paired(out_dir / other.folder / "paired.csv")
     at = sorted({c["position"] for c in cells})
     rule_files = [f"results/{f}/paired.csv" for f in rule_folders]
-    script = (f"python -m probsft.continuum.recommend {rule_files[0]} results/{other.folder}/"
+    script = (f"python -m probsft.continuum.rule {rule_files[0]} results/{other.folder}/"
               f"paired.csv" + (f" --also {' '.join(rule_files[1:])}" if rule_files[1:] else ""))
     lines = ["", f"**The recommendation rules on this grid.** Each set on every position of "
              f"{' + '.join(rule_folders)}"
