@@ -40,6 +40,7 @@ class Curve:
     widths: dict[str, float]          # rule -> kernel width in p (math.inf: the plain mean)
     grids: tuple[str, ...]            # where the cells came from (folder names)
     margin: float = MARGIN
+    position: dict | None = None      # probsft.continuum.position.position_test of the default rule
 
     def width(self, rule: str) -> float:
         if rule not in self.widths:
@@ -51,20 +52,23 @@ class Curve:
         return {"format": FORMAT, "version": VERSION, "grids": list(self.grids),
                 "margin": self.margin,
                 "widths": {r: ("inf" if math.isinf(h) else h) for r, h in self.widths.items()},
-                "columns": list(COLUMNS),
+                "position_test": self.position, "columns": list(COLUMNS),
                 "rows": [[c[k] for k in COLUMNS] for c in self.cells]}
 
 
 def build(paths, rules=None) -> Curve:
     """The curve of ``paths`` (paired.csv files, pooled), each rule's width chosen by
-    leave-one-position-out on all their positions (probsft.continuum.rule.choose_bandwidth)."""
-    from probsft.continuum.rule import RULES, choose_bandwidth
+    leave-one-position-out on all their positions (probsft.continuum.rule.choose_bandwidth), and
+    whether position matters there (probsft.continuum.position.position_test, default rule)."""
+    from probsft.continuum.position import position_test
+    from probsft.continuum.rule import RULE, RULES, choose_bandwidth
 
     paths = [Path(p) for p in paths]
     cells = read_grids(paths)
     widths = {r: choose_bandwidth(cells, rule=r)["bandwidth"] for r in (rules or RULES)}
     rows = tuple({k: c[k] for k in COLUMNS} for c in cells)
-    return Curve(rows, widths, tuple(p.parent.name for p in paths))
+    test = rounded(position_test(cells, RULE)) if len({c["position"] for c in cells}) >= 3 else None
+    return Curve(rows, widths, tuple(p.parent.name for p in paths), position=test)
 
 
 def save(curve: Curve, path=DEFAULT) -> Path:
@@ -96,7 +100,7 @@ def load(path=DEFAULT) -> Curve:
         raise UserError(f"{path}: columns {doc.get('columns')} differ from {list(COLUMNS)}")
     cells = tuple(dict(zip(COLUMNS, row)) for row in doc["rows"])
     widths = {r: math.inf if h == "inf" else float(h) for r, h in doc["widths"].items()}
-    return Curve(cells, widths, tuple(doc["grids"]), float(doc["margin"]))
+    return Curve(cells, widths, tuple(doc["grids"]), float(doc["margin"]), doc.get("position_test"))
 
 
 def main(argv=None) -> None:

@@ -224,6 +224,18 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
     cands.sort(key=key, reverse=True)
     theory_rates = {r["resolved"]: r["rate_at_noise"] for r in cands}
     rec = decide(measured, theory_rates, rule=rule)
+    position = measured_curve.position if measured else None
+    if position and not position["matters"] and (rule or RULE) == position["rule"]:
+        # on these curves the probe's position does not pick better than a position-blind policy
+        # (probsft.continuum.position): answer with that policy
+        from probsft.continuum.position import blind_answer
+
+        blind = blind_answer(position, cells, sup, optimizer)
+        if blind in measured:
+            m = measured[blind]
+            rec = {**rec, "objective": blind, "expected_gain": m["delta"],
+                   "gain_ci": (m["ci_low"], m["ci_high"]), "confidence": "medium",
+                   "position_blind": position["position_blind"]}
     chosen = next(r for r in cands if rec["objective"] in (r["spec"], r["resolved"]))
     out = {
         "model": str(label), "data": str(data) if isinstance(data, (str, Path)) else "records",
@@ -239,6 +251,7 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
         "candidates": cands, "ranking": [r["spec"] for r in cands],
         "recommendation": {**rec, "objective": chosen["spec"], "resolved": chosen["resolved"]},
         "in_band": in_band_counts(cells, sup, optimizer) if cells else {},
+        "position_test": position,
         "seconds": round(time.perf_counter() - start, 2)}
     out["why"] = explain(out)
     return out
@@ -268,6 +281,9 @@ def explain(out: dict) -> list[str]:
                      f"{MARGIN:g}-point band of each position's best at {m['band']:.0%} of "
                      "them (same weights)")
         lines.append(f"rule ({out['rule']}): {RULE_TEXT[out['rule']]}")
+        if out["position_test"]:
+            lines.append(position_text(out["position_test"], rec, out["supervision"],
+                                       out["optimizer"]))
     else:
         lines.append("no measured dose-response results: ranked by the first-order risk-reduction "
                      f"rate at E on the model's own distributions ({out['rate_tokens']} tokens); "
@@ -290,6 +306,22 @@ def explain(out: dict) -> list[str]:
     lines.append(f"recommendation: {rec['objective']} ({chosen['class']}), confidence "
                  f"{rec['confidence']}")
     return lines
+
+
+def position_text(t: dict, rec: dict, supervision: str, optimizer: str) -> str:
+    """Whether the probe's position changed the answer on the measured curves, with the numbers."""
+    r = t["hit_rates"]
+    head = (f"does position matter? on the measured curves ({t['positions']} positions, "
+            f"{t['informative_cells']} of {t['cells']} cells where the choice matters) the rule "
+            f"that reads the probe's p hit {r['rule']['informative']:.0f}% of held-out cells, the "
+            f"noise-kind lookup {r['lookup']['informative']:.0f}%, always {t['constant']} "
+            f"{r['constant']['informative']:.0f}%; rule minus the {t['position_blind']}: "
+            f"{t['delta']:+.1f} points (95% CI {t['ci'][0]:+.1f} .. {t['ci'][1]:+.1f}; position "
+            f"matters at >= +10 with the CI above 0)")
+    if t["matters"]:
+        return head + ": it does, so the answer follows the probe's p"
+    return (head + f": on these curves the choice does not depend on position, so the answer is "
+            f"the {t['position_blind']}'s for {supervision}/{optimizer}: {rec['objective']}")
 
 
 def format_report(out: dict) -> str:

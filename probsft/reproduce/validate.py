@@ -234,7 +234,31 @@ def curve_lines(out_dir: Path) -> list[str]:
             f"Built from {', '.join(f'`{f.parent.name}/paired.csv`' for f in files)} "
             f"({len(curve.cells)} cells) into `data/curves/measured.json` (format version "
             f"{cv.VERSION}); kernel widths chosen once, by leave-one-position-out on all their "
-            f"positions: {widths}."]
+            f"positions: {widths}.", *position_lines(curve.position)]
+
+
+def position_lines(t: dict | None) -> list[str]:
+    """The position test of the measured curve (probsft.continuum.position) as report lines."""
+    if not t:
+        return []
+    r = t["hit_rates"]
+    rows = [f"| {name} | {r[key]['all']:.1f} | {r[key]['informative']:.1f} |" for name, key in (
+        (f"the `{t['rule']}` rule (reads the probe's p; nested leave-one-position-out)", "rule"),
+        ("the noise-kind lookup (leave-one-position-out)", "lookup"),
+        (f"always {t['constant']} (the best constant, chosen in-sample)", "constant"))]
+    verdict = ("position matters" if t["matters"] else
+               "the choice does not depend on position on these curves: `probsft recommend` "
+               f"answers with the {t['position_blind']}")
+    return ["", f"Does the probe's position pick better than a position-blind policy? Hit rates "
+            f"(within the ±2-point band of a cell's best) over {t['cells']} cells at "
+            f"{t['positions']} positions; a cell says something when some objective misses there "
+            f"({t['informative_cells']} do):", "", "| policy | all cells, % | cells that say "
+            "something, % |", "|---|---|---|", *rows, "",
+            f"Rule minus the {t['position_blind']} on the cells that say something: "
+            f"**{t['delta']:+.1f} points** (95% CI {t['ci'][0]:+.1f} .. {t['ci'][1]:+.1f}, bootstrap "
+            f"over positions); position would matter at ≥ +10 with the CI above 0. Verdict: "
+            f"{verdict}. These positions are different tasks (a position is confounded with its "
+            "task), so this does not test a dial within one task."]
 
 
 def _saved_grid(folder: Path, other: str, model_path=None):
