@@ -249,6 +249,9 @@ def main():
     ap.add_argument("--trl-chunk", type=int, default=8192, help="TRL vocabulary chunk width")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per case")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per case (best is kept)")
+    ap.add_argument("--rounds", type=int, default=1, help="run the method list this many times, "
+                    "interleaved, keeping each method's best round: load drift on a shared "
+                    "machine then biases no method")
     ap.add_argument("--sizes", default="qwen2.5-0.5b=4096,llama-3.2-1b=8192",
                     help="SHAPE=N pairs; shapes: " + ", ".join(SHAPES))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -288,24 +291,44 @@ def main():
     for dtype in dtypes:
         for shape, n in sizes.items():
             for objective in args.objectives.split(","):
-                base = None
-                for method in args.methods.split(","):
+                kept = {}
+                for rnd, method in ((i, m) for i in range(args.rounds)
+                                    for m in args.methods.split(",")):
+                    old = kept.get(method)
+                    if old is not None and "error" in old:
+                        continue                        # a timeout or failure is not retried
                     r = run_case(method, shape, n, objective, dtype, args.trl_chunk, args.timeout,
                                  args.repeats)
+                    r["round"] = rnd
+                    if old is not None and ("error" in r or r["seconds"] >= old["seconds"]):
+                        old.setdefault("other_rounds_s", []).append(r.get("seconds"))
+                        print(f"{'':8s} round {rnd} {method}: {r.get('seconds', r.get('error'))}")
+                        continue
+                    if old is not None:
+                        r["other_rounds_s"] = old.get("other_rounds_s", []) + [old["seconds"]]
+                        rows.remove(old)
+                    kept[method] = r
                     if "error" not in r:
                         r["work_mib"] = r["peak_extra_mib"] - r["grad_w_mib"]
                     r.update(shape=shape, n=n, objective=objective, method=method, dtype=dtype)
-                    if method == "naive" and "error" not in r:
-                        base = r
-                    if base and "error" not in r:
-                        r["mem_ratio"] = r["peak_extra_mib"] / base["peak_extra_mib"]
-                        r["work_ratio"] = r["work_mib"] / base["work_mib"]
-                        r["time_ratio"] = r["seconds"] / base["seconds"]
                     rows.append(r)
+                    _ratios(kept)
                     print(_fmt(r), flush=True)
                     _save(out, rows, args, cpu_line, torch)
     print("\n" + ratio_table(rows))
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+
+
+def _ratios(kept):
+    """Ratios to naive of the same shape, objective and dtype, for the rows kept so far."""
+    base = kept.get("naive")
+    if base is None or "error" in base:
+        return
+    for r in kept.values():
+        if "error" not in r:
+            r["mem_ratio"] = r["peak_extra_mib"] / base["peak_extra_mib"]
+            r["work_ratio"] = r["work_mib"] / base["work_mib"]
+            r["time_ratio"] = r["seconds"] / base["seconds"]
 
 
 def _save(out, rows, args, cpu_line, torch):
