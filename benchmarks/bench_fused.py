@@ -240,7 +240,7 @@ def ratio_table(rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=list(PRESETS), help="sizes/objectives/dtypes/methods of a "
-                    "named question (explicit flags given after it are overridden by it)")
+                    "named question (flags given explicitly take precedence)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="bench_out/fused")
     ap.add_argument("--dtype", default="bfloat16", help="bfloat16, float32 or both, comma-separated")
@@ -257,11 +257,12 @@ def main():
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method"), ap.add_argument("--shape"), ap.add_argument("--n", type=int)
     ap.add_argument("--objective")
+    preset = ap.parse_known_args()[0].preset
+    if preset:
+        ap.set_defaults(**PRESETS[preset])
     args = ap.parse_args()
     if args.child:
         return child(args)
-    if args.preset:
-        vars(args).update(PRESETS[args.preset])
     dtypes = args.dtype.split(",")
     if not set(dtypes) <= {"bfloat16", "float32"}:
         ap.error("--dtype: bfloat16, float32 or both, comma-separated")
