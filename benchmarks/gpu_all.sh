@@ -21,8 +21,9 @@ fi
 $PY -m pip install -q --no-deps --no-build-isolation --no-cache-dir --target $SITE . || echo "install of probsft failed"
 export PYTHONPATH=$SITE:${PYTHONPATH:-}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
-# the sections keep their own budgets (--fused-budget 270 s, --finetune-budget 150 s) and rewrite the
-# JSON/markdown after every row; the outer limit only guards against a hang
+# the sections keep their own budgets (--fused-budget 240 s, --finetune-budget 120 s; ~30 s of
+# install and imports before) and rewrite the JSON/markdown after every row; the outer limit only
+# guards against a hang
 timeout 450 $PY benchmarks/gpu_bench.py --out "$OUT" "$@" 2>&1 | tee "$OUT/gpu_bench.log"
 echo "gpu_bench exit ${PIPESTATUS[0]}"
 if [ "${GPU_VALIDATE:-0}" = 1 ]; then

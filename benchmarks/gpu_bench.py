@@ -2,7 +2,7 @@
 fused linear cross-entropy and TRL's chunked log-prob head, and probsft's runner against HF Trainer.
 
 Sections (each with its own time budget; a baseline that is missing is a row "not installed"):
-  fused     benchmarks/gpu_fused.py: naive, ours, ours-compile, ours-cce, cce, liger, trl at N 8192
+  fused     benchmarks/gpu_fused.py: naive, ours, cce, liger, trl, ours-cce, ours-compile at N 8192
             on the Qwen2.5-0.5B head (H 896, V 151,936) and the Llama-3.2-1B head (H 2048,
             V 128,256), bf16, for the specs nll, p, alpha(5), deft: time, peak memory, loss and
             gradient error vs naive. Targets, per shape and f: ours <= 1.2x CCE's time and
@@ -93,8 +93,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, help="interleaved fine-tune repeats, best (default 2; "
                     "dry run 1)")
     ap.add_argument("--steps", type=int, help="fine-tune optimizer steps (default 30; dry run 4)")
-    ap.add_argument("--fused-budget", type=float, default=270, help="seconds; then only naive/ours")
-    ap.add_argument("--finetune-budget", type=float, default=150, help="seconds")
+    ap.add_argument("--fused-budget", type=float, default=240,
+                    help="seconds; after it only naive, ours and cce still run")
+    ap.add_argument("--finetune-budget", type=float, default=120, help="seconds")
     args = ap.parse_args(argv)
     dry = args.dry_run
     methods = (args.methods or ",".join(m for m in gpu_fused.METHODS
