@@ -4,8 +4,10 @@
 # ONE results.md into $OUT (default ./gpu_out): the fused loss (ours vs naive, cut-cross-entropy,
 # Liger FLCE, TRL's chunked head; nll, p, alpha(5), deft at N 8192) and the runner vs HF Trainer.
 # Usage on a GPU machine, from the repository root:   bash benchmarks/gpu_all.sh [gpu_bench args]
-# Optional baseline wheels (cut-cross-entropy, liger-kernel) are installed from .whl/ if present;
-# a missing one is a row "not installed" in the table.
+# Optional baseline wheels (cut-cross-entropy, liger-kernel) are installed from .whl/ if present
+# (the GPU machine has no network; prepare them where pip works, and carry .whl/ along:
+#   pip download --no-deps -d .whl cut-cross-entropy liger-kernel); a missing one is a row
+# "not installed" in the table.
 # The scaled-up continuum experiment (benchmarks/gpu_validate.py, ~4 min) is not part of the 8 min:
 # GPU_VALIDATE=1 bash benchmarks/gpu_all.sh runs it afterwards into $OUT/validate.
 # CPU check of the same code path (tests/benchmarks/test_gpu_bench.py runs it):
