@@ -39,8 +39,20 @@ import sys
 import time
 from pathlib import Path
 
-SHAPES = {"qwen2.5-0.5b": (896, 151_936), "llama-3.2-1b": (2048, 128_256)}
+SHAPES = {"qwen2.5-0.5b": (896, 151_936), "llama-3.2-1b": (2048, 128_256),
+          "h1024-v65536": (1024, 65_536)}           # issue 26's shape (with N 1536, -p^5)
 METHODS = ("naive", "chunked", "cce", "trl", "ours", "ours-token", "ours-compile")
+PRESETS = {   # one command per question: --preset NAME sets sizes, objectives, dtypes and methods
+    # issue 26's ratio table: ours vs naive, CCE, Liger, TRL at 3 shapes in bf16 and float32, plus
+    # the candidate schedules and GEMM dtypes the "auto" rule chooses among (to re-pick it per CPU)
+    "issue26": dict(sizes="qwen2.5-0.5b=4096,llama-3.2-1b=4096,h1024-v65536=1536",
+                    objectives="alpha(5)", dtype="bfloat16,float32",
+                    methods="naive,cce,liger,trl,ours,ours-eager-token-auto,ours-eager-vocab-auto,"
+                            "ours-eager-auto-input,ours-eager-auto-float32"),
+    # the issue's shape only (what the shared 2-core AVX2 machine can afford)
+    "issue26-shape": dict(sizes="h1024-v65536=1536", objectives="alpha(5)", dtype="float32,bfloat16",
+                          methods="naive,cce,liger,trl,ours"),
+}
 ALIASES = {"ours-token": "ours-auto-token-auto", "ours-compile": "ours-compile-auto-auto"}
 
 
@@ -75,14 +87,23 @@ def _loss_fn(method, obj, chunk):
                 total = sum(F.cross_entropy((hc @ W.T).float(), yc, reduction="sum")
                             for hc, yc in zip(h.chunk(n_chunks), y.chunk(n_chunks)))
                 return total / (y != -100).sum().clamp(min=1)
-    elif method == "cce":
-        from cut_cross_entropy import linear_cross_entropy
-
-        if obj.spec != "nll":
-            raise NotImplementedError("cut-cross-entropy computes NLL only")
+    elif method == "cce":       # its torch_compile path (the Triton kernel needs CUDA); any f from
+        from cut_cross_entropy import linear_cross_entropy     # its per-token loss -log p
 
         def fn(h, W, y):
-            return linear_cross_entropy(h, W, y, impl="torch_compile")
+            if obj.spec == "nll":
+                return linear_cross_entropy(h, W, y, impl="torch_compile")
+            return masked_mean(-linear_cross_entropy(h, W, y, impl="torch_compile",
+                                                     reduction="none").float(), y)
+    elif method == "liger":     # Liger-Kernel's fused linear CE (Triton); any f via reduction="none"
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        liger_mean, liger_none = (LigerFusedLinearCrossEntropyLoss(reduction=r) for r in ("mean", "none"))
+
+        def fn(h, W, y):
+            if obj.spec == "nll":
+                return liger_mean(W, h, y)
+            return masked_mean(-liger_none(W, h, y).float(), y)
     elif method == "trl":
         from trl.kernels.chunked_logprob import ChunkedLogProbFunction
 
@@ -125,6 +146,7 @@ def child(args):
 
     W = (torch.randn(V, H) * 0.02).to(dtype).requires_grad_()
     hw, yw = make(64)
+    print(json.dumps({"stage": "warm-up", "at": time.time()}), flush=True)  # for a timeout's bound
     fn(hw, W, yw).backward()                                                 # warm-up / compile
     del hw, yw
     W.grad = None
@@ -134,6 +156,7 @@ def child(args):
     base = _status("VmRSS")
     seconds = []
     for _ in range(args.repeats):
+        print(json.dumps({"stage": "timed", "at": time.time()}), flush=True)
         h.grad, W.grad = None, None
         t0 = time.perf_counter()
         loss = fn(h, W, y)
@@ -148,39 +171,101 @@ def child(args):
 
 
 def run_case(method, shape, n, objective, dtype, trl_chunk, timeout, repeats):
+    """The child's result; on a timeout {"error": ..., "more_than_s": a lower bound on one full
+    forward+backward: the time from the start of the stage it was in (the 64-token warm-up, which
+    does less work than the full run, or the timed run) to the kill}."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576", PYTHONWARNINGS="ignore")
     cmd = [sys.executable, __file__, "--child", "--method", method, "--shape", shape, "--n", str(n),
            "--objective", objective, "--dtype", dtype, "--trl-chunk", str(trl_chunk),
            "--repeats", str(repeats)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout {timeout}s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    except subprocess.TimeoutExpired as err:
+        out = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        stages = [json.loads(ln) for ln in out.splitlines() if ln.startswith('{"stage"')]
+        r = {"error": f"timeout {timeout}s" + (f" in the {stages[-1]['stage']} run" if stages else "")}
+        if stages:
+            r["more_than_s"] = time.time() - stages[-1]["at"]
+        return r
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{") and '"stage"' not in ln]
     if proc.returncode or not lines:
         tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
         return {"error": tail[:160]}
     return json.loads(lines[-1])
 
 
+def _fmt(r):
+    head = f"{r['dtype']:8s} {r['shape']:14s} {r['n']:5d} {r['objective']:10s} {r['method']:24s}"
+    if "error" in r:
+        return f"{head} FAILED: {r['error']}"
+    return (f"{head} {r['peak_extra_mib']:9.0f} {r.get('mem_ratio', float('nan')):9.3f}"
+            f" {r['work_mib']:9.0f} {r.get('work_ratio', float('nan')):10.3f} {r['seconds']:7.2f}"
+            f" {r.get('time_ratio', float('nan')):10.2f}  {r['loss']:.5f}")
+
+
+def _time_ratio(ours, base):
+    """"0.62", "< 0.31" (the baseline timed out: a lower bound on its time) or "–"."""
+    if "error" in ours or base is None:
+        return "–"
+    if "error" not in base:
+        return f"{ours['seconds'] / base['seconds']:.2f}"
+    return f"< {ours['seconds'] / base['more_than_s']:.2f}" if "more_than_s" in base else "–"
+
+
+def ratio_table(rows):
+    """Markdown: per dtype, shape and objective, ours (auto) vs each baseline, time and memory;
+    every ratio from one run of this script (one process per case, the same inputs)."""
+    lines = ["| dtype | shape | N | f | ours s | ours / naive time | ours / naive mem | "
+             "ours / CCE time | ours / Liger time | ours / TRL time |", "|---|---|---|---|---|---|---|---|---|---|"]
+    find = {(r["dtype"], r["shape"], r["objective"], r["method"]): r for r in rows}
+    for (dtype, shape, obj, method), ours in find.items():
+        if method != "ours":
+            continue
+        base = {m: find.get((dtype, shape, obj, m)) for m in ("naive", "cce", "liger", "trl")}
+        mem = ours.get("mem_ratio")
+        lines.append(f"| {dtype} | {shape} | {ours['n']} | {obj} | "
+                     f"{'–' if 'error' in ours else format(ours['seconds'], '.2f')} | "
+                     + " | ".join([_time_ratio(ours, base["naive"]),
+                                   "–" if mem is None else f"{mem:.3f}"]
+                                  + [_time_ratio(ours, base[m]) for m in ("cce", "liger", "trl")])
+                     + " |")
+    lines += ["", "Baselines that did not run (a timeout gives a lower bound on their time, hence "
+              "'<'):", ""]
+    lines += [f"- {r['dtype']} {r['shape']} {r['objective']} {r['method']}: {r['error']}"
+              + (f" (one run > {r['more_than_s']:.0f} s)" if "more_than_s" in r else "")
+              for r in rows if "error" in r]
+    return "\n".join(lines) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", choices=list(PRESETS), help="sizes/objectives/dtypes/methods of a "
+                    "named question (flags given explicitly take precedence)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="bench_out/fused")
-    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    ap.add_argument("--dtype", default="bfloat16", help="bfloat16, float32 or both, comma-separated")
     ap.add_argument("--objectives", default="nll,alpha(10)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--trl-chunk", type=int, default=8192, help="TRL vocabulary chunk width")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per case")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per case (best is kept)")
+    ap.add_argument("--rounds", type=int, default=1, help="run the method list this many times, "
+                    "interleaved, keeping each method's best round: load drift on a shared "
+                    "machine then biases no method")
     ap.add_argument("--sizes", default="qwen2.5-0.5b=4096,llama-3.2-1b=8192",
                     help="SHAPE=N pairs; shapes: " + ", ".join(SHAPES))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method"), ap.add_argument("--shape"), ap.add_argument("--n", type=int)
     ap.add_argument("--objective")
+    preset = ap.parse_known_args()[0].preset
+    if preset:
+        ap.set_defaults(**PRESETS[preset])
     args = ap.parse_args()
     if args.child:
         return child(args)
+    dtypes = args.dtype.split(",")
+    if not set(dtypes) <= {"bfloat16", "float32"}:
+        ap.error("--dtype: bfloat16, float32 or both, comma-separated")
     try:
         sizes = {k: int(v) for k, v in (kv.split("=") for kv in args.sizes.split(","))}
         assert all(k in SHAPES and v >= 1 for k, v in sizes.items())
@@ -193,46 +278,73 @@ def main():
     from probsft.theory.fused_auto import cpu_features
 
     feats = dict(cpu_features())
-    print("CPU:", feats.pop("model"), "|", ", ".join(f"{k}={v}" for k, v in feats.items()),
-          f"| torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
-    rows = []
-    print(f"dtype={args.dtype}; peak = RSS high-water beyond inputs+weights (MiB), fwd+bwd; "
-          f"work = peak less the weight gradient; time = best of {args.repeats}")
-    print(f"{'shape':14s} {'N':>5s} {'objective':10s} {'method':10s} {'peak MiB':>9s} {'mem/naive':>9s}"
-          f" {'work MiB':>9s} {'work/naive':>10s} {'sec':>7s} {'time/naive':>10s}  loss")
-    for shape, n in sizes.items():
-        for objective in args.objectives.split(","):
-            base = None
-            for method in args.methods.split(","):
-                if method == "cce" and objective != "nll":
-                    continue
-                r = run_case(method, shape, n, objective, args.dtype, args.trl_chunk, args.timeout,
-                             args.repeats)
-                if "error" not in r:
-                    r["work_mib"] = r["peak_extra_mib"] - r["grad_w_mib"]
-                r.update(shape=shape, n=n, objective=objective, method=method, dtype=args.dtype)
-                if method == "naive" and "error" not in r:
-                    base = r
-                if base and "error" not in r:
-                    r["mem_ratio"] = r["peak_extra_mib"] / base["peak_extra_mib"]
-                    r["work_ratio"] = r["work_mib"] / base["work_mib"]
-                    r["time_ratio"] = r["seconds"] / base["seconds"]
-                rows.append(r)
-                if "error" in r:
-                    print(f"{shape:14s} {n:5d} {objective:10s} {method:10s} FAILED: {r['error']}")
-                else:
-                    print(f"{shape:14s} {n:5d} {objective:10s} {method:10s} {r['peak_extra_mib']:9.0f}"
-                          f" {r.get('mem_ratio', float('nan')):9.3f} {r['work_mib']:9.0f}"
-                          f" {r.get('work_ratio', float('nan')):10.3f} {r['seconds']:7.2f}"
-                          f" {r.get('time_ratio', float('nan')):10.2f}  {r['loss']:.5f}", flush=True)
+    cpu_line = (f"CPU: {feats.pop('model')} | " + ", ".join(f"{k}={v}" for k, v in feats.items())
+                + f" | torch {torch.__version__}, {torch.get_num_threads()} threads"
+                + f" | load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at start")
+    print(cpu_line, flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps({"rows": rows, "quick": args.quick, "dtype": args.dtype,
-                               "cpu": cpu_features(), "torch": torch.__version__,
-                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, indent=1))
-    tmp.rename(out / "results.json")
-    print(f"wrote {out / 'results.json'}")
+    rows = []
+    print(f"peak = RSS high-water beyond inputs+weights (MiB), fwd+bwd; work = peak less the "
+          f"weight gradient; time = best of {args.repeats}")
+    print(f"{'dtype':8s} {'shape':14s} {'N':>5s} {'objective':10s} {'method':24s} {'peak MiB':>9s}"
+          f" {'mem/naive':>9s} {'work MiB':>9s} {'work/naive':>10s} {'sec':>7s} {'time/naive':>10s}  loss")
+    for dtype in dtypes:
+        for shape, n in sizes.items():
+            for objective in args.objectives.split(","):
+                kept = {}
+                for rnd, method in ((i, m) for i in range(args.rounds)
+                                    for m in args.methods.split(",")):
+                    old = kept.get(method)
+                    if old is not None and "error" in old:
+                        continue                        # a timeout or failure is not retried
+                    r = run_case(method, shape, n, objective, dtype, args.trl_chunk, args.timeout,
+                                 args.repeats)
+                    r["round"] = rnd
+                    if old is not None and ("error" in r or r["seconds"] >= old["seconds"]):
+                        old.setdefault("other_rounds_s", []).append(r.get("seconds"))
+                        print(f"{'':8s} round {rnd} {method}: {r.get('seconds', r.get('error'))}")
+                        continue
+                    if old is not None:
+                        r["other_rounds_s"] = old.get("other_rounds_s", []) + [old["seconds"]]
+                        rows.remove(old)
+                    kept[method] = r
+                    if "error" not in r:
+                        r["work_mib"] = r["peak_extra_mib"] - r["grad_w_mib"]
+                    r.update(shape=shape, n=n, objective=objective, method=method, dtype=dtype)
+                    rows.append(r)
+                    _ratios(kept)
+                    print(_fmt(r), flush=True)
+                    _save(out, rows, args, cpu_line, torch)
+    print("\n" + ratio_table(rows))
+    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+
+
+def _ratios(kept):
+    """Ratios to naive of the same shape, objective and dtype, for the rows kept so far."""
+    base = kept.get("naive")
+    if base is None or "error" in base:
+        return
+    for r in kept.values():
+        if "error" not in r:
+            r["mem_ratio"] = r["peak_extra_mib"] / base["peak_extra_mib"]
+            r["work_ratio"] = r["work_mib"] / base["work_mib"]
+            r["time_ratio"] = r["seconds"] / base["seconds"]
+
+
+def _save(out, rows, args, cpu_line, torch):
+    from probsft.theory.fused_auto import cpu_features
+
+    meta = {"quick": args.quick, "preset": args.preset, "repeats": args.repeats,
+            "timeout": args.timeout, "cpu": cpu_features(), "torch": torch.__version__,
+            "loadavg_now": os.getloadavg(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    for name, text in (("results.json", json.dumps({"rows": rows, **meta}, indent=1)),
+                       ("results.md", f"{cpu_line}\n\n`{' '.join(sys.argv)}`, {meta['date']}\n\n"
+                                      + ratio_table(rows))):
+        tmp = out / (name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(out / name)
 
 
 if __name__ == "__main__":

@@ -1,56 +1,70 @@
-"""GPU fine-tune benchmark: a locally built Llama (random init) trained with two objectives in bf16.
+"""The fine-tune section of benchmarks/gpu_bench.py: probsft's runner vs Hugging Face's Trainer,
+tokens/s and peak memory, on one causal LM trained in bf16 (CUDA) on synthetic SFT sequences.
 
-For each section -- the baseline ``hf-trainer`` (transformers.Trainer with the model's own
-cross-entropy, same model, batch and steps), then ``nll``, ``p`` (the paper's -p), and ``p``
-through the fused linear+f(p) loss (``--fused``, skipped with a note if probsft.theory.fused is
-missing) -- it runs probsft's runner
-(``probsft.validate.train.finetune``) for ``--steps`` optimizer steps on synthetic SFT sequences
-(prompt masked) and records training tokens/s (all non-padding input tokens, after 2 warm-up steps)
-and the peak GPU memory; sections run interleaved ``--repeats`` times and the best is reported. Each section is guarded: a failure is printed and the next one runs.
-Prints a results table and writes ``gpu_finetune.json`` to ``--out``.
+Sections, interleaved ``repeats`` times (the best repeat is kept): ``hf-trainer``
+(transformers.Trainer with the model's own cross-entropy, same model, batch and steps), then the
+runner (``probsft.validate.train.finetune``) with ``nll``, ``p`` (the paper's -p) and ``p`` through
+the fused linear+f(p) loss (``--fused``). Tokens/s counts every non-padding input token, after 2
+warm-up steps. Each section is guarded: a failure is recorded and the next one runs.
 
-    python benchmarks/gpu_finetune.py --out results/gpu          # H100: ~200M params, well under 90 s
-    python benchmarks/gpu_finetune.py --device cpu --out /tmp/g  # tiny sizes, for checking the script
+The model (``--model`` of gpu_bench.py): a preset name of :data:`PRESETS` -- a Llama built from
+its config with random weights (no download; the default ``llama-13m``, ~13M parameters, stands in
+for the larger backbone of issue 24 until it exists) -- or a folder with a Hugging Face
+``config.json`` (weights loaded when the folder has them, else random init from the config).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 import traceback
 from pathlib import Path
 
 import torch
 
-SIZES = {   # hidden, layers, heads, vocab, seq_len, micro_batch, grad_accum, steps
-    "cuda": dict(hidden=1024, layers=8, heads=16, vocab=32768, seq=512, batch=8, accum=2, steps=30),
-    "cpu": dict(hidden=64, layers=2, heads=4, vocab=512, seq=64, batch=4, accum=2, steps=4),
+PRESETS = {   # Llama shapes built from a config (random init); ~params with untied embeddings
+    "llama-13m": dict(hidden=256, layers=4, heads=4, vocab=16384),     # ~13M
+    "llama-200m": dict(hidden=1024, layers=8, heads=16, vocab=32768),  # ~200M, the 2026-11-27 run
+    "tiny": dict(hidden=64, layers=2, heads=4, vocab=512),             # the CPU dry run
+}
+RUN = {   # seq_len, micro_batch, grad_accum, optimizer steps
+    "cuda": dict(seq=512, batch=8, accum=2, steps=30),
+    "cpu": dict(seq=64, batch=4, accum=2, steps=4),
 }
 
 
-def build_model(s, device):
-    from transformers import LlamaConfig, LlamaForCausalLM
+def build_model(model, device):
+    """(model, vocab size) for a preset name or a folder with config.json."""
+    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=s["vocab"], hidden_size=s["hidden"], num_hidden_layers=s["layers"],
-                      num_attention_heads=s["heads"], num_key_value_heads=s["heads"],
-                      intermediate_size=4 * s["hidden"], max_position_embeddings=s["seq"],
+    torch.manual_seed(0)
+    folder = Path(model)
+    if model not in PRESETS:
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"--model {model!r}: neither a preset ({', '.join(PRESETS)}) "
+                                    "nor a folder with config.json")
+        if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")):
+            net = AutoModelForCausalLM.from_pretrained(folder).to(device)
+        else:
+            with torch.device(device):
+                net = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
+        return net, net.config.vocab_size
+    p = PRESETS[model]
+    cfg = LlamaConfig(vocab_size=p["vocab"], hidden_size=p["hidden"], num_hidden_layers=p["layers"],
+                      num_attention_heads=p["heads"], num_key_value_heads=p["heads"],
+                      intermediate_size=4 * p["hidden"], max_position_embeddings=1024,
                       pad_token_id=0, eos_token_id=2, tie_word_embeddings=False,
                       attn_implementation="sdpa" if device == "cuda" else "eager")
-    torch.manual_seed(0)
     with torch.device(device):                      # initialise on the GPU: seconds faster per build
-        return LlamaForCausalLM(cfg)
+        return LlamaForCausalLM(cfg), p["vocab"]
 
 
-def synthetic_examples(s, n, seed=0):
-    """n sequences of seq tokens: the first quarter is the prompt (labels -100), the rest supervised."""
+def synthetic_examples(vocab, r, n, seed=0):
+    """n sequences of r["seq"] tokens: the first quarter is the prompt (labels -100), the rest
+    supervised."""
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(4, s["vocab"], (n, s["seq"]), generator=g)
-    out = []
-    for row in ids.tolist():
-        cut = s["seq"] // 4
-        out.append({"input_ids": row, "labels": [-100] * cut + row[cut:]})
-    return out
+    ids = torch.randint(4, vocab, (n, r["seq"]), generator=g)
+    cut = r["seq"] // 4
+    return [{"input_ids": row, "labels": [-100] * cut + row[cut:]} for row in ids.tolist()]
 
 
 class _Pad:
@@ -76,38 +90,38 @@ def _peak_gib(device):
     return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
 
 
-def _tokens_per_s(times, s):
+def _tokens_per_s(times, r):
     """Steady-state tokens/s from per-step end times, skipping up to two warm-up steps."""
     warm = min(2, len(times) - 1)
-    return s["batch"] * s["accum"] * s["seq"] * (len(times) - 1 - warm) / (times[-1] - times[warm])
+    return r["batch"] * r["accum"] * r["seq"] * (len(times) - 1 - warm) / (times[-1] - times[warm])
 
 
-def run_section(name, spec, fused, s, device):
+def _row(name, spec, fused, net, times, r, device, loss, wall):
+    return {"section": name, "objective": spec, "fused": fused,
+            "params_M": sum(p.numel() for p in net.parameters()) / 1e6,
+            "tokens_per_s": _tokens_per_s(times, r), "peak_mem_GiB": _peak_gib(device),
+            "final_loss": loss, "wall_s": wall}
+
+
+def run_runner(name, spec, fused, model, r, device):
+    """probsft's runner on ``model`` for r["steps"] optimizer steps."""
     from probsft.validate.train import FinetuneConfig, finetune
 
-    model = build_model(s, device)
-    n = s["batch"] * s["accum"] * s["steps"]
-    examples = synthetic_examples(s, n)
-    cfg = FinetuneConfig(model="local-llama", data="-", objective=spec, batch_size=s["batch"],
-                         grad_accum=s["accum"], max_steps=s["steps"], lr=5e-5, device=device,
+    net, vocab = build_model(model, device)
+    examples = synthetic_examples(vocab, r, r["batch"] * r["accum"] * r["steps"])
+    cfg = FinetuneConfig(model="local-llama", data="-", objective=spec, batch_size=r["batch"],
+                         grad_accum=r["accum"], max_steps=r["steps"], lr=5e-5, device=device,
                          bf16=device == "cuda", fused=fused, save_model=False)
     times = []
-
-    def tick(step, record):
-        times.append(_now(device))
-
     _reset_peak(device)
     start = time.perf_counter()
-    metrics = finetune(cfg, model, _Pad(), progress=False, examples=examples, callback=tick)
-    wall = time.perf_counter() - start
-    return {"section": name, "objective": spec, "fused": fused,
-            "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
-            "tokens_per_s": _tokens_per_s(times, s), "peak_mem_GiB": _peak_gib(device),
-            "final_loss": metrics["train/loss"], "skipped": metrics["train/skipped_nonfinite"],
-            "wall_s": wall}
+    metrics = finetune(cfg, net, _Pad(), progress=False, examples=examples,
+                       callback=lambda step, record: times.append(_now(device)))
+    return _row(name, spec, fused, net, times, r, device, metrics["train/loss"],
+                time.perf_counter() - start)
 
 
-def run_hf_trainer(name, s, device):
+def run_hf_trainer(name, model, r, device):
     """Baseline: transformers.Trainer with the model's own cross-entropy, same model/batch/steps."""
     import tempfile
 
@@ -115,8 +129,8 @@ def run_hf_trainer(name, s, device):
 
     from probsft.validate.data import collate
 
-    model = build_model(s, device)
-    examples = synthetic_examples(s, s["batch"] * s["accum"] * s["steps"])
+    net, vocab = build_model(model, device)
+    examples = synthetic_examples(vocab, r, r["batch"] * r["accum"] * r["steps"])
     times = []
 
     class Tick(TrainerCallback):
@@ -125,87 +139,53 @@ def run_hf_trainer(name, s, device):
 
     _reset_peak(device)
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=s["batch"],
-                                 gradient_accumulation_steps=s["accum"], max_steps=s["steps"],
+        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=r["batch"],
+                                 gradient_accumulation_steps=r["accum"], max_steps=r["steps"],
                                  learning_rate=5e-5, bf16=device == "cuda", use_cpu=device == "cpu",
                                  report_to=[], save_strategy="no", logging_strategy="no",
                                  disable_tqdm=True, remove_unused_columns=False,
                                  dataloader_drop_last=True, adam_beta2=0.95, weight_decay=0.01)
-        trainer = Trainer(model=model, args=args, train_dataset=examples,
+        trainer = Trainer(model=net, args=args, train_dataset=examples,
                           data_collator=lambda feats: collate(feats, 0), callbacks=[Tick()])
         start = time.perf_counter()
         out = trainer.train()
-        wall = time.perf_counter() - start
-    return {"section": name, "objective": "HF Trainer CE", "fused": False,
-            "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
-            "tokens_per_s": _tokens_per_s(times, s), "peak_mem_GiB": _peak_gib(device),
-            "final_loss": out.training_loss, "skipped": 0, "wall_s": wall}
+    return _row(name, "HF Trainer CE", False, net, times, r, device, out.training_loss,
+                time.perf_counter() - start)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                    choices=["cuda", "cpu"])
-    ap.add_argument("--out", default="gpu_out/finetune")
-    ap.add_argument("--steps", type=int, help="override the number of optimizer steps")
-    ap.add_argument("--repeats", type=int, default=2,
-                    help="interleaved repeats of every section; the table shows the best")
-    args = ap.parse_args(argv)
-    s = dict(SIZES[args.device])
-    if args.steps:
-        s["steps"] = args.steps
-    env = {"torch": torch.__version__, "device": args.device, "sizes": s,
-           "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
-    try:
-        import transformers
-        env["transformers"] = transformers.__version__
-    except Exception as err:                                    # noqa: BLE001 - report, go on
-        env["transformers"] = f"missing: {err}"
-    print(json.dumps(env))
+SECTIONS = (("hf-trainer", None, False), ("runner nll", "nll", False), ("runner -p", "p", False),
+            ("runner -p --fused", "p", True))
+
+
+def run(model, device, repeats, steps, deadline, on_row):
+    """Every section ``repeats`` times, interleaved; ``on_row(row)`` after each. Sections left when
+    ``deadline`` (time.monotonic()) has passed are recorded as skipped."""
+    r = dict(RUN[device], **({"steps": steps} if steps else {}))
     try:                                  # unmeasured: CUDA context, kernels, allocator warm-up
-        run_section("warm-up", "nll", False, {**s, "steps": 3}, args.device)
+        run_runner("warm-up", "nll", False, model, {**r, "steps": 3}, device)
     except Exception:                                           # noqa: BLE001 - sections report it
         traceback.print_exc()
-    results = []
-    sections = [("hf-trainer", None, False), ("nll", "nll", False), ("-p", "p", False),
-                ("-p fused", "p", True)]
-    for name, spec, fused in [sec for _ in range(args.repeats) for sec in sections]:
-        print(f"== {name}", flush=True)
-        try:
-            if fused:
-                import probsft.theory.fused  # noqa: F401 - skip the section when it is missing
-            if spec is None:
-                results.append(run_hf_trainer(name, s, args.device))
-            else:
-                results.append(run_section(name, spec, fused, s, args.device))
-            print(json.dumps(results[-1]), flush=True)
-        except ImportError as err:
-            print(f"skipped {name}: {err}")
-            results.append({"section": name, "skipped": str(err)})
-        except Exception as err:                                # noqa: BLE001 - survive a section
-            traceback.print_exc()
-            results.append({"section": name, "error": repr(err)})
-    best = {}                             # per section: the repeat with the highest tokens/s
-    for r in results:
-        if r["section"] not in best or r.get("tokens_per_s", 0) > best[r["section"]].get("tokens_per_s", 0):
-            best[r["section"]] = r
-    print(f"\n{'section':<12}{'params(M)':>10}{'tokens/s':>12}{'peak GiB':>10}{'loss':>9}{'wall s':>8}")
-    for r in best.values():
-        if "tokens_per_s" in r:
-            mem = f"{r['peak_mem_GiB']:.2f}" if r["peak_mem_GiB"] is not None else "-"
-            print(f"{r['section']:<12}{r['params_M']:>10.1f}{r['tokens_per_s']:>12.0f}{mem:>10}"
-                  f"{r['final_loss']:>9.4f}{r['wall_s']:>8.1f}")
-        else:
-            print(f"{r['section']:<12}  {r.get('error') or 'skipped: ' + r['skipped']}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "gpu_finetune.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"env": env, "best": list(best.values()), "results": results}, indent=2))
-    tmp.replace(path)
-    print(f"wrote {path}")
-    return 0
+    for rep in range(repeats):
+        for name, spec, fused in SECTIONS:
+            row = {"section": name, "repeat": rep, "model": model, **r}
+            if time.monotonic() > deadline:
+                on_row({**row, "error": "skipped: section time budget spent"})
+                continue
+            try:
+                got = run_hf_trainer(name, model, r, device) if spec is None else \
+                    run_runner(name, spec, fused, model, r, device)
+                row.update(got)
+            except Exception as err:                            # noqa: BLE001 - survive a section
+                traceback.print_exc()
+                row["error"] = f"{type(err).__name__}: {err}"[:300]
+            on_row(row)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def best(rows):
+    """Per section, the repeat with the highest tokens/s (or its error when none ran)."""
+    out = {}
+    for row in rows:
+        old = out.get(row["section"])
+        if old is None or row.get("tokens_per_s", 0) > old.get("tokens_per_s", 0):
+            out[row["section"]] = row
+    return out

@@ -1,19 +1,29 @@
-"""GPU benchmark of the fused "linear + f(p)" loss: ours (eager and torch.compile) vs naive vs
-Liger-Kernel's fused linear cross-entropy vs cut-cross-entropy, forward+backward, bf16.
+"""The fused-loss section of benchmarks/gpu_bench.py: ours vs naive vs cut-cross-entropy vs Liger's
+fused linear cross-entropy vs TRL's chunked log-prob head, forward + backward, for several f(p).
 
-Memory: torch.cuda.max_memory_allocated beyond the inputs and weights (reset after they are made);
-time: median of 3 runs after one warm-up (CUDA events). Liger and cut-cross-entropy are imported lazily
-and skipped with a note when missing. Each section is try/except: a failure prints and continues.
-Also checks ours against naive (loss and gradient relative error) on the same inputs.
+Methods (each on the same h [N, H], W [V, H], y [N], 10% of labels masked):
+  naive       probsft's reference on full logits: ``obj.loss((h @ W.T).float(), y)`` (every f)
+  ours        ``probsft.fused_linear_loss`` with its defaults (impl/schedule/gemm "auto")
+  ours-compile   impl="compile" (the per-chunk elementwise work under torch.compile)
+  ours-cce    impl="cce": cut-cross-entropy's per-token kernel + f (every f but deft, which needs
+              sum q^2 and falls back to our kernel: reported as such)
+  cce         cut-cross-entropy ``linear_cross_entropy`` as shipped (NLL, its defaults; Triton on
+              CUDA, impl="torch_compile" elsewhere). NLL only: it is measured once per shape and is
+              the reference of the targets "ours(f) <= 1.2x CCE time, <= 1.5x CCE memory" for every f
+  liger       Liger-Kernel ``LigerFusedLinearCrossEntropyLoss`` (NLL, Triton; CUDA only), once per shape
+  trl         TRL's fused LM head ``trl.kernels.ChunkedLogProbFunction`` (its chunk 32768, what
+              SFTTrainer's loss_type="nll" runs) -> per-token log p (and log sum q^2 for deft),
+              then f through :func:`loss_from_logp`; every f
+A baseline that is not installed (or cannot run on the device) gives a row with ``error`` (e.g.
+"not installed: No module named 'liger_kernel'"), never a crash.
 
-Run (H100, < 2 min):      python benchmarks/gpu_fused.py --out gpu_out/fused
-CPU fallback (tiny sizes): python benchmarks/gpu_fused.py --device cpu --out /tmp/gpu_fused_cpu
+Measures: peak memory beyond inputs and weights (CUDA: torch.cuda.max_memory_allocated; CPU: RSS
+high-water, coarse), time = median of ``reps`` runs after one warm-up (which also compiles), and the
+loss / gradient relative error against naive on the same inputs.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 import traceback
@@ -22,50 +32,76 @@ from pathlib import Path
 import torch
 
 import probsft
+from probsft.theory import fused_cce
 from probsft.theory.fused import fused_linear_loss
+from probsft.theory.losses import token_terms
+
+NLL_ONLY = ("cce", "liger")        # measured once per shape, under the spec "nll"
+TRL_CHUNK = 32768                  # trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE (TRL 1.x)
+
+
+def loss_from_logp(obj, logp, valid, stats=None):
+    """Mean of f(p) over counted tokens from a per-token log p [N] that carries a gradient: value
+    f(p), d/dlog p = -s_f(p) (Lemma 3.1 through any per-token log-prob kernel)."""
+    counted, values, s = token_terms(obj, logp.detach(), valid, stats)
+    return (values - s * (logp - logp.detach())).sum() / counted.sum().clamp(min=1)
 
 
 def _naive(obj):
-    def fn(h, W, y):                        # the authors' path: full logits, float32 log_softmax
-        logp = torch.log_softmax((h @ W.T).float(), -1).gather(-1, y.clamp(min=0)[:, None]).squeeze(-1)
-        valid = y != -100
-        vals = torch.where(valid, obj.f_of_logp(logp), torch.zeros_like(logp))
-        return vals.sum() / valid.sum().clamp(min=1)
+    return lambda h, W, y: obj.loss((h @ W.T).float(), y)
+
+
+def _ours(obj, **kw):
+    return lambda h, W, y: fused_linear_loss(h, W, y, obj, **kw)
+
+
+def _ours_cce(obj):
+    if not fused_cce.available():
+        raise ImportError("No module named 'cut_cross_entropy'")
+    if obj.token_stats:
+        raise NotImplementedError(f"{obj.spec} needs token statistics: impl='cce' falls back to ours")
+    return _ours(obj, impl="cce")
+
+
+def _cce(obj):
+    from cut_cross_entropy import linear_cross_entropy
+
+    impl = "cce" if torch.cuda.is_available() else "torch_compile"
+    return lambda h, W, y: linear_cross_entropy(h, W, y, impl=impl)
+
+
+def _liger(obj):
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+    liger = LigerFusedLinearCrossEntropyLoss()
+    return lambda h, W, y: liger(W, h, y)
+
+
+def _trl(obj):
+    from trl.kernels import ChunkedLogProbFunction
+
+    outputs = ("log_sum_sq_probs",) if "sumsq" in obj.token_stats else ()
+    if set(obj.token_stats) - {"sumsq"}:
+        raise NotImplementedError(f"TRL's head gives no {obj.token_stats}")
+
+    def fn(h, W, y):
+        out = ChunkedLogProbFunction.apply(h, W, None, y.clamp(min=0), 1.0, TRL_CHUNK, None, 1.0,
+                                           outputs)
+        stats = {"sumsq": out[2].detach().float().exp()} if outputs else None
+        return loss_from_logp(obj, out[0].float(), y != -100, stats)
     return fn
 
 
-def _methods(obj, chunk):
-    yield "naive", _naive(obj)
-    yield "ours", lambda h, W, y: fused_linear_loss(h, W, y, obj, chunk_size=chunk)
-    yield "ours-compile", lambda h, W, y: fused_linear_loss(h, W, y, obj, chunk_size=chunk,
-                                                            impl="compile")
-    # CUDA's auto schedule is "token" (float32 [V, H] accumulator); "vocab" trades one more GEMM
-    # for no accumulator (theory/fused.py): not yet measured on a GPU
-    yield "ours-compile-vocab", lambda h, W, y: fused_linear_loss(h, W, y, obj, chunk_size=chunk,
-                                                                  impl="compile", schedule="vocab")
-    from probsft.theory import fused_cce
-
-    if fused_cce.available():        # cut-cross-entropy's per-token kernel, f(exp(-l)), any f
-        yield "ours-cce", lambda h, W, y: fused_linear_loss(h, W, y, obj, impl="cce")
-    if obj.spec != "nll":
-        return
-    try:
-        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
-
-        liger = LigerFusedLinearCrossEntropyLoss()
-        yield "liger", lambda h, W, y: liger(W, h, y)
-    except ImportError as err:
-        print(f"  note: liger-kernel not installed ({err}); skipped")
-    try:
-        from cut_cross_entropy import linear_cross_entropy
-
-        impl = "cce" if torch.cuda.is_available() else "torch_compile"
-        yield "cce", lambda h, W, y: linear_cross_entropy(h, W, y, impl=impl)
-    except ImportError as err:
-        print(f"  note: cut-cross-entropy not installed ({err}); skipped")
+# the order they run in: the targets' baselines first, the optional compile variant (whose first
+# call compiles for tens of seconds) last; past the section's budget only REQUIRED still run
+METHODS = {"naive": _naive, "ours": _ours, "cce": _cce, "liger": _liger, "trl": _trl,
+           "ours-cce": _ours_cce, "ours-compile": lambda o: _ours(o, impl="compile")}
+REQUIRED = ("naive", "ours", "cce")
 
 
-class _Meter:
+class Meter:
+    """Peak memory beyond a base (MiB) and a wall clock that waits for the device's queue."""
+
     def __init__(self, device):
         self.cuda = device.type == "cuda"
 
@@ -98,13 +134,14 @@ class _Meter:
 
 
 def bench(fn, h, W, y, meter, reps):
+    """(loss, peak MiB, median seconds, (grad h, grad W)) of forward + backward."""
     def step():
         h.grad = W.grad = None
         loss = fn(h, W, y)
         loss.backward()
         return loss
 
-    step()                                                         # warm-up (compile, autotune)
+    step()                                                          # warm-up (compile, autotune)
     h.grad = W.grad = None
     meter.reset()
     loss = step()
@@ -115,79 +152,62 @@ def bench(fn, h, W, y, meter, reps):
         t0 = meter.now()
         step()
         times.append(meter.now() - t0)
-    return float(loss), peak, statistics.median(times), grads
+    return float(loss.detach()), peak, statistics.median(times), grads
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--out", default="gpu_out/fused")
-    ap.add_argument("--reps", type=int, default=3)
-    args = ap.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        cases = [("qwen2.5-0.5b", 8192, 896, 151_936, 1024), ("llama-3.2-1b", 8192, 2048, 128_256, 1024)]
-        dtype = torch.bfloat16
-    else:
-        cases = [("tiny", 256, 64, 5000, 64)]
-        dtype = torch.bfloat16
-    meter = _Meter(device)
-    rows = []
-    print(f"device={device} {torch.cuda.get_device_name() if device.type == 'cuda' else ''} "
-          f"torch={torch.__version__} dtype={dtype}")
-    for name, N, H, V, chunk in cases:
-        for spec in ("nll", "alpha(10)"):   # its naive reference has no thresholds or DFT stop-grad
+def _rel(a, b):
+    return float((a.double() - b.double()).norm() / b.double().norm().clamp(min=1e-30))
+
+
+def inputs(N, H, V, device, dtype, seed=0):
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    h = (torch.randn(N, H, generator=gen) * 0.5).to(device, dtype).requires_grad_()
+    W = (torch.randn(V, H, generator=gen) * 0.02).to(device, dtype).requires_grad_()
+    y = torch.randint(0, V, (N,), generator=gen).to(device)
+    y[: N // 10] = -100                                             # a masked prompt
+    return h, W, y
+
+
+def run(shapes, specs, methods, device, dtype, reps, deadline, on_row):
+    """Every (shape, spec, method); ``on_row(row)`` after each (the caller saves as it goes).
+    Methods other than REQUIRED still to run after ``deadline`` (time.monotonic()) are recorded as
+    skipped."""
+    meter = Meter(device)
+    for shape, (N, H, V) in shapes.items():
+        try:
+            h, W, y = inputs(N, H, V, device, dtype)
+        except Exception as err:                                    # noqa: BLE001 - report, go on
+            on_row({"shape": shape, "N": N, "H": H, "V": V, "error": f"inputs: {err}"})
+            continue
+        for spec in specs:
             obj = probsft.objective(spec)
-            try:
-                gen = torch.Generator(device="cpu").manual_seed(0)
-                h = (torch.randn(N, H, generator=gen) * 0.5).to(device, dtype).requires_grad_()
-                W = (torch.randn(V, H, generator=gen) * 0.02).to(device, dtype).requires_grad_()
-                y = torch.randint(0, V, (N,), generator=gen).to(device)
-                y[: N // 10] = -100
-            except Exception:
-                traceback.print_exc()
-                continue
             ref = None
-            for method, fn in _methods(obj, chunk):
-                row = {"case": name, "N": N, "H": H, "V": V, "objective": spec, "method": method}
+            for method in methods:
+                if method in NLL_ONLY and spec != "nll":
+                    continue
+                row = {"shape": shape, "N": N, "H": H, "V": V, "spec": spec, "method": method,
+                       "dtype": str(dtype).removeprefix("torch.")}
+                if time.monotonic() > deadline and method not in REQUIRED:
+                    row["error"] = "skipped: section time budget spent"
+                    on_row(row)
+                    continue
                 try:
-                    loss, peak, sec, grads = bench(fn, h, W, y, meter, args.reps)
-                    row.update(loss=loss, peak_extra_mib=peak, seconds=sec)
+                    fn = METHODS[method](obj)
+                    loss, peak, sec, grads = bench(fn, h, W, y, meter, reps)
+                    row.update(loss=loss, peak_mib=peak, seconds=sec)
                     if method == "naive":
-                        ref = (loss, grads, peak, sec)
+                        ref = (loss, grads)
                     elif ref is not None:
-                        row["mem_ratio"], row["time_ratio"] = peak / ref[2], sec / ref[3]
-                        row["grad_rel_err"] = max(
-                            float((a.float() - b.float()).norm() / b.float().norm().clamp(min=1e-30))
-                            for a, b in zip(grads, ref[1]))
-                except Exception as err:
+                        row["loss_rel_err"] = abs(loss - ref[0]) / max(abs(ref[0]), 1e-30)
+                        row["grad_rel_err"] = max(_rel(a, b) for a, b in zip(grads, ref[1]))
+                except ImportError as err:
+                    row["error"] = f"not installed: {err}"
+                except NotImplementedError as err:                  # e.g. ours-cce for deft
+                    row["error"] = f"n/a: {err}"
+                except Exception as err:                            # noqa: BLE001 - report, go on
                     traceback.print_exc()
-                    row["error"] = f"{type(err).__name__}: {err}"[:200]
-                rows.append(row)
-                print(_fmt(row), flush=True)
-            del h, W, y
-    print("\nresults:")
-    for row in rows:
-        print(_fmt(row))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "gpu_fused.json.tmp"
-    tmp.write_text(json.dumps({"device": str(device), "date": time.strftime("%Y-%m-%d %H:%M UTC",
-                               time.gmtime()), "torch": torch.__version__,
-                               "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
-                               "rows": rows}, indent=1))
-    tmp.rename(out / "gpu_fused.json")
-    print(f"wrote {out / 'gpu_fused.json'}")
-
-
-def _fmt(r):
-    head = f"{r['case']:13s} N={r['N']:5d} {r['objective']:10s} {r['method']:13s}"
-    if "error" in r:
-        return f"{head} FAILED {r['error']}"
-    return (f"{head} peak {r['peak_extra_mib']:9.1f} MiB ({r.get('mem_ratio', 1.0):6.3f}x)  "
-            f"{r['seconds'] * 1e3:9.1f} ms ({r.get('time_ratio', 1.0):5.2f}x)  loss {r['loss']:.5f}"
-            f"  grad err {r.get('grad_rel_err', 0.0):.1e}")
-
-
-if __name__ == "__main__":
-    main()
+                    row["error"] = f"{type(err).__name__}: {err}"[:300]
+                on_row(row)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        del h, W, y

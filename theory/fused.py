@@ -33,6 +33,9 @@ Design:
     slice (W in vocabulary slices of _VOCAB_SLICE rows, never a whole float32 copy) for CPUs without
     bf16/fp16 GEMM units, where a bf16 GEMM is several times slower than a float32 one.
   * impl/schedule/gemm "auto": the per-CPU, per-dtype rule of probsft.theory.fused_auto.
+Masked tokens: on CPU the tokens whose label is ignore_index are left out before the chunks (their
+f, s and gradient rows are zero anyway; prompts are often a large share of an SFT batch), so they cost
+no GEMM work; on CUDA they are kept (finding them would be a host sync).
 Memory: a chunk holds ~2 float32 [C, V] (or [N, S]) buffers; chunk_size=None picks C with C·V ~ 2^25,
 vocabulary slices S with N·S ~ 2^25.
 Float32 for bf16/fp16 inputs: logits of a chunk are upcast; log-sum-exp, f, s and sums are float32.
@@ -137,9 +140,15 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         out, counted = fused_cce.per_token_loss(obj, flat_h, lm_head_weight, safe_y, valid)
         out = out if per_token else out.sum()
     else:
-        out, counted = _FusedLinearObjective.apply(flat_h, lm_head_weight, bias, safe_y, valid, obj,
+        rows = _trained_rows(valid)                # CPU: the masked tokens are left out (no work)
+        h_in, y_in, v_in = (flat_h, safe_y, valid) if rows is None else \
+            (flat_h[rows], safe_y[rows], valid[rows])                    # [n, H], [n], [n]
+        out, counted = _FusedLinearObjective.apply(h_in, lm_head_weight, bias, y_in, v_in, obj,
                                                    (chunk_size, vocab_chunk_size, gemm),
                                                    per_token, impl, schedule)
+        if rows is not None and per_token:                               # back to [N]: 0 if masked
+            out = out.new_zeros(valid.shape).index_copy(0, rows, out)
+            counted = torch.zeros_like(valid).index_copy(0, rows, counted)
     if per_token:
         return out.reshape(labels.shape)
     return reduce_tokens(out, counted, reduction, num_items_in_batch)   # out: the sum already
@@ -212,6 +221,15 @@ class _FusedLinearObjective(torch.autograd.Function):
             _vocab_pass(grads.gW, h, W, b, y, lse_all, coef_all, ctx.impl, ctx.width, ctx.gemm)
         gh, gW, gb = grads.finish()
         return gh, gW, gb, *(None,) * 7
+
+
+def _trained_rows(valid):
+    """Indices [n] of the trained (unmasked) tokens when leaving the others out pays: on CPU, where
+    reading the mask on the host costs nothing, and some token is masked. None otherwise (CUDA: no
+    host sync; the masked rows then cost a GEMM row each, and give zero gradient either way)."""
+    if valid.device.type != "cpu" or bool(valid.all()):
+        return None
+    return valid.nonzero().squeeze(1)
 
 
 def _compute_dtype(dtype):
