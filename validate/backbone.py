@@ -111,9 +111,11 @@ def corpus(cfg: BackboneConfig, mix=None) -> dict[str, list[str]]:
             for name, _ in (cfg.mix if mix is None else mix)}
 
 
-def _pretrain(model, tok, docs, mix, steps, batch_size, lr, cfg, seed, progress, desc, device):
+def _pretrain(model, tok, docs, mix, steps, batch_size, lr, cfg, seed, progress, desc, device,
+              on_step=None):
     """Causal-LM pretraining on documents drawn by ``mix``; returns the losses. The batches are a
-    pure function of ``seed`` (documents, shares, order)."""
+    pure function of ``seed`` (documents, shares, order). ``on_step(k)`` is called after the k-th
+    optimizer step (k = 1..steps), with the model in eval mode (it may probe, not train)."""
     from tqdm.auto import tqdm
 
     names, weights = zip(*mix)
@@ -139,12 +141,16 @@ def _pretrain(model, tok, docs, mix, steps, batch_size, lr, cfg, seed, progress,
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
+        if on_step is not None:
+            model.eval()
+            on_step(step + 1)
+            model.train()
     model.eval()
     return losses
 
 
 def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 128, docs=None,
-          probe_sets=None, device: str = "cpu", stage1=None) -> dict:
+          probe_sets=None, device: str = "cpu", stage1=None, save_at=()) -> dict:
     """Pretrain the backbone of ``cfg`` in two stages and save it to ``out``; the build record.
 
     Stage 1 (``steps`` on ``mix``: English spelling/unscrambling) teaches the model to copy and
@@ -154,6 +160,10 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
     --stage1``) to start stage 2 from instead of pretraining it again.
     ``docs`` ({task: [text]}, both stages' tasks) and ``probe_sets`` ({task: {split: records}})
     replace the generated corpus and probe data (the GPU benchmark reads them from files).
+    ``save_at``: dial steps (0 = the stage-1 model, before the dial) at which the model is also
+    saved, as ``out/dial_step_<k>/``, with its dial probe in the build record's ``checkpoints``:
+    one pretraining run read at several points, the same task at several capability positions
+    (saving and probing never change the run: the final model is the same).
     """
     from probsft.validate.tasks import ALPHABET
     from probsft.validate.tiny import build_char_tokenizer, tiny_llama
@@ -176,18 +186,33 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
 
         model.load_state_dict(AutoModelForCausalLM.from_pretrained(stage1).state_dict())
         record["stage1_from"] = str(stage1)
+    out = Path(out)
+    save_at = sorted(set(save_at))
+    if any(not 0 <= k <= cfg.dial_steps for k in save_at):
+        raise ConfigError(f"--save-at steps must lie in [0, {cfg.dial_steps}] (the dial's steps)")
+    checkpoints = {}
+
+    def save_checkpoint(k: int) -> None:
+        if k in save_at:
+            folder = out / f"dial_step_{k}"
+            model.save_pretrained(folder)
+            tok.save_pretrained(folder)
+            checkpoints[str(k)] = dial_report(model, tok, probe_n, probe_sets)
+
+    save_checkpoint(0)
     if cfg.dial_steps:
         losses = _pretrain(model, tok, docs, cfg.dial_mix, cfg.dial_steps, cfg.dial_batch_size,
                            cfg.dial_lr, cfg, cfg.seed + 1, progress, "pretrain backbone (dial)",
-                           device)
+                           device, on_step=save_checkpoint if save_at else None)
         record["dial_final_loss"] = sum(losses[-20:]) / len(losses[-20:])
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     atomic_write(out / "backbone_config.json", json_text(dataclasses.asdict(cfg), 1, digits=None))
     record["seconds"] = round(time.perf_counter() - start, 1)
     record["dial"] = dial_report(model, tok, probe_n, probe_sets)
+    if checkpoints:
+        record["checkpoints"] = checkpoints
     atomic_write(out / "build.json", json_text(record, indent=1))
     return record
 

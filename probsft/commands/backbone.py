@@ -21,6 +21,10 @@ def add_parser(sub):
     b.add_argument("--threads", type=positive_int, default=None, help="torch threads (default 1)")
     b.add_argument("--stage1", default=None, help="start the dial from this stage-1 folder instead "
                    "of pretraining stage 1 again")
+    b.add_argument("--save-at", nargs="+", type=int, default=(), metavar="STEP",
+                   help="also save the model at these dial steps (0: before the dial) as "
+                        "<out>/dial_step_<STEP>/, each with its dial probe in build.json: one "
+                        "pretraining run read at several capability positions")
     b.add_argument("--no-eos", dest="eos", action="store_false",
                    help="end pretraining documents with a newline instead of </s> (the format "
                         "ablation: SFT must then teach the end-of-response token)")
@@ -38,6 +42,6 @@ def run(args) -> int:
     over["eos"] = args.eos
     cfg = dataclasses.replace(BackboneConfig(), **over)
     with locked_output(args.out, "--out") as out:
-        record = build(cfg, out, stage1=args.stage1)
+        record = build(cfg, out, stage1=args.stage1, save_at=args.save_at)
     print(json.dumps(record, indent=1))
     return 0

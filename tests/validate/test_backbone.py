@@ -125,6 +125,35 @@ def test_build_is_deterministic_and_stage1_folder_gives_the_same_model(tmp_path)
     assert not all(torch.equal(a[k], s1[k]) for k in a)           # stage 2 did change the model
 
 
+def test_checkpoints_along_the_dial_leave_the_run_unchanged(tmp_path):
+    """``save_at`` saves the model at dial steps (0: the stage-1 model) with its dial probe, and the
+    final model is the one a build without checkpoints gives (saving and probing never touch the
+    run); a checkpoint at the last step is that final model."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    from probsft.errors import ConfigError
+    from probsft.validate.backbone import build
+
+    cfg = BackboneConfig(hidden_size=16, layers=1, heads=2, intermediate_size=32, steps=6,
+                         batch_size=4, warmup=2, dial_steps=5, dial_batch_size=4, pool=40)
+    weights = lambda d: load_file(str(d / "model.safetensors"))
+    build(cfg, tmp_path / "plain", progress=False, probe_n=4)
+    record = build(cfg, tmp_path / "dial", progress=False, probe_n=4, save_at=(0, 2, 5))
+    plain, dial = weights(tmp_path / "plain"), weights(tmp_path / "dial")
+    assert all(torch.equal(plain[k], dial[k]) for k in plain)
+    last, first = weights(tmp_path / "dial" / "dial_step_5"), weights(tmp_path / "dial" / "dial_step_0")
+    assert all(torch.equal(plain[k], last[k]) for k in plain)
+    assert not all(torch.equal(plain[k], first[k]) for k in plain)
+    assert set(record["checkpoints"]) == {"0", "2", "5"}
+    assert record["checkpoints"]["5"] == record["dial"]
+    assert json.loads((tmp_path / "dial" / "build.json").read_text())["checkpoints"]["2"]
+    with pytest.raises(ConfigError, match="save-at"):
+        build(cfg, tmp_path / "bad", progress=False, probe_n=4, save_at=(6,))
+
+
 def test_positions_near_takes_each_task_once():
     from probsft.validate.backbone import positions_near
 
