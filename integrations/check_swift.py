@@ -78,7 +78,7 @@ def check(spec: str, workdir: Path) -> sc.Measured:
         scaling_err=max(sc.rel_err(loss, ce) for *_, loss, ce in seen["nll"]),
         param_err=sc.max_abs_diff(w_nll, w_ce) / max(sc.max_abs_diff(w_ce, w0), 1e-30),
         moved=sc.max_abs_diff(w_spec, w0),
-        fused_err=sc.fused_err(spec, model_dir),
+        fused_err=sc.fused_err(spec, model_dir), fused_tol=sc.TOL,
         fused_what="probsft.fused_linear_loss vs the logits loss (ms-swift hands the loss logits)",
         micro_batches=len(seen["spec"]),
         notes=[f"num_items_in_batch passed: {sorted({int(n) for *_, n, _, _ in seen['spec']})}"])

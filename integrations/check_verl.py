@@ -116,7 +116,7 @@ def check(spec: str, workdir: Path) -> sc.Measured:
         scaling_err=max(sc.rel_err(a[3], b[3]) for a, b in zip(seen["nll"], seen["ce"])),
         param_err=sc.max_abs_diff(w_nll, w_ce) / max(sc.max_abs_diff(w_ce, w0), 1e-30),
         moved=sc.max_abs_diff(w_spec, w0),
-        fused_err=sc.fused_err(spec, model_dir),
+        fused_err=sc.fused_err(spec, model_dir), fused_tol=sc.TOL,
         fused_what="probsft.fused_linear_loss vs the logits loss (verl hands the loss log p only)",
         micro_batches=len(seen["spec"]),
         notes=["verl's FSDP engine is registered for cuda/npu only: its forward_backward_batch loop "

@@ -48,9 +48,8 @@ def spec_from_config(config: dict, environ=os.environ):
 
 def llamafactory_trainer_class(spec):
     """LLaMA-Factory's ``CustomSeq2SeqTrainer`` with ``compute_loss_func = trainer_loss(spec)``."""
-    from llamafactory.train.sft.trainer import CustomSeq2SeqTrainer
-
     trainer_loss(spec)            # check the spec now, not when the trainer is built
+    from llamafactory.train.sft.trainer import CustomSeq2SeqTrainer
 
     class ProbsftSeq2SeqTrainer(CustomSeq2SeqTrainer):
         def __init__(self, finetuning_args, *args, **kwargs):

@@ -29,7 +29,6 @@ import random
 import string
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import probsft
@@ -37,6 +36,9 @@ from probsft.errors import ConfigError
 from probsft.theory.losses import IGNORE_INDEX, shift_for_causal_lm
 
 TOL = 1e-5
+# TRL's fused LM head is compared through the weights after the steps, relative to how far they
+# moved: its chunked float32 GEMMs sum in another order than the logits path (measured ~6e-6).
+FUSED_WEIGHTS_TOL = 1e-4
 STEPS, BATCH, GA = 3, 2, 2              # optimizer steps, micro-batch size, accumulation steps
 LEARNING_RATE = 1e-2                    # plain SGD, constant: weights move by lr · gradient
 
@@ -60,6 +62,7 @@ class Measured:
     moved: float                    # max |w_spec - w_0| after the steps
     fused_err: float | None         # step 3
     fused_what: str                 # what step 3 compared
+    fused_tol: float                # its tolerance (TOL, or FUSED_WEIGHTS_TOL for weights)
     micro_batches: int              # loss calls seen with the spec
     notes: list[str] = dataclasses.field(default_factory=list)
 
@@ -136,7 +139,7 @@ def fused_err(spec, model_dir: Path) -> float:
 
 def judge(m: Measured) -> list[tuple[str, bool, str]]:
     """(step, ok, detail) for the three steps."""
-    fused_ok = m.fused_err is not None and m.fused_err <= TOL
+    fused_ok = m.fused_err is not None and m.fused_err <= m.fused_tol
     return [
         ("loss", m.loss_err <= TOL and m.moved > 0 and m.micro_batches == STEPS * GA,
          f"max rel. error {m.loss_err:.1e} over {m.micro_batches} micro-batches "
@@ -157,13 +160,12 @@ def run_check(framework: str, spec: str, workdir: Path) -> tuple[Measured, list]
 
     hook_objective(spec)                    # a bad spec stops here, before the framework loads
     module, func = FRAMEWORKS[framework].split(":")
+    torch.manual_seed(0)
     try:
-        runner = getattr(importlib.import_module(module), func)
-    except ModuleNotFoundError as err:
+        measured = getattr(importlib.import_module(module), func)(spec, Path(workdir))
+    except ModuleNotFoundError as err:        # the framework (or a module it needs) is missing
         raise ConfigError(f"check-setup --framework {framework} needs {err.name!r} installed "
                           f"(see docs/integrations.md)") from err
-    torch.manual_seed(0)
-    measured = runner(spec, Path(workdir))
     return measured, judge(measured)
 
 
@@ -177,7 +179,3 @@ def report(framework: str, spec: str, measured: Measured, steps) -> str:
 def as_json(measured: Measured, steps) -> str:
     return json.dumps({"measured": dataclasses.asdict(measured),
                        "steps": {name: ok for name, ok, _ in steps}}, default=float)
-
-
-def to_numpy(t) -> np.ndarray:
-    return t.detach().cpu().numpy()

@@ -53,9 +53,8 @@ def _refuse_unsupported(args, trainer):
 
 def loss_class(spec):
     """A ``swift.loss.BaseLoss`` subclass computing the objective ``spec`` (checked now)."""
+    obj = hook_objective(spec)                # before the (slow) framework import
     from swift.loss import BaseLoss
-
-    obj = hook_objective(spec)
 
     class ProbsftLoss(BaseLoss):
         objective = obj
@@ -83,9 +82,9 @@ def loss_class(spec):
 
 def register(spec, name: str = NAME):
     """Registers the objective ``spec`` as ms-swift ``--loss_type name``; returns the class."""
+    cls = loss_class(spec)
     from swift.loss import loss_map
 
-    cls = loss_class(spec)
     loss_map[name] = cls
     return cls
 

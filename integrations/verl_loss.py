@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import sys
 
-from probsft.errors import ConfigError, UserError
+from probsft.errors import ConfigError, SpecError, UserError
 from probsft.integrations import SPEC_ENV
 from probsft.validate.hf import hook_objective, logprob_token_values
 
@@ -54,7 +54,10 @@ def token_logp_and_mask(model_output, data):
 def sft_loss_fn(spec):
     """``loss_fn(config=None, model_output=..., data=..., dp_group=None) -> (loss, metrics)`` for
     the objective ``spec`` (checked now), a drop-in for verl's ``sft_loss``."""
-    obj = hook_objective(spec, needs_logits=False)
+    obj = hook_objective(spec)
+    if obj.token_stats:
+        raise SpecError(f"{obj.spec} needs {', '.join(obj.token_stats)} of the whole next-token "
+                        "distribution, but verl's engine hands the loss only log p of the label")
 
     def probsft_sft_loss(config=None, model_output=None, data=None, dp_group=None):
         logp, mask = token_logp_and_mask(model_output, data)
@@ -68,9 +71,8 @@ def sft_loss_fn(spec):
 
 def trainer_class(spec):
     """verl's ``SFTTrainer`` with its loss replaced by :func:`sft_loss_fn` (``spec``)."""
-    from verl.trainer.sft_trainer import SFTTrainer
-
     loss_fn = sft_loss_fn(spec)
+    from verl.trainer.sft_trainer import SFTTrainer
 
     class ProbsftSFTTrainer(SFTTrainer):
         def _build_engine(self):
