@@ -1,6 +1,6 @@
 """Where things live in a checkout: code, task data, shipped weights and generated results apart.
 
-    code       probsft/ theory/ sim/ validate/ figures/   (importable as probsft.*)
+    code       probsft/ theory/ sim/ validate/ figures/ integrations/   (importable as probsft.*)
     data/      task data, one copy, written deterministically (probsft.validate.tasks)
     models/    shipped model weights in Hugging Face format (models/backbone: the embedded backbone)
     results/   everything `probsft reproduce` generates: CSV/JSON first, then figures and REPORT.md
