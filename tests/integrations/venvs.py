@@ -32,7 +32,17 @@ REQUIREMENTS = {
     "verl": ("verl==0.9.1", "transformers==5.10.4", "tensordict==0.10.0", "peft==0.21.2",
              "datasets==5.2.0", "accelerate==1.16.0"),
     "llamafactory": ("llamafactory==0.9.5", "transformers==5.6.0", "trl==0.24.0"),
+    "axolotl": ("axolotl==0.19.0",),          # pins transformers==5.16.1, trl==1.9.0 itself
 }
+
+# LLaMA-Factory requires torchvision and torchaudio. PyPI has no torchaudio for torch 2.13 (newest:
+# 2.11.1), and its compiled extension, like PyPI's CUDA-built torchvision 0.28, does not load with
+# the CPU torch 2.13 ("Could not load this library: .../_torchaudio.so", "operator torchvision::nms
+# does not exist"). LLaMA-Factory imports torchaudio unconditionally (data/mm_plugin.py) but text SFT
+# never calls it, and torchaudio imports without its extension when the .so files are absent; so:
+# uninstall torchvision (transformers does without it) and delete torchaudio's .so files.
+UNINSTALL = {"llamafactory": ("torchvision",)}
+DELETE_GLOBS = {"llamafactory": ("torchaudio/lib/*.so",)}
 
 
 def cache_root() -> Path:
@@ -40,7 +50,8 @@ def cache_root() -> Path:
 
 
 def venv_dir(name: str) -> Path:
-    reqs = "\n".join((sys.version.split()[0], TORCH, *PROBSFT_DEPS, *REQUIREMENTS[name]))
+    reqs = "\n".join((sys.version.split()[0], TORCH, *PROBSFT_DEPS, *REQUIREMENTS[name],
+                      *UNINSTALL.get(name, ()), *DELETE_GLOBS.get(name, ())))
     return cache_root() / f"{name}-{hashlib.sha256(reqs.encode()).hexdigest()[:12]}"
 
 
@@ -71,5 +82,11 @@ def ensure(name: str) -> Path:
         pip = (str(python_of(target)), "-m", "pip", "install", "-q", "-c", str(constraint))
         run(*pip, TORCH)
         run(*pip, *PROBSFT_DEPS, *REQUIREMENTS[name])
+        if UNINSTALL.get(name):
+            run(str(python_of(target)), "-m", "pip", "uninstall", "-y", "-q", *UNINSTALL[name])
+    site = next((target / "lib").glob("python3*/site-packages"))
+    for pattern in DELETE_GLOBS.get(name, ()):
+        for path in site.glob(pattern):
+            path.unlink()
     (target / "build_seconds").write_text(f"{time.monotonic() - start:.0f}\n")
     return target
