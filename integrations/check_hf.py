@@ -189,3 +189,57 @@ def check_llamafactory(spec: str, workdir: Path) -> sc.Measured:
     w_spec = train("spec", llamafactory_trainer_class(spec))
     return _measure(spec, model_dir, w_ce, w_nll, w_spec, seen, sc.fused_err(spec, model_dir),
                     "probsft.fused_linear_loss vs the logits loss (LLaMA-Factory hands the loss logits)")
+
+
+def _axolotl_config(model_dir: Path, workdir: Path, tag: str, spec: str | None) -> Path:
+    data = workdir / "ax_data.jsonl"
+    data.write_text("".join(json.dumps({"instruction": r["prompt"], "input": "", "output": r["response"]})
+                            + "\n" for r in sc.records()))
+    cfg = {"base_model": str(model_dir),
+           "datasets": [{"path": str(data), "type": "alpaca", "ds_type": "json"}],
+           "dataset_prepared_path": str(workdir / f"ax_prepared_{tag}"), "val_set_size": 0,
+           "sequence_len": 64, "sample_packing": False, "micro_batch_size": sc.BATCH,
+           "gradient_accumulation_steps": sc.GA, "max_steps": sc.STEPS, "num_epochs": 1,
+           "optimizer": "sgd", "learning_rate": sc.LEARNING_RATE, "lr_scheduler": "constant",
+           "warmup_steps": 0, "max_grad_norm": 0.0, "bf16": False, "fp16": False, "tf32": False,
+           "output_dir": str(workdir / tag), "save_strategy": "no", "logging_steps": 1, "seed": 0,
+           "shuffle_merged_datasets": False, "dataloader_num_workers": 0}
+    if spec is not None:
+        cfg.update({"plugins": ["probsft.integrations.axolotl_plugin.ProbsftPlugin"],
+                    "probsft_spec": spec})
+    path = workdir / f"axolotl_{tag}.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def check_axolotl(spec: str, workdir: Path) -> sc.Measured:
+    from axolotl.cli.args import TrainerCliArgs
+    from axolotl.cli.config import load_cfg
+    from axolotl.common.datasets import load_datasets
+    from axolotl.train import train as axolotl_train
+
+    from probsft.integrations import axolotl_plugin
+
+    model_dir = sc.tiny_model_dir(workdir)
+    seen = {"ce": [], "nll": [], "spec": []}
+    plugin_hook = axolotl_plugin.ProbsftPlugin.post_trainer_create
+    tag_now = []
+
+    def recording_hook(self, cfg, trainer):          # the plugin's hook, then a recording class
+        plugin_hook(self, cfg, trainer)
+        trainer.__class__ = _recording(type(trainer), seen[tag_now[-1]])
+
+    def train(tag, s):
+        tag_now.append(tag)
+        cfg = load_cfg(str(_axolotl_config(model_dir, workdir, tag, s)))
+        meta = load_datasets(cfg=cfg, cli_args=TrainerCliArgs())
+        model, _, _ = axolotl_train(cfg=cfg, dataset_meta=meta)
+        return sc.weights_of(model)
+
+    axolotl_plugin.ProbsftPlugin.post_trainer_create = recording_hook
+    try:
+        w_ce, w_nll, w_spec = train("ce", None), train("nll", "nll"), train("spec", spec)
+    finally:
+        axolotl_plugin.ProbsftPlugin.post_trainer_create = plugin_hook
+    return _measure(spec, model_dir, w_ce, w_nll, w_spec, seen, sc.fused_err(spec, model_dir),
+                    "probsft.fused_linear_loss vs the logits loss (axolotl's Trainer hands the loss logits)")
