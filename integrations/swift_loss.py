@@ -19,9 +19,10 @@ Two ways to name the spec:
     $(python -m probsft.integrations.swift_plugin) --loss_type probsft ...``);
   * your own plugin file calls ``register("-p", name="probsft_p")`` (several specs, several names).
 A bad spec stops ms-swift while it parses its arguments (the plugin is imported there), with
-probsft's one-line error. What ms-swift features the loss refuses, at trainer creation: sequence
-parallelism, ``--loss_scale`` other than ``default``, ``--enable_dft_loss`` and
-``--enable_channel_loss`` (they change what the loss is given); probe-set specs must be resolved.
+probsft's one-line error. Refused at trainer creation: sequence parallelism, ``--enable_dft_loss``,
+``--enable_channel_loss`` and Megatron-SWIFT; at the first step: a ``--loss_scale`` that weights
+tokens (its 0/1 strategies ``default``, ``last_round``, ``all`` only choose the labels and are fine).
+Probe-set specs must be resolved first.
 """
 
 from __future__ import annotations
@@ -45,10 +46,6 @@ def _refuse_unsupported(args, trainer):
     for flag in ("enable_dft_loss", "enable_channel_loss"):
         if getattr(args, flag, False):
             raise ConfigError(f"--{flag} replaces the loss; drop it when using --loss_type {NAME}")
-    scale = getattr(args, "loss_scale", "default")
-    if scale not in (None, "default"):
-        raise ConfigError(f"--loss_scale {scale} reweights tokens; probsft's loss supports only "
-                          "--loss_scale default")
 
 
 def loss_class(spec):
@@ -68,9 +65,9 @@ def loss_class(spec):
             self.logs = LogAccumulator()
 
         def __call__(self, outputs, labels, *, num_items_in_batch=None, loss_scale=None, **kwargs):
-            if loss_scale is not None:
-                raise ConfigError("probsft's ms-swift loss got per-token loss_scale weights; use "
-                                  "--loss_scale default")
+            if loss_scale is not None:    # ms-swift turns 0/1 strategies into labels; weights stay
+                raise ConfigError("probsft's ms-swift loss got per-token --loss_scale weights, which "
+                                  "would change f; use a 0/1 strategy (default, last_round, all)")
             logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
             training = self.trainer is not None and self.trainer.model.training
             return causal_lm_loss(self.objective, logits, labels, num_items_in_batch,

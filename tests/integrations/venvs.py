@@ -24,6 +24,9 @@ from pathlib import Path
 
 TORCH = "torch==2.13.0"
 PROBSFT_DEPS = ("numpy==2.4.6", "scipy==1.17.1", "sympy==1.14.0", "tqdm==4.70.1")
+# axolotl's exact pins do not resolve with these numpy/scipy pins (pip: ResolutionImpossible);
+# there probsft takes the numpy and scipy that axolotl's own dependencies choose.
+PROBSFT_DEPS_FOR = {"axolotl": ("numpy", "scipy", "sympy==1.14.0", "tqdm")}
 
 # The framework's pins, and the versions of its clashing dependencies it resolved to (2026-12).
 REQUIREMENTS = {
@@ -45,12 +48,16 @@ UNINSTALL = {"llamafactory": ("torchvision",)}
 DELETE_GLOBS = {"llamafactory": ("torchaudio/lib/*.so",)}
 
 
+def probsft_deps(name: str) -> tuple:
+    return PROBSFT_DEPS_FOR.get(name, PROBSFT_DEPS)
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("PROBSFT_VENV_CACHE", Path.home() / ".cache" / "probsft" / "venvs"))
 
 
 def venv_dir(name: str) -> Path:
-    reqs = "\n".join((sys.version.split()[0], TORCH, *PROBSFT_DEPS, *REQUIREMENTS[name],
+    reqs = "\n".join((sys.version.split()[0], TORCH, *probsft_deps(name), *REQUIREMENTS[name],
                       *UNINSTALL.get(name, ()), *DELETE_GLOBS.get(name, ())))
     return cache_root() / f"{name}-{hashlib.sha256(reqs.encode()).hexdigest()[:12]}"
 
@@ -81,7 +88,7 @@ def ensure(name: str) -> Path:
         run(sys.executable, "-m", "venv", str(target))
         pip = (str(python_of(target)), "-m", "pip", "install", "-q", "-c", str(constraint))
         run(*pip, TORCH)
-        run(*pip, *PROBSFT_DEPS, *REQUIREMENTS[name])
+        run(*pip, *probsft_deps(name), *REQUIREMENTS[name])
         if UNINSTALL.get(name):
             run(str(python_of(target)), "-m", "pip", "uninstall", "-y", "-q", *UNINSTALL[name])
     site = next((target / "lib").glob("python3*/site-packages"))
