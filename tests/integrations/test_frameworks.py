@@ -69,11 +69,9 @@ def _assert_startup_error(proc, says, *, not_reached):
 
 
 def test_swift_stops_at_start_up_on_a_bad_spec(tmp_path):
-    from probsft.integrations import swift_plugin
-
     proc = _run("swift", ["-m", "swift.cli.sft", "--model", str(tmp_path / "never-loaded"),
                           "--dataset", str(tmp_path / "x.jsonl"), "--loss_type", "probsft",
-                          "--external_plugins", swift_plugin.__file__,
+                          "--external_plugins", str(ROOT / "integrations" / "swift_plugin.py"),
                           "--output_dir", str(tmp_path / "out")],
                 env={"PROBSFT_SPEC": "bogus"}, timeout=300)
     _assert_startup_error(proc, "'bogus'", not_reached="model_parameter_info")
