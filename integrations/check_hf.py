@@ -13,6 +13,7 @@ per micro-batch, the logits (a forward hook), the labels, ``num_items_in_batch``
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -38,11 +39,21 @@ def _recording(trainer_cls, seen: list):
             if model.training:
                 lg = logits[-1].detach().clone() if logits and logits[-1] is not None else None
                 loss = out[0] if return_outputs else out
-                seen.append((lg, labels, num_items_in_batch, float(loss.detach())))
+                seen.append((lg, labels, *_default_scaling(self, num_items_in_batch),
+                             float(loss.detach())))
             return out
 
     Recording.__name__ = f"Recording{trainer_cls.__name__}"
     return Recording
+
+
+def _default_scaling(trainer, num_items_in_batch):
+    """(num_items, divisor) of the loss ``Trainer`` back-propagates by default: the model gets
+    ``num_items_in_batch`` only when ``model_accepts_loss_kwargs`` (then sum / num_items); otherwise
+    its loss is the micro-batch mean and ``Trainer`` divides it by the accumulation steps."""
+    if trainer.model_accepts_loss_kwargs and num_items_in_batch is not None:
+        return num_items_in_batch, 1
+    return None, trainer.args.gradient_accumulation_steps
 
 
 def _training_args(cls, out: Path, **kw):
@@ -57,20 +68,23 @@ def _measure(spec, model_dir, w_ce, w_nll, w_spec, seen, fused_err, fused_what,
              fused_tol=sc.TOL):
     from transformers.loss.loss_utils import ForCausalLMLoss
 
-    def ce(lg, y, n):
-        return ForCausalLMLoss(lg, y, lg.shape[-1], num_items_in_batch=n)
+    def ce(lg, y, n, divisor):
+        return ForCausalLMLoss(lg, y, lg.shape[-1], num_items_in_batch=n) / divisor
 
     w0 = sc.load_weights(model_dir)
     with torch.no_grad():
         return sc.Measured(
-            loss_err=max(sc.rel_err(loss, sc.reference_loss(spec, lg, y, n))
-                         for lg, y, n, loss in seen["spec"]),
-            scaling_err=max(sc.rel_err(loss, ce(lg, y, n)) for lg, y, n, loss in seen["nll"]),
+            loss_err=max(sc.rel_err(loss, sc.reference_loss(spec, lg, y, n) / d)
+                         for lg, y, n, d, loss in seen["spec"]),
+            scaling_err=max(sc.rel_err(loss, ce(lg, y, n, d)) for lg, y, n, d, loss in seen["nll"]),
             param_err=sc.max_abs_diff(w_nll, w_ce) / max(sc.max_abs_diff(w_ce, w0), 1e-30),
             moved=sc.max_abs_diff(w_spec, w0),
             fused_err=fused_err, fused_what=fused_what, fused_tol=fused_tol,
             micro_batches=len(seen["spec"]),
-            notes=[f"num_items_in_batch passed: {sorted({int(n) for *_, n, _ in seen['spec']})}"])
+            notes=[f"loss normalised by {sorted({int(n) for _, _, n, _, _ in seen['spec'] if n})}"
+                   " tokens (num_items_in_batch)" if seen["spec"][0][2] is not None else
+                   f"loss: micro-batch mean / {seen['spec'][0][3]} accumulation steps (the "
+                   "framework's model does not take num_items_in_batch)"])
 
 
 def _examples(model_dir: Path):
@@ -198,12 +212,12 @@ def _axolotl_config(model_dir: Path, workdir: Path, tag: str, spec: str | None) 
     cfg = {"base_model": str(model_dir),
            "datasets": [{"path": str(data), "type": "alpaca", "ds_type": "json"}],
            "dataset_prepared_path": str(workdir / f"ax_prepared_{tag}"), "val_set_size": 0,
-           "sequence_len": 64, "sample_packing": False, "micro_batch_size": sc.BATCH,
+           "sequence_len": 384, "sample_packing": False, "micro_batch_size": sc.BATCH,
            "gradient_accumulation_steps": sc.GA, "max_steps": sc.STEPS, "num_epochs": 1,
            "optimizer": "sgd", "learning_rate": sc.LEARNING_RATE, "lr_scheduler": "constant",
            "warmup_steps": 0, "max_grad_norm": 0.0, "bf16": False, "fp16": False, "tf32": False,
            "output_dir": str(workdir / tag), "save_strategy": "no", "logging_steps": 1, "seed": 0,
-           "shuffle_merged_datasets": False, "dataloader_num_workers": 0}
+           "shuffle_merged_datasets": False, "dataloader_num_workers": 0, "dataset_num_proc": 1}
     if spec is not None:
         cfg.update({"plugins": ["probsft.integrations.axolotl_plugin.ProbsftPlugin"],
                     "probsft_spec": spec})
@@ -213,6 +227,7 @@ def _axolotl_config(model_dir: Path, workdir: Path, tag: str, spec: str | None) 
 
 
 def check_axolotl(spec: str, workdir: Path) -> sc.Measured:
+    os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")    # no telemetry from a setup check
     from axolotl.cli.args import TrainerCliArgs
     from axolotl.cli.config import load_cfg
     from axolotl.common.datasets import load_datasets

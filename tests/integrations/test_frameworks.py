@@ -40,13 +40,14 @@ def _python(framework):
 
 def _run(framework, args, env=None, timeout=900):
     environ = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM":
-               "false", "WANDB_MODE": "disabled", **(env or {})}
+               "false", "WANDB_MODE": "disabled", "AXOLOTL_DO_NOT_TRACK": "1", **(env or {})}
     return subprocess.run([_python(framework), *args], cwd=ROOT, env=environ, capture_output=True,
                           text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize("framework, spec", [("hf", "dft"), ("trl", "-p"), ("swift", "-p"),
-                                             ("verl", "alpha(0.5)"), ("llamafactory", "focal(2)")])
+                                             ("verl", "alpha(0.5)"), ("llamafactory", "focal(2)"),
+                                             ("axolotl", "alpha(2)@p<0.9")])
 def test_check_setup_passes_inside_the_framework(framework, spec, tmp_path):
     out = tmp_path / "check.json"
     proc = _run(framework, ["-m", "probsft", "check-setup", "--framework", framework,
@@ -91,4 +92,15 @@ def test_llamafactory_stops_at_start_up_on_a_bad_spec(tmp_path):
                    f"finetuning_type: full\ndataset: x\noutput_dir: {tmp_path / 'out'}\n"
                    "probsft_spec: bogus\n")
     proc = _run("llamafactory", ["-m", "probsft.integrations.hf_path", str(cfg)], timeout=300)
+    _assert_startup_error(proc, "'bogus'", not_reached="Loading")
+
+
+def test_axolotl_stops_at_start_up_on_a_bad_spec(tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(f"base_model: {tmp_path / 'never-loaded'}\ndatasets:\n  - path: x.jsonl\n"
+                   f"    type: alpaca\noutput_dir: {tmp_path / 'out'}\nmicro_batch_size: 1\n"
+                   "num_epochs: 1\nlearning_rate: 0.001\nsequence_len: 64\n"
+                   "plugins:\n  - probsft.integrations.axolotl_plugin.ProbsftPlugin\n"
+                   "probsft_spec: bogus\n")
+    proc = _run("axolotl", ["-m", "axolotl.cli.train", str(cfg)], timeout=300)
     _assert_startup_error(proc, "'bogus'", not_reached="Loading")
