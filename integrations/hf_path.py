@@ -19,7 +19,8 @@ for a custom ``compute_loss_func``; this module supplies the missing piece for e
   rank does the same. (``llamafactory-cli`` itself would re-launch ``torchrun`` on its own script
   for several devices, which would not carry the swap.)
 * axolotl: ``plugins: [probsft.integrations.axolotl_plugin.ProbsftPlugin]`` and
-  ``probsft_spec: "-p"`` in the axolotl YAML (probsft.integrations.axolotl_plugin).
+  ``probsft_spec: "-p"`` in the axolotl YAML (probsft.integrations.axolotl_plugin; where axolotl
+  keeps ``num_items_in_batch`` from the model, its CE and so the plugin's loss are per micro-batch).
 Both refuse the frameworks' own loss replacements (LLaMA-Factory ``use_dft_loss`` / ``use_eaft_loss``
 / ``use_asft_loss``) instead of silently overriding one with the other.
 """
