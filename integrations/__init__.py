@@ -8,7 +8,8 @@
     probsft.integrations.check_*       its runner for each framework
 
 HF ``Trainer`` and TRL keep their hooks in probsft.validate.hf. Each adapter imports its framework
-lazily (inside a function), so ``import probsft`` never needs one. Usage: docs/integrations.md.
+lazily (inside a function), so ``import probsft`` never needs one (axolotl_plugin, which only axolotl
+imports, imports axolotl at the top). Usage: docs/integrations.md.
 """
 
 SPEC_ENV = "PROBSFT_SPEC"    # the spec for adapters a framework loads by name, without arguments
