@@ -1,3 +1,4 @@
 from probsft.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":          # a spawned worker (multiprocessing) re-imports this module
+    raise SystemExit(main())

@@ -29,6 +29,7 @@ COMMANDS = [
     "probsft.commands.evaluate",
     "probsft.commands.backbone",
     "probsft.commands.validate",
+    "probsft.commands.check_setup",
 ]
 
 

@@ -1,6 +1,7 @@
 """Where things live: code and shipped files with the package, outputs where the user is.
 
-    code       probsft/ theory/ sim/ validate/ continuum/ figures/   (importable as probsft.*)
+    code       probsft/ theory/ sim/ validate/ continuum/ figures/
+               integrations/   (importable as probsft.*)
     data/      shipped task data (probsft.validate.tasks, deterministic) and the measured curve
                `probsft recommend` reads (data/curves/, rebuilt by `probsft reproduce`)
     models/    shipped model weights in Hugging Face format (models/backbone: the embedded backbone)

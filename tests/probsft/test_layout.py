@@ -7,7 +7,7 @@ from pathlib import Path
 
 from probsft import paths
 
-AREAS = ("theory", "sim", "validate", "continuum", "figures")
+AREAS = ("theory", "sim", "validate", "continuum", "figures", "integrations")
 
 
 def test_a_copy_of_the_checkout_imports_its_own_subpackages(tmp_path):
@@ -21,7 +21,8 @@ def test_a_copy_of_the_checkout_imports_its_own_subpackages(tmp_path):
         shutil.copytree(paths.ROOT / area, copy / area, ignore=shutil.ignore_patterns("__pycache__"))
     with open(copy / "theory" / "spec.py", "a") as fh:
         fh.write("\nCLONE_MARK = 'copy'\n")
-    code = ("import probsft, probsft.paths, probsft.theory.spec as s, probsft.sim, probsft.validate, probsft.continuum, probsft.figures;"
+    code = ("import probsft, probsft.paths, probsft.theory.spec as s, probsft.sim, probsft.validate,"
+            " probsft.continuum, probsft.figures, probsft.integrations;"
             "print(s.CLONE_MARK, probsft.paths.ROOT)")
     out = subprocess.run([sys.executable, "-c", code], cwd=copy, capture_output=True, text=True,
                          check=True).stdout.split()
