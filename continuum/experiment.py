@@ -111,6 +111,12 @@ FULL = ExperimentConfig(
     objectives=("nll", "p", "alpha(0.1)", "alpha(0.5)", "alpha(2)", "alpha(10)", "nll@p>=0.2",
                 "dft", "deft", "alpha(auto)"),
     optimizers=("adamw", "sgd"), supervision=pred.SUPERVISION)
+# The SFT ecosystem's objectives (theory/ecosystem.py: EAFT as LLaMA-Factory and axolotl ship it,
+# CHORD-phi, ASFT with its default anchor 0.1), candidates of the grids from now on; the registered
+# full grids ran before they existed, so they are measured in a grid of their own beside NLL, -p and
+# DFT (grids.GRIDS["ecosystem"]).
+ECOSYSTEM = ("eaft", "eaft(1,20,1)", "chord", "asft(0.1)")
+ECOSYSTEM_GRID = dataclasses.replace(REDUCED, objectives=("nll", "p", "dft", *ECOSYSTEM))
 
 
 def write_rows(path: Path, rows: list[dict], fields=FIELDS) -> None:

@@ -18,6 +18,7 @@ ran: the dial tasks whose answer p lies nearest :data:`TARGETS`, one task each
 from __future__ import annotations
 
 import dataclasses
+import shlex
 
 from probsft.continuum import experiment as ex
 from probsft.errors import UserError
@@ -35,6 +36,7 @@ class Grid:
     model: str                           # models/<model>; "backbone" is the shipped one
     tasks: tuple[str, ...]               # the positions, as run
     full: bool = True                    # ExperimentConfig FULL (else REDUCED), with tasks/supervision
+    objectives: tuple[str, ...] = ()     # the objectives run (() : the config's own)
     supervision: tuple[str, ...] = ()    # the noise kinds run (() : the config's own)
     build_seed: int = 0                  # `probsft backbone build --seed`
     build_threads: int | None = None     # `--threads` of that build (None: the default)
@@ -54,16 +56,19 @@ class Grid:
 
     def config(self) -> ex.ExperimentConfig:
         base = ex.FULL if self.full else ex.REDUCED
-        over = {"tasks": self.tasks, **({"supervision": self.supervision} if self.supervision else {})}
+        over = {"tasks": self.tasks, **({"supervision": self.supervision} if self.supervision else {}),
+                **({"objectives": self.objectives} if self.objectives else {})}
         return dataclasses.replace(base, **over)
 
     def command(self) -> str:
         """The command that runs (or resumes) this grid."""
-        if self.shipped and self.tasks == ex.POSITIONS:
+        if self.shipped and self.tasks == ex.POSITIONS and not self.objectives:
             return "probsft reproduce --only validate" + (" --full" if self.full else "")
         sup = f" --supervision {' '.join(self.supervision)}" if self.supervision else ""
-        return (f"probsft validate --full --model models/{self.model} --tasks {' '.join(self.tasks)}"
-                f"{sup} --out results/{self.folder}")
+        objs = (f" --objectives {' '.join(shlex.quote(o) for o in self.objectives)}"
+                if self.objectives else "")
+        return (f"probsft validate{' --full' if self.full else ''} --model models/{self.model} "
+                f"--tasks {' '.join(self.tasks)}{sup}{objs} --out results/{self.folder}")
 
     def build_command(self) -> str:
         threads = f" --threads {self.build_threads}" if self.build_threads else ""
@@ -72,14 +77,18 @@ class Grid:
 
 def _other(key, seed, threads, tasks, supervision, rule_grids, registered, title) -> Grid:
     """Another backbone's grid: models/backbone_<key>, results/validate_<key>, positions near TARGETS."""
-    return Grid(key, f"validate_{key}", f"backbone_{key}", tasks, True, supervision, seed, threads,
-                TARGETS, rule_grids, registered, title)
+    return Grid(key, f"validate_{key}", f"backbone_{key}", tasks, supervision=supervision,
+                build_seed=seed, build_threads=threads, targets=TARGETS, rule_grids=rule_grids,
+                registered=registered, title=title)
 
 
 GRIDS: dict[str, Grid] = {g.key: g for g in (
     Grid("reduced", "validate", "backbone", ex.POSITIONS, full=False,
          title="The reduced grid (the main job's)"),
     Grid("full", "validate_full", "backbone", ex.POSITIONS, title="The full grid"),
+    Grid("ecosystem", "validate_ecosystem", "backbone", ex.POSITIONS, full=False,
+         objectives=ex.ECOSYSTEM_GRID.objectives,
+         title="The ecosystem's objectives (EAFT, CHORD-phi) on the shipped backbone"),
     # `--seed 1`: new (model, data) pairs on which the rule set on the full grid is scored
     _other("b", 1, None, ("t_sh2", "t_swp", "t_rol", "t_nov", "t_sh1"), ("clean", "token"),
            ("full",), ("delta",), "A second backbone: held-out positions for the recommendation rule"),

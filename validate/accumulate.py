@@ -60,7 +60,7 @@ def _unwrap(model):
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-def micro_batch_sum(model, batch, obj, fused: bool = False, log: bool = False):
+def micro_batch_sum(model, batch, obj, fused: bool = False, log: bool = False, reference=None):
     """Forward one micro-batch; returns (S, n_counted, n_valid, terms): S = sum of f(p) over counted
     tokens (differentiable scalar, float32), counts as 0-dim tensors, and with ``log`` the
     probsft.validate.logstats sums of this micro-batch (else None), still on the device.
@@ -69,12 +69,20 @@ def micro_batch_sum(model, batch, obj, fused: bool = False, log: bool = False):
     With ``fused`` the logits are never materialised: the last hidden states [B*(T-1), H] go through
     ``probsft.fused_linear_loss`` with lm_head.weight [V, H] (logit soft-capping/scaling that some
     models apply after lm_head is not supported there).
+    ``reference``: the frozen base model of an anchored objective (ASFT's KL(base || model)); its
+    logits on the same micro-batch, without gradient, are the loss's ``ref_logits``.
     """
     labels = batch["labels"]
     if not fused:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         lg, y = shift_for_causal_lm(logits, labels)                    # [B, T-1, V], [B, T-1]
-        values, counted, logp, weight = token_values_and_terms(obj, lg, y, IGNORE_INDEX)
+        ref = None
+        if reference is not None:
+            with torch.no_grad():
+                ref = reference(input_ids=batch["input_ids"],
+                                attention_mask=batch["attention_mask"]).logits[:, :-1]  # [B, T-1, V]
+        values, counted, logp, weight = token_values_and_terms(obj, lg, y, IGNORE_INDEX,
+                                                               ref_logits=ref)
         valid = y != IGNORE_INDEX
         terms = log_terms(logp, weight, valid) if log else None
         return values.sum(), counted.sum(), valid.sum(), terms
@@ -106,10 +114,11 @@ def micro_batch_sum(model, batch, obj, fused: bool = False, log: bool = False):
 
 
 def accumulate_gradients(model, micro_batches, obj, fused: bool = False,
-                         autocast=contextlib.nullcontext, log: bool = False) -> StepStats:
+                         autocast=contextlib.nullcontext, log: bool = False,
+                         reference=None) -> StepStats:
     """As :func:`accumulate_gradients_async`, read into a StepStats (one host sync)."""
     return step_stats(accumulate_gradients_async(model, micro_batches, obj, fused, autocast,
-                                                 log).tolist())
+                                                 log, reference).tolist())
 
 
 def step_stats(values) -> StepStats:
@@ -122,7 +131,8 @@ def step_stats(values) -> StepStats:
 
 
 def accumulate_gradients_async(model, micro_batches, obj, fused: bool = False,
-                               autocast=contextlib.nullcontext, log: bool = False) -> torch.Tensor:
+                               autocast=contextlib.nullcontext, log: bool = False,
+                               reference=None) -> torch.Tensor:
     """Backward sum_m S_m over this rank's micro-batches, then scale grads to dL/dtheta (see module).
     With ``log`` the step's StepStats.log holds train/nll and the W_f shares by p bucket, read in
     the same host sync as the token counts (the fused path pays one extra no-grad logits pass).
@@ -132,7 +142,8 @@ def accumulate_gradients_async(model, micro_batches, obj, fused: bool = False,
     an unwrapped model in an initialised process group has its gradients all-reduced here.
     Gradients are expected to be zero/None on entry. Returns [S, N, V] (float64, on the device,
     no host sync: the caller reads it together with whatever else the step needs), followed by the
-    log terms when ``log``.
+    log terms when ``log``. ``reference``: an anchored objective's frozen base model
+    (:func:`micro_batch_sum`).
     """
     is_ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
     is_fsdp = _is_fsdp(model)
@@ -144,7 +155,7 @@ def accumulate_gradients_async(model, micro_batches, obj, fused: bool = False,
             model.set_requires_gradient_sync(last)
         with sync:
             with autocast():
-                s, c, v, t = micro_batch_sum(model, batch, obj, fused, log)
+                s, c, v, t = micro_batch_sum(model, batch, obj, fused, log, reference)
             s.backward()
         s, c, v = s.detach().double(), c.detach().double(), v.detach().double()
         total, counted, valid = (s, c, v) if total is None else (total + s, counted + c, valid + v)

@@ -78,11 +78,10 @@ class FinetuneConfig:
     def __post_init__(self):
         # SpecError on a bad spec; the fine-tune reads the parsed objective, never parses again
         object.__setattr__(self, "parsed_objective", probsft.objective(self.objective))
-        if self.parsed_objective.needs_reference:
-            raise ConfigError(f"objective {self.objective}: its KL anchor needs a frozen copy of the "
-                              "base model's logits on every batch, which the runner does not "
-                              "compute yet; use obj.loss(logits, labels, ref_logits=...) in your "
-                              "own loop")
+        if self.parsed_objective.needs_reference and (self.fused or self.fsdp):
+            raise ConfigError(f"objective {self.objective}: its KL anchor to the base model needs "
+                              "the full logits of a frozen copy on every batch; --fused and --fsdp "
+                              "do not support it yet")
         positive = ("epochs", "batch_size", "grad_accum", "max_length", "log_every")
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:

@@ -36,6 +36,7 @@ model folder. Launch on several GPUs with
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import random
@@ -180,6 +181,9 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
                           "(batch_size x grad_accum x ranks)")
     total_steps = cfg.max_steps or cfg.epochs * (len(examples) // G)
     torch.manual_seed(cfg.seed)
+    reference = None
+    if obj.needs_reference:      # ASFT: a frozen copy of the base model (before any resumed state)
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
     if world > 1 and cfg.fsdp:
         model = shard_model(model)                 # parameters become sharded DTensors
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg, device)
@@ -188,6 +192,11 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
     step, skipped, tokens_seen = 0, 0, 0
     if state is not None:
         model.load_state_dict(state["model"])
+        if reference is not None:           # the anchor is training state too
+            if "reference" not in state:
+                raise ConfigError(f"{ckpt} holds no base-model anchor for {obj.spec}; pass "
+                                  "--no-resume to start the run over")
+            reference.load_state_dict(state["reference"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, skipped, tokens_seen = state["step"], state["skipped"], state["tokens_seen"]
@@ -216,7 +225,7 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
         log_now = (step + 1) % cfg.log_every == 0 or step + 1 == total_steps
         with deferred_checks() as checks:        # the loss's checks, read with the step's stats
             sums = accumulate_gradients_async(train_model, batches, obj, fused=cfg.fused,
-                                              autocast=autocast, log=log_now)
+                                              autocast=autocast, log=log_now, reference=reference)
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm   # FSDP: a DTensor
@@ -247,7 +256,8 @@ def _finetune(cfg, model, tokenizer, progress, examples, callback) -> dict:
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "step": step, "skipped": skipped,
                 "tokens_seen": tokens_seen, "rng": _rng_state(), "objective": obj.spec,
-                "config": store.config_to_dict(cfg)})   # everything a bitwise resume needs
+                "config": store.config_to_dict(cfg),   # everything a bitwise resume needs,
+                **({"reference": reference.state_dict()} if reference is not None else {})})
         bar.update(1)
         bar.set_postfix(loss=f"{stats.loss:.4f}", skipped=skipped)
         if callback is not None:

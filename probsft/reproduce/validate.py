@@ -215,7 +215,8 @@ def reproduce(out_dir: Path, full: bool) -> list[str]:
              *_figure_lines(pictures, Path(out_dir))]
     if full:
         return lines
-    return lines + saved_full(Path(out_dir)) + saved_others(Path(out_dir)) + curve_lines(out_dir)
+    return (lines + saved_full(Path(out_dir)) + saved_full(Path(out_dir), "ecosystem")
+            + saved_others(Path(out_dir)) + curve_lines(out_dir))
 
 
 def curve_lines(out_dir: Path) -> list[str]:
@@ -279,21 +280,23 @@ def _figure_lines(pictures, out_dir: Path) -> list[str]:
     return [f"![continuum]({p.relative_to(out_dir)})" for p in pictures if p.suffix == ".png"]
 
 
-def saved_full(out_dir: Path) -> list[str]:
-    """Report lines of the full grid's saved runs under ``out_dir`` (analysed and drawn again, no
-    new runs); [] when there are none, a line saying so when they are of another backbone."""
-    folder = out_dir / GRIDS["full"].folder
-    lines, saved = _saved_grid(folder, f"The full grid's saved runs ({folder.name}/) are of "
-                               "another backbone: not reported; `probsft reproduce --only validate "
-                               "--full` starts it over.")
+def saved_full(out_dir: Path, key: str = "full") -> list[str]:
+    """Report lines of a shipped-backbone grid's saved runs under ``out_dir`` (the registry's
+    ``key``: the full grid, or the ecosystem objectives' grid; analysed and drawn again, no new
+    runs); [] when there are none, a line saying so when they are of another backbone."""
+    grid = GRIDS[key]
+    folder = out_dir / grid.folder
+    command = grid.command()
+    lines, saved = _saved_grid(folder, f"The saved runs of {folder.name}/ are of another "
+                               f"backbone: not reported; `{command}` starts it over.")
     if saved is None:
         return lines
     rows, _, result, pictures = saved
-    command = "probsft reproduce --only validate --full"
-    return ["", "### The full grid, from its saved runs", "",
+    title = "The full grid" if key == "full" else grid.title
+    return ["", f"### {title}, from its saved runs", "",
             f"Analysed from `{folder.name}/results.csv` without new runs; `{command}` resumes it.",
-            "", *report_lines(result, ex.FULL, rows, command), "", *_figure_lines(pictures, out_dir),
-            *feature_lines(folder, "models/backbone")]
+            "", *report_lines(result, grid.config(), rows, command), "",
+            *_figure_lines(pictures, out_dir), *feature_lines(folder, "models/backbone")]
 
 
 def saved_others(out_dir: Path) -> list[str]:

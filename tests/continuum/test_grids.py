@@ -34,5 +34,5 @@ def test_registry_entries_are_consistent():
     assert grid("full").config() == ex.FULL and grid("reduced").config() == ex.REDUCED
     assert grid("c").command() == ("probsft validate --full --model models/backbone_c --tasks "
                                    "t_sh3 t_cpy t_swp t_rol t_sh1 --out results/validate_c")
-    with pytest.raises(UserError, match="unknown grid 'z'; registered: reduced, full, b"):
+    with pytest.raises(UserError, match="unknown grid .z.; registered: reduced, full, ecosystem, b"):
         grid("z")

@@ -200,8 +200,8 @@ def test_hooks_log_nll_and_weight_shares(tmp_path, tok):
 
 
 def test_hooks_refuse_an_anchored_objective_at_start_up():
-    """ASFT needs the base model's logits beside the model's: the HF hook and the runner refuse it
-    when they are built, with one clear error, not at the first step."""
+    """ASFT needs the base model's logits beside the model's: the HF hook refuses it when it is
+    built, with one clear error, not at the first step; so does the runner with --fused."""
     from probsft.errors import ConfigError, SpecError
     from probsft.validate.hf import trainer_loss
     from probsft.validate.train import FinetuneConfig
@@ -209,4 +209,4 @@ def test_hooks_refuse_an_anchored_objective_at_start_up():
     with pytest.raises(SpecError, match="base model's logits"):
         trainer_loss("asft(0.1)")
     with pytest.raises(ConfigError, match="KL anchor"):
-        FinetuneConfig(model="m", objective="asft")
+        FinetuneConfig(model="m", objective="asft", fused=True)

@@ -31,7 +31,7 @@ def _stable(metrics):
     return {k: v for k, v in metrics.items() if k not in VOLATILE}
 
 
-@pytest.mark.parametrize("spec", ["p", "nll@p>=0.05", "p@p>=Q30", "alpha(auto)"])
+@pytest.mark.parametrize("spec", ["p", "nll@p>=0.05", "p@p>=Q30", "alpha(auto)", "asft(0.5)"])
 def test_resume_is_bitwise_equal(tmp_path, tok, jsonl, spec):
     ref_model = make_model(tok, dropout=DROPOUT)
     ref = finetune(_cfg(jsonl, tmp_path / "a", objective=spec, checkpoint_every=2), ref_model, tok,
@@ -250,3 +250,36 @@ def test_adaptive_objectives_in_the_runner(tmp_path, tok, jsonl):
         m = finetune(_cfg(jsonl, objective="deft", max_steps=2, fused=fused), make_model(tok), tok,
                      progress=False)
         assert m["objective"] == "deft" and np.isfinite(m["train/loss"]) and "train/nll" in m
+
+
+def test_an_anchored_objective_reads_a_frozen_base_model(tok, jsonl):
+    """ASFT in the runner: each micro-batch's loss is obj.loss with the frozen base model's logits
+    as ref_logits (float64 reference), and the model moves away from the base while the anchor stays
+    (a resumed run is bitwise equal to an uninterrupted one: test_resume_is_bitwise_equal)."""
+    import copy
+
+    from probsft.theory.losses import shift_for_causal_lm
+    from probsft.validate.accumulate import micro_batch_sum
+    from probsft.validate.data import collate, read_jsonl, tokenize_sft
+
+    obj = probsft.objective("asft(1.0)")
+    base = make_model(tok, seed=0).double()
+    model = copy.deepcopy(base)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    batch = collate(tokenize_sft(read_jsonl(jsonl)[:4], tok, 64), tok.pad_token_id)
+    s, _, _, _ = micro_batch_sum(model, batch, obj, reference=base)
+    lg, y = shift_for_causal_lm(model(input_ids=batch["input_ids"],
+                                      attention_mask=batch["attention_mask"]).logits, batch["labels"])
+    with torch.no_grad():
+        ref = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    want = obj.loss(lg, y, reduction="sum", ref_logits=ref)
+    assert float(s) == pytest.approx(float(want), rel=1e-12)
+    assert float(s) > float(probsft.objective("dft").loss(lg, y, reduction="sum"))  # KL > 0 adds
+    trained = make_model(tok)
+    before = [p.detach().clone() for p in trained.parameters()]
+    finetune(_cfg(jsonl, objective="asft(0.5)", max_steps=3), trained, tok, progress=False)
+    assert not all(torch.equal(a, b) for a, b in zip(before, trained.parameters()))
+    with pytest.raises(ConfigError, match="KL anchor"):
+        _cfg(jsonl, objective="asft", fused=True)
