@@ -88,7 +88,7 @@ GRIDS: dict[str, Grid] = {g.key: g for g in (
     Grid("full", "validate_full", "backbone", ex.POSITIONS, title="The full grid"),
     Grid("ecosystem", "validate_ecosystem", "backbone", ex.POSITIONS, full=False,
          objectives=ex.ECOSYSTEM_GRID.objectives,
-         title="The ecosystem's objectives (EAFT, CHORD-phi) on the shipped backbone"),
+         title="The ecosystem's objectives (EAFT, CHORD-phi, ASFT) on the shipped backbone"),
     # `--seed 1`: new (model, data) pairs on which the rule set on the full grid is scored
     _other("b", 1, None, ("t_sh2", "t_swp", "t_rol", "t_nov", "t_sh1"), ("clean", "token"),
            ("full",), ("delta",), "A second backbone: held-out positions for the recommendation rule"),
