@@ -253,8 +253,55 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
         "in_band": in_band_counts(cells, sup, optimizer) if cells else {},
         "position_test": position,
         "seconds": round(time.perf_counter() - start, 2)}
+    out["measured_curve"] = measured_curve_samples(cells, sup, optimizer, width, x) if cells else None
     out["why"] = explain(out)
     return out
+
+
+CURVE_P = tuple(round(0.05 * i, 2) for i in range(1, 20))     # p at which the curve is sampled
+
+
+def measured_curve_samples(cells, supervision: str, optimizer: str, width: float, x: float) -> dict:
+    """The smoothed Δ of every measured objective along p (:data:`CURVE_P`) for one noise kind and
+    optimizer, at the width the curve was built with, and where the probe's p sits: what the text
+    plot and ``--plot`` draw ({"p", "probe_p", "delta": {spec: [Δ at each p]}})."""
+    rows = [dose_response(cells, p, supervision, optimizer, bandwidth=width) for p in CURVE_P]
+    specs = sorted({s for r in rows for s in r})
+    return {"p": list(CURVE_P), "probe_p": x, "supervision": supervision, "optimizer": optimizer,
+            "delta": {s: [r[s]["delta"] if s in r else None for r in rows] for s in specs}}
+
+
+def text_plot(samples: dict, specs, height: int = 11) -> list[str]:
+    """A small terminal plot of the smoothed Δ vs NLL (points) along p for ``specs`` (one letter
+    each), the probe's p marked by a column of '|', 0 by a row of '-'."""
+    specs = [s for s in specs if s in samples["delta"]]
+    values = [v for s in specs for v in samples["delta"][s] if v is not None] + [0.0]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    P = samples["p"]
+    col = min(range(len(P)), key=lambda i: abs(P[i] - samples["probe_p"]))
+    grid = [[" "] * len(P) for _ in range(height)]
+    row_of = lambda v: int(round((hi - v) / span * (height - 1)))       # noqa: E731
+    for i in range(len(P)):
+        grid[row_of(0.0)][i] = "-"
+        for r in range(height):
+            if i == col and grid[r][i] == " ":
+                grid[r][i] = "|"
+    letters = {}
+    for k, s in enumerate(specs):
+        letters[s] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[k]
+        for i, v in enumerate(samples["delta"][s]):
+            if v is not None:
+                grid[row_of(v)][i] = letters[s]
+    lines = [f"Δ vs nll (points), {samples['supervision']}/{samples['optimizer']}, smoothed along "
+             f"the probe's p; '|' = this data's p {samples['probe_p']:.2f}:"]
+    for r in range(height):
+        value = 0.0 if r == row_of(0.0) else hi - r * span / (height - 1)
+        label = f"{value:+6.1f} " if r in (0, row_of(0.0), height - 1) else " " * 7
+        lines.append(label + "".join(grid[r]))
+    lines.append(" " * 7 + f"p {P[0]:.2f}" + " " * (len(P) - 12) + f"{P[-1]:.2f}")
+    lines.append("        " + "  ".join(f"{letters[s]} = {s}" for s in specs))
+    return lines
 
 
 def explain(out: dict) -> list[str]:
@@ -325,14 +372,23 @@ def position_text(t: dict, rec: dict, supervision: str, optimizer: str) -> str:
 
 
 def format_report(out: dict) -> str:
-    """The recommendation, its ``why`` lines and the ranked table as text."""
-    rows = [f"{'objective':<14} {'class':<14} {'rate@E':>10} {'E* vs nll':>10} {'measured Δ':>12}"]
+    """The recommendation, its ``why`` lines, the ranked table (measured Δ with its smoothed CI)
+    and, with a measured curve, the text plot of the top candidates along p."""
+    rows = [f"{'objective':<14} {'class':<14} {'rate@E':>10} {'E* vs nll':>10} "
+            f"{'measured Δ [CI]':>22}"]
     for r in out["candidates"]:
         e = r["e_star_vs_nll"]
         e_txt = "-" if e is None else "none" if math.isinf(e) else "tie" if math.isnan(e) \
             else f"{e:.3g}"
         m = r["measured"]
+        meas = "-" if m is None else f"{m['delta']:+.1f} [{m['ci_low']:+.1f}, {m['ci_high']:+.1f}]"
         rows.append(f"{r['spec']:<14} {r['class'].split(':')[0]:<14} {r['rate_at_noise']:>10.3g} "
-                    f"{e_txt:>10} {'-' if m is None else format(m['delta'], '+.1f'):>12}")
+                    f"{e_txt:>10} {meas:>22}")
+    plot = []
+    if out.get("measured_curve"):
+        top = [r["resolved"] for r in out["candidates"]
+               if r["measured"] is not None and r["resolved"] != "nll"][:4]     # nll is the 0 row
+        plot = ["", *text_plot(out["measured_curve"], dict.fromkeys([out["recommendation"]["resolved"],
+                                                                    *top]))]
     return "\n".join([f"recommended: {out['recommendation']['objective']}", *out["why"], "",
-                      *rows, f"({out['seconds']:.1f} s)"])
+                      *rows, *plot, f"({out['seconds']:.1f} s)"])

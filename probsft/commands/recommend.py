@@ -72,6 +72,9 @@ def add_parser(sub):
                         "1-minute load average, at most torch's default; at least 1)")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
                    help="print the result as JSON (or write it to FILE, atomically)")
+    p.add_argument("--plot", metavar="STEM",
+                   help="also save the result as STEM.json and draw the measured curve around this "
+                        "data's p into STEM.png and STEM.svg (from the saved JSON)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=run)
 
@@ -84,6 +87,8 @@ def run(args) -> int:
 
     if args.json and args.json != "-":
         output_file(args.json, "--json")             # before the work, not after it
+    if args.plot:
+        output_file(f"{args.plot}.json", "--plot")
     torch.set_num_threads(args.threads or idle_threads())
 
     out = recommend(args.model, args.data, noise=args.noise, sample_tokens=args.sample_tokens,
@@ -92,4 +97,11 @@ def run(args) -> int:
                     batch_size=args.batch_size, max_length=args.max_length,
                     progress=args.progress, rule=args.rule)
     emit(out, format_report(out), args.json)
+    if args.plot:
+        from probsft.figures.recommend import draw
+        from probsft.files import atomic_write_json
+
+        saved = atomic_write_json(f"{args.plot}.json", out)      # results first, then the picture
+        for path in draw(saved, args.plot):
+            print(f"wrote {path}")
     return 0

@@ -348,3 +348,39 @@ def test_recommend_default_threads_follow_the_idle_cpus(monkeypatch):
 
     monkeypatch.setattr(os, "getloadavg", unavailable)
     assert idle_threads() == cpus
+
+
+def test_text_plot_marks_the_probe_and_the_zero_line():
+    from probsft.continuum.recommend import CURVE_P, text_plot
+
+    samples = {"p": list(CURVE_P), "probe_p": 0.52, "supervision": "token", "optimizer": "adamw",
+               "delta": {"p": [10.0 * (p - 0.5) for p in CURVE_P], "alpha(0.1)": [2.0] * len(CURVE_P)}}
+    lines = text_plot(samples, ["p", "alpha(0.1)", "missing"])
+    grid = lines[1:12]
+    col = 7 + min(range(len(CURVE_P)), key=lambda i: abs(CURVE_P[i] - 0.52))
+    assert all(row[col] in "|AB-" for row in grid)                      # the probe's column
+    zero = next(row for row in grid if row.startswith("  +0.0"))
+    assert set(zero[7:]) <= {"-", "A", "B"}
+    assert grid[0].startswith("  +4.5") and grid[-1].startswith("  -4.5")  # p's ends, 0.05/0.95
+    assert lines[-1].strip() == "A = p  B = alpha(0.1)"
+
+
+def test_cli_recommend_plot_saves_the_json_then_draws_it(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{w}>", "response": w[::-1]}) + "\n"
+                            for w in ["abc", "hello", "world", "jumble"]))
+    paired = _write_paired(tmp_path / "paired.csv")
+    stem = tmp_path / "rec"
+    assert main(["recommend", "--model", str(MODELS / "backbone"), "--data", str(data), "--curve",
+                 str(paired), "--plot", str(stem), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "Δ vs nll (points), clean/adamw" in text and "measured Δ [CI]" in text
+    saved = json.loads((tmp_path / "rec.json").read_text())
+    assert saved["measured_curve"]["probe_p"] == saved["probe"]["placement_mean_p"]
+    assert (tmp_path / "rec.png").stat().st_size > 0 and (tmp_path / "rec.svg").exists()
+    from probsft.errors import UserError
+    from probsft.figures.recommend import draw
+
+    (tmp_path / "theory.json").write_text(json.dumps({**saved, "measured_curve": None}))
+    with pytest.raises(UserError, match="no measured curve"):
+        draw(tmp_path / "theory.json", tmp_path / "t")
