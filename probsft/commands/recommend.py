@@ -83,7 +83,8 @@ def run(args) -> int:
     import torch
 
     from probsft.files import output_file
-    from probsft.continuum.recommend import format_report, recommend
+    from probsft.continuum.recommend import recommend
+    from probsft.continuum.recommend_text import format_report
 
     if args.json and args.json != "-":
         output_file(args.json, "--json")             # before the work, not after it

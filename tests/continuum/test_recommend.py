@@ -262,6 +262,8 @@ def test_recommend_on_a_tiny_model_folder(tmp_path, saved_model, jsonl, records)
     assert out["ranking"][0] in ("p", "alpha(10)", "nll") and len(out["candidates"]) == 12
     assert out["recommendation"]["source"] == "measured" and out["why"]
     assert out["in_band"] == in_band_counts(read_paired(paired), "clean", "adamw")
+    assert out["by_supervision"] == {"clean": out["recommendation"]["resolved"]}   # one kind measured
+    assert any(line.startswith("by noise kind") for line in out["why"])
     assert any(line.startswith("probe-blind check: over the 4 measured positions of clean/adamw, "
                                "nll was within the 2-point band of the best in 3")
                for line in out["why"])
@@ -351,7 +353,8 @@ def test_recommend_default_threads_follow_the_idle_cpus(monkeypatch):
 
 
 def test_text_plot_marks_the_probe_and_the_zero_line():
-    from probsft.continuum.recommend import CURVE_P, text_plot
+    from probsft.continuum.recommend import CURVE_P
+    from probsft.continuum.recommend_text import text_plot
 
     samples = {"p": list(CURVE_P), "probe_p": 0.52, "supervision": "token", "optimizer": "adamw",
                "delta": {"p": [10.0 * (p - 0.5) for p in CURVE_P], "alpha(0.1)": [2.0] * len(CURVE_P)}}
