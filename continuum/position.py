@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from probsft.continuum.cells import MARGIN, cell_groups, score
-from probsft.continuum.rule import RULE, lopo_cells
+from probsft.continuum.rule import RULE, decide, dose_response, lopo_cells
 
 MATTERS = 10.0          # points of hit rate by which the rule must beat the position-blind policy
 BOOT, BOOT_SEED = 2000, 12345
@@ -62,11 +62,14 @@ def position_test(cells, rule: str = RULE, margin: float = MARGIN) -> dict:
         return 100.0 * sum(hits) / len(hits) if hits else math.nan
 
     const_at = {k: score(groups[k], constant, margin)[0] for k in keys}
-    summary = {name: {"all": rate([f(k) for k in keys]), "informative": rate([f(k) for k in informative])}
-               for name, f in (("rule", lambda k: rule_rows[k]), ("lookup", lambda k: lookup_rows[k][0]),
-                               ("constant", lambda k: const_at[k]))}
-    blind = "lookup" if summary["lookup"]["informative"] >= summary["constant"]["informative"] else "constant"
-    blind_hit = (lambda k: lookup_rows[k][0]) if blind == "lookup" else (lambda k: const_at[k])
+    hit_of = {"rule": lambda k: rule_rows[k], "lookup": lambda k: lookup_rows[k][0],
+              "constant": lambda k: const_at[k]}
+    summary = {name: {"all": rate([f(k) for k in keys]),
+                      "informative": rate([f(k) for k in informative])}
+               for name, f in hit_of.items()}
+    blind = ("lookup" if summary["lookup"]["informative"] >= summary["constant"]["informative"]
+             else "constant")
+    blind_hit = hit_of[blind]
     by_pos: dict = {}
     for k in informative:
         by_pos.setdefault(k[0], []).append(100.0 * (rule_rows[k] - blind_hit(k)))
@@ -83,7 +86,7 @@ def blind_answer(test: dict, cells, supervision: str, optimizer: str, margin: fl
     at infinite width over every position of that kind) or the constant, whichever ``test`` kept."""
     if test["position_blind"] == "constant":
         return test["constant"]
-    from probsft.continuum.rule import decide, dose_response
-
     measured = dose_response(cells, 0.5, supervision, optimizer, bandwidth=math.inf, margin=margin)
-    return decide(measured, margin=margin, rule=test["rule"])["objective"] if measured else test["constant"]
+    if not measured:
+        return test["constant"]
+    return decide(measured, margin=margin, rule=test["rule"])["objective"]
