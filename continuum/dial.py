@@ -1,0 +1,263 @@
+"""The within-task dial: the same task at several capability positions (checkpoints of one run).
+
+Every position of the registered grids (probsft.continuum.grids) is a different task, so a
+position's probe p is confounded with the task's identity. Here one pretraining run is read at
+several points of its dial (`probsft backbone build --dial-steps 600 --save-at ...`: the model is
+saved, with its build probe, at dial steps 100, 150, …, 600), and each task is fine-tuned from
+the checkpoints at which its build probe answer p lies nearest :data:`TARGETS` (chosen by that
+probe alone, before any fine-tune; probsft.validate.backbone.positions_near). A position is
+``task@step``. Caveat: a later checkpoint has also seen more of the other tasks and has more
+general competence, not only more of the task's own documents.
+
+Each checkpoint's runs are an ordinary continuum grid (probsft.continuum.experiment, paired seeds,
+its own folder ``<out>/step_<k>/``, resumable run by run; the seeds run in two passes, the first
+two seeds of every position first, so an interrupted dial holds complete paired cells);
+:func:`rows` merges them and :func:`analyse` writes ``paired.csv`` and ``verdicts.json`` as every
+grid does, plus the −p − NLL crossover located within each task (:func:`task_crossovers`).
+
+    python -m probsft.continuum.dial positions|run|analyse [--dial fit] [--workers N]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from probsft.continuum import experiment as ex
+from probsft.errors import UserError
+from probsft.paths import MODELS
+
+TARGETS = (0.1, 0.3, 0.5, 0.7, 0.85)        # build-probe answer p of a task's positions
+DIAL_STEPS = 600
+SAVE_AT = tuple(range(100, DIAL_STEPS + 1, 50))
+# the candidates: NLL, the prior-leaning ones, the adaptive ones, and the ecosystem's default
+OBJECTIVES = ("nll", "p", "alpha(0.1)", "dft", "deft", "alpha(auto)")
+CONFIG = dataclasses.replace(ex.FULL, objectives=OBJECTIVES, supervision=("clean", "token", "answer"),
+                             seeds=(0, 1, 2))
+SEP = "@"
+
+
+@dataclasses.dataclass(frozen=True)
+class Dial:
+    """One dial experiment: a backbone build read at checkpoints, its tasks, their grid."""
+
+    key: str
+    model: str                              # models/<model>: the build with its dial_step_<k>/
+    build_seed: int
+    tasks: tuple[str, ...]
+    folder: str                             # results/<folder>
+    config: ex.ExperimentConfig = CONFIG
+    targets: tuple[float, ...] = TARGETS
+    title: str = ""
+    # more tasks, taken in this order when they pass :func:`spans` on this build's probe, until
+    # ``take`` of them are in (a held-out build's dial may take weakly: registered before it ran)
+    candidates: tuple[str, ...] = ()
+    take: int = 0
+
+    @property
+    def model_path(self) -> Path:
+        return MODELS / self.model
+
+    def build_command(self) -> str:
+        return (f"probsft backbone build --seed {self.build_seed} --dial-steps {DIAL_STEPS} "
+                f"--save-at {' '.join(map(str, SAVE_AT))} --out models/{self.model}")
+
+    def command(self) -> str:
+        return f"python -m probsft.continuum.dial run --dial {self.key}"
+
+    def checkpoints(self, model_path=None) -> dict:
+        """{step: {task: {answer_p, exact_match}}}: the build probe at each saved dial step."""
+        path = Path(model_path or self.model_path) / "build.json"
+        if not path.exists():
+            raise UserError(f"no dial build at {path.parent}; build it with `{self.build_command()}`")
+        ck = json.loads(path.read_text()).get("checkpoints")
+        if not ck:
+            raise UserError(f"{path}: the build saved no checkpoints (--save-at)")
+        return {int(k): v for k, v in ck.items()}
+
+    def all_tasks(self, model_path=None) -> tuple[str, ...]:
+        """The fixed tasks, then the first ``take`` candidates whose positions span the continuum
+        on this build's probe (:func:`spans`); fewer when not enough pass (said by the caller)."""
+        if not self.take:
+            return self.tasks
+        ck = self.checkpoints(model_path)
+        ok = [t for t in self.candidates if spans(positions_of(ck, (t,), self.targets), ck)]
+        return self.tasks + tuple(ok[:self.take])
+
+    def positions(self, model_path=None) -> list[tuple[str, int]]:
+        """[(task, step)]: per task, the steps whose build probe p lies nearest the targets."""
+        return positions_of(self.checkpoints(model_path), self.all_tasks(model_path), self.targets)
+
+    def by_step(self, model_path=None) -> dict[int, tuple[str, ...]]:
+        """{step: tasks fine-tuned from that checkpoint}, steps ascending."""
+        out: dict[int, list[str]] = {}
+        for task, step in self.positions(model_path):
+            out.setdefault(step, []).append(task)
+        return {k: tuple(out[k]) for k in sorted(out)}
+
+
+def positions_of(checkpoints: dict, tasks, targets=TARGETS) -> list[tuple[str, int]]:
+    """Per task, one distinct checkpoint step per target: the step whose probe answer p lies
+    nearest (probsft.validate.backbone.positions_near over steps instead of tasks)."""
+    from probsft.validate.backbone import positions_near
+
+    out = []
+    for task in tasks:
+        by_step = {k: v[task] for k, v in checkpoints.items() if task in v}
+        if len(by_step) < len(targets):
+            raise UserError(f"{task}: {len(by_step)} checkpoints for {len(targets)} targets")
+        out += [(task, k) for k in sorted(positions_near(by_step, targets))]
+    return out
+
+
+SPAN = (0.2, 0.7)          # a task spans the continuum: its lowest position <= 0.2, highest >= 0.7
+
+
+def spans(positions, checkpoints) -> bool:
+    """Whether a task's positions reach both ends of :data:`SPAN` by build probe p."""
+    ps = [checkpoints[k][t]["answer_p"] for t, k in positions]
+    return min(ps) <= SPAN[0] and max(ps) >= SPAN[1]
+
+
+def position_name(task: str, step: int) -> str:
+    return f"{task}{SEP}{step}"
+
+
+def task_of(position: str) -> str:
+    """The task of a position (``t_rol@250`` -> ``t_rol``; a plain task name is its own task)."""
+    return position.split(SEP, 1)[0]
+
+
+def run(dial: Dial, out: Path, model_path=None, workers: int = 1, progress: bool = True) -> Path:
+    """Run (or resume) every checkpoint's grid into ``out/step_<k>``, the first two seeds of
+    every position first; returns ``out``."""
+    model_path = Path(model_path or dial.model_path)
+    steps = dial.by_step(model_path)
+    cfg = dial.config
+    for seeds in dict.fromkeys((cfg.seeds[:2], cfg.seeds)):
+        for step, tasks in steps.items():
+            ex.run_grid(dataclasses.replace(cfg, tasks=tasks, seeds=seeds), Path(out) / f"step_{step}",
+                        model_path / f"dial_step_{step}", progress=progress, workers=workers)
+    return Path(out)
+
+
+def rows(dial: Dial, out: Path, model_path=None) -> list[dict]:
+    """Every checkpoint's saved rows, each position renamed ``task@step`` (only the dial's
+    positions: a checkpoint folder's other tasks are left out)."""
+    keep = set(dial.positions(model_path))
+    merged = []
+    for step in sorted(dial.by_step(model_path)):
+        for r in ex.read_rows(Path(out) / f"step_{step}" / "results.csv"):
+            if (r["position"], step) in keep:
+                merged.append({**r, "position": position_name(r["position"], step)})
+    return merged
+
+
+def task_crossovers(cells) -> list[dict]:
+    """The −p − NLL crossover located within each task, per supervision and optimizer
+    (probsft.validate.stats.crossover on the task's positions: isotonic root of the mean Δ along
+    probe p, bootstrap-over-seeds 95% CI)."""
+    from probsft.validate.stats import crossover
+
+    groups: dict[tuple, list] = {}
+    for c in cells:
+        if c["objective"] == "p":
+            groups.setdefault((task_of(c["position"]), c["supervision"], c["optimizer"]),
+                              []).append(c)
+    out = []
+    for (task, sup, opt), cs in sorted(groups.items()):
+        if len(cs) < 2:
+            continue
+        cs.sort(key=lambda c: c["probe_answer_p"])
+        S = min(len(c["per_seed"]) for c in cs)
+        x = crossover([c["probe_answer_p"] for c in cs], [c["per_seed"][:S] for c in cs])
+        out.append({"task": task, "supervision": sup, "optimizer": opt, "positions": len(cs),
+                    "p_range": [cs[0]["probe_answer_p"], cs[-1]["probe_answer_p"]],
+                    "deltas": [c["delta"] for c in cs], **x})
+    return out
+
+
+def crossover_moves(crossings: list[dict]) -> dict:
+    """Does the crossover move between tasks? Per (supervision, optimizer): the tasks with a
+    crossing and a CI; "moves" when two tasks' CIs are disjoint, "not shown" when every pair
+    overlaps, "cannot tell" with fewer than two located crossings."""
+    out = {}
+    for key in dict.fromkeys((c["supervision"], c["optimizer"]) for c in crossings):
+        located = [c for c in crossings if (c["supervision"], c["optimizer"]) == key
+                   and c["p"] is not None and c["ci"] is not None]
+        if len(located) < 2:
+            out["/".join(key)] = "cannot tell"
+            continue
+        disjoint = any(a["ci"][1] < b["ci"][0] or b["ci"][1] < a["ci"][0]
+                       for i, a in enumerate(located) for b in located[i + 1:])
+        out["/".join(key)] = "moves" if disjoint else "not shown"
+    return out
+
+
+def analyse(dial: Dial, out: Path, model_path=None) -> dict:
+    """Merge the checkpoints' rows, write ``out/paired.csv`` and ``out/verdicts.json`` (with the
+    per-task crossovers), and return the analysis."""
+    from probsft.continuum.analysis import write_analysis
+    from probsft.files import atomic_write_json, rounded
+
+    merged = rows(dial, out, model_path)
+    if not merged:
+        raise UserError(f"no finished runs under {out}; run `{dial.command()}` first")
+    result = write_analysis(merged, Path(out))
+    result["task_crossovers"] = rounded(task_crossovers(result["cells"]))
+    result["crossover_moves"] = crossover_moves(result["task_crossovers"])
+    atomic_write_json(Path(out) / "verdicts.json", result, indent=1)
+    return result
+
+
+DIALS: dict[str, Dial] = {d.key: d for d in (
+    # the seed-0 run (the shipped backbone's stage 1), its dial continued to 600 steps
+    Dial("fit", "dial", 0, ("t_rol", "t_swp", "t_nov"), "validate_dial",
+         title="The within-task dial: three tasks at five positions each"),
+    # registered before it was built (probsft.continuum.heldout): a new seed, a task the rule saw
+    # (t_nov) on the new backbone, and the first two tasks it never saw that span the continuum
+    Dial("heldout", "dial_heldout", 5, ("t_nov",), "validate_dial_heldout",
+         candidates=("t_sh2", "t_ror", "t_sh1", "t_srt", "t_cpy"), take=2,
+         title="The registered held-out dial: a new seed, two unseen tasks"),
+)}
+
+
+def dial(key: str) -> Dial:
+    if key not in DIALS:
+        raise UserError(f"unknown dial {key!r}; registered: {', '.join(DIALS)}")
+    return DIALS[key]
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m probsft.continuum.dial", description=__doc__.split(
+        "\n\n")[0])
+    ap.add_argument("action", choices=("positions", "run", "analyse"))
+    ap.add_argument("--dial", default="fit", help=f"the registered dial ({', '.join(DIALS)})")
+    ap.add_argument("--model", default=None, help="the dial build folder (default models/<dial>)")
+    ap.add_argument("--out", default=None, help="results folder (default results/<folder>)")
+    ap.add_argument("--workers", type=int, default=None, help="grid processes (default: CPUs, <= 8)")
+    args = ap.parse_args(argv)
+    try:
+        d = dial(args.dial)
+        out = Path(args.out or Path("results") / d.folder)
+        if args.action == "positions":
+            ck = d.checkpoints(args.model)
+            for task, step in d.positions(args.model):
+                print(f"{position_name(task, step)}\tbuild probe p {ck[step][task]['answer_p']:.3f}")
+        elif args.action == "run":
+            run(d, out, args.model, workers=args.workers or ex.default_workers())
+            analyse(d, out, args.model)
+        else:
+            res = analyse(d, out, args.model)
+            for c in res["task_crossovers"]:
+                print(f"{c['task']} {c['supervision']}/{c['optimizer']}: crossover {c['p']} "
+                      f"CI {c['ci']}")
+    except (UserError, ex.ConfigError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()
