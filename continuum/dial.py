@@ -34,7 +34,7 @@ SAVE_AT = tuple(range(100, DIAL_STEPS + 1, 50))
 # the candidates: NLL, the prior-leaning ones, the adaptive ones, and the ecosystem's default
 OBJECTIVES = ("nll", "p", "alpha(0.1)", "dft", "deft", "alpha(auto)")
 CONFIG = dataclasses.replace(ex.FULL, objectives=OBJECTIVES, supervision=("clean", "token", "answer"),
-                             seeds=(0, 1, 2))
+                             seeds=(0, 1, 2, 3))
 SEP = "@"
 
 
@@ -142,12 +142,29 @@ def run(dial: Dial, out: Path, model_path=None, workers: int = 1, progress: bool
     return Path(out)
 
 
-def rows(dial: Dial, out: Path, model_path=None) -> list[dict]:
-    """Every checkpoint's saved rows, each position renamed ``task@step`` (only the dial's
-    positions: a checkpoint folder's other tasks are left out)."""
-    keep = set(dial.positions(model_path))
+def saved_positions(dial: Dial, out: Path, model_path=None) -> list[dict]:
+    """The dial's positions with their build probe p and checkpoint sha256, as ``analyse`` saves
+    them in ``out/positions.json``; read from the build when it is there, else from that file
+    (a fresh clone has the results, not the checkpoints)."""
+    path = Path(out) / "positions.json"
+    if not (Path(model_path or dial.model_path) / "build.json").exists() and path.exists():
+        return json.loads(path.read_text())["positions"]
+    ck = dial.checkpoints(model_path)
+    out_rows = []
+    for task, step in dial.positions(model_path):
+        cfg = Path(out) / f"step_{step}" / "config.json"
+        sha = json.loads(cfg.read_text())["model_sha256"] if cfg.exists() else None
+        out_rows.append({"position": position_name(task, step), "task": task, "step": step,
+                         "build_answer_p": ck[step][task]["answer_p"], "model_sha256": sha})
+    return out_rows
+
+
+def rows(out: Path, positions) -> list[dict]:
+    """Every checkpoint's saved rows at ``positions`` (:func:`saved_positions`), each renamed
+    ``task@step`` (a checkpoint folder's other tasks are left out)."""
+    keep = {(p["task"], p["step"]) for p in positions}
     merged = []
-    for step in sorted(dial.by_step(model_path)):
+    for step in sorted({p["step"] for p in positions}):
         for r in ex.read_rows(Path(out) / f"step_{step}" / "results.csv"):
             if (r["position"], step) in keep:
                 merged.append({**r, "position": position_name(r["position"], step)})
@@ -201,9 +218,12 @@ def analyse(dial: Dial, out: Path, model_path=None) -> dict:
     from probsft.continuum.analysis import write_analysis
     from probsft.files import atomic_write_json, rounded
 
-    merged = rows(dial, out, model_path)
+    positions = saved_positions(dial, out, model_path)
+    merged = rows(out, positions)
     if not merged:
         raise UserError(f"no finished runs under {out}; run `{dial.command()}` first")
+    atomic_write_json(Path(out) / "positions.json", {"build": dial.build_command(),
+                                                     "positions": positions}, indent=1)
     result = write_analysis(merged, Path(out))
     result["task_crossovers"] = rounded(task_crossovers(result["cells"]))
     result["crossover_moves"] = crossover_moves(result["task_crossovers"])
@@ -215,9 +235,9 @@ DIALS: dict[str, Dial] = {d.key: d for d in (
     # the seed-0 run (the shipped backbone's stage 1), its dial continued to 600 steps
     Dial("fit", "dial", 0, ("t_rol", "t_swp", "t_nov"), "validate_dial",
          title="The within-task dial: three tasks at five positions each"),
-    # registered before it was built (probsft.continuum.heldout): a new seed, a task the rule saw
-    # (t_nov) on the new backbone, and the first two tasks it never saw that span the continuum
-    Dial("heldout", "dial_heldout", 5, ("t_nov",), "validate_dial_heldout",
+    # registered before it was built (probsft.continuum.heldout): a new seed, and the first two
+    # tasks the rule never saw that span the continuum on its build probe
+    Dial("heldout", "dial_heldout", 5, (), "validate_dial_heldout",
          candidates=("t_sh2", "t_ror", "t_sh1", "t_srt", "t_cpy"), take=2,
          title="The registered held-out dial: a new seed, two unseen tasks"),
 )}

@@ -215,8 +215,10 @@ def reproduce(out_dir: Path, full: bool) -> list[str]:
              *_figure_lines(pictures, Path(out_dir))]
     if full:
         return lines
+    from probsft.reproduce.dial import reproduce_lines as dial_lines
+
     return (lines + saved_full(Path(out_dir)) + saved_full(Path(out_dir), "ecosystem")
-            + saved_others(Path(out_dir)) + curve_lines(out_dir))
+            + saved_others(Path(out_dir)) + curve_lines(out_dir) + dial_lines(Path(out_dir)))
 
 
 def curve_lines(out_dir: Path) -> list[str]:

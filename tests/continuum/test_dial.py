@@ -54,7 +54,10 @@ def test_rows_of_every_checkpoint_are_merged_and_renamed(tmp_path):
         ex.write_rows(out / f"step_{step}" / "results.csv",
                       [dict(row, position="t_a", objective="nll"),
                        dict(row, position="t_b", objective="nll")])
-    merged = dl.rows(d, out, build)
+    positions = dl.saved_positions(d, out, build)
+    assert [(p["position"], p["build_answer_p"]) for p in positions][:2] == [
+        ("t_a@100", 0.05), ("t_a@200", 0.28)]
+    merged = dl.rows(out, positions)
     assert [r["position"] for r in merged] == ["t_a@100", "t_a@200"]
 
 
