@@ -104,11 +104,6 @@ def _by_delta(measured: dict, margin: float) -> str:
 # The rules that pick an objective from the smoothed measured results (:func:`dose_response`).
 # "band", the default since the third backbone's test was registered (README, "recommend"):
 # scored by the tie band, so it picks what most often lands in it. "delta": the rule before.
-
-
-# The rules that pick an objective from the smoothed measured results (:func:`dose_response`).
-# "band", the default since the third backbone's test was registered (README, "recommend"):
-# scored by the tie band, so it picks what most often lands in it. "delta": the rule before.
 RULES = {"band": _by_band, "delta": _by_delta}
 RULE = "band"
 RULE_TEXT = {"band": f"the objective most often within the {MARGIN:g}-point band of each "
