@@ -94,6 +94,7 @@ def _registered_lines(folder: Path) -> list[str]:
 
 def dial_lines(out_dir: Path, key: str) -> list[str]:
     """Report lines of one registered dial's saved results under ``out_dir``; [] when none."""
+    from probsft.figures.dial import draw
     from probsft.reproduce.validate import report_lines
 
     d = dl.DIALS[key]
@@ -112,7 +113,10 @@ def dial_lines(out_dir: Path, key: str) -> list[str]:
              f"`{d.command()}` (resumable); a position is task@step.", "",
              *_positions_table(positions, result), "",
              *report_lines(result, cfg, rows, d.command(), f"`{d.build_command()}`"),
-             *_crossover_lines(result)]
+             *_crossover_lines(result), "",
+             *(f"![dial]({p.relative_to(out_dir)})" for p in draw(folder / "verdicts.json",
+                                                                   folder / "dial")
+               if p.suffix == ".png")]
     if key == "fit":
         lines += _rule_lines(folder)
     return lines + _registered_lines(folder)

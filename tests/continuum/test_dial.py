@@ -137,3 +137,16 @@ def test_verdicts_of_the_registered_target():
     assert verdict(TARGET + 5, (-1.0, 30.0)) == "inconclusive"
     assert verdict(1.0, (-3.0, TARGET - 0.5)) == "refuted"
     assert verdict(math.nan, (math.nan, math.nan)) == "inconclusive"
+
+
+def test_the_dial_figure_draws_each_task_and_its_crossover_from_saved_verdicts(tmp_path):
+    from probsft.figures.dial import draw
+
+    ps = (0.1, 0.3, 0.5, 0.7, 0.9)
+    cells = [dict(c, ci_low=c["delta"] - 3, ci_high=c["delta"] + 3)
+             for c in _p_cells("t_a", ps, (-20, -10, 10, 20, 30))
+             + _p_cells("t_b", ps, (-30, -25, -20, -10, 10), sup="clean")]
+    path = tmp_path / "verdicts.json"
+    path.write_text(json.dumps({"cells": cells, "task_crossovers": dl.task_crossovers(cells)}))
+    png, svg = draw(path, tmp_path / "dial")
+    assert png.stat().st_size > 10_000 and "t_a" in svg.read_text() and "t_b" in svg.read_text()
