@@ -149,4 +149,6 @@ def test_the_dial_figure_draws_each_task_and_its_crossover_from_saved_verdicts(t
     path = tmp_path / "verdicts.json"
     path.write_text(json.dumps({"cells": cells, "task_crossovers": dl.task_crossovers(cells)}))
     png, svg = draw(path, tmp_path / "dial")
-    assert png.stat().st_size > 10_000 and "t_a" in svg.read_text() and "t_b" in svg.read_text()
+    text = svg.read_text()
+    assert png.stat().st_size > 10_000
+    assert "#1f77b4" in text and "#ff7f0e" in text          # one colour per task
