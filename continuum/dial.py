@@ -222,8 +222,12 @@ def analyse(dial: Dial, out: Path, model_path=None) -> dict:
     merged = rows(out, positions)
     if not merged:
         raise UserError(f"no finished runs under {out}; run `{dial.command()}` first")
-    atomic_write_json(Path(out) / "positions.json", {"build": dial.build_command(),
-                                                     "positions": positions}, indent=1)
+    saved = Path(out) / "positions.json"
+    built = (Path(model_path or dial.model_path) / "build.json").exists()
+    checkpoints = (dial.checkpoints(model_path) if built else
+                   json.loads(saved.read_text()).get("checkpoints") if saved.exists() else None)
+    atomic_write_json(saved, {"build": dial.build_command(), "positions": positions,
+                              "checkpoints": checkpoints}, indent=1)
     result = write_analysis(merged, Path(out))
     result["task_crossovers"] = rounded(task_crossovers(result["cells"]))
     result["crossover_moves"] = crossover_moves(result["task_crossovers"])
