@@ -74,6 +74,8 @@ def measure(size: str, threads: int, steps: int, probe_n: int, pool: int = 300) 
 
 
 def main(argv=None) -> int:
+    from machine import cpu_line
+
     from probsft.validate.backbone import SIZES
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -84,10 +86,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="folder for bench_backbone_<size>.json")
     args = ap.parse_args(argv)
     r = measure(args.size, args.threads, args.steps, args.probe_n)
-    feats = dict(r["cpu"])
-    print(f"CPU: {feats.pop('model')} | " + ", ".join(f"{k}={v}" for k, v in feats.items())
-          + f" | torch {r['torch']}, {r['threads']} threads"
-          + f" | load average {' '.join(f'{x:.1f}' for x in r['load_average'])}")
+    print(cpu_line())
     print(f"size {r['size']}: {r['params']:,} parameters")
     print(f"{'':<20}{'wall ms/step':>13}{'CPU ms/step':>13}{'steps':>7}{'wall min':>10}"
           f"{'CPU min':>9}")
