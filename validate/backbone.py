@@ -51,12 +51,12 @@ DIAL_MIX: tuple[tuple[str, float], ...] = (
 
 # Named sizes (``probsft backbone build --size NAME``): the fields each sets on BackboneConfig's
 # defaults; "tiny" is the defaults, the shipped backbone. Parameters with the char vocab (100):
-#   tiny    hidden 128, 4 layers, 4 heads, MLP 352      829,568 (3.2 MB float32)
+#   tiny    hidden 128, 4 layers, 4 heads, MLP 352      829,568 (3.3 MB float32)
 #   medium  hidden 384, 5 layers, 6 heads, MLP 1024   8,928,384 (35.7 MB float32; 10.8x tiny)
 # "medium" (issue 24) keeps the tiny's data, steps and batches; its learning rates are a third of
-# the tiny's (nanoGPT's 10.7M char-level model trains at 1e-3). Its build was estimated at 58 min
-# of one core's time (benchmarks/bench_backbone.py --size medium --threads 1: 4.05 s per stage-1
-# step, 2.00 s per dial step; the same estimate gives the tiny 9.3 min, its build took 10.6).
+# the tiny's (nanoGPT's 10.7M char-level model trains at 1e-3). Build estimate at one thread: 56.5
+# CPU-min (benchmarks/bench_backbone.py --size medium --threads 1: 3.9 s per stage-1 step, 2.0 s per
+# dial step), 64-76 min scaled as the tiny's (estimated 7.9-9.3, built in 10.6): docs/validation.md.
 SIZES: dict[str, dict] = {
     "tiny": {},
     "medium": dict(hidden_size=384, layers=5, heads=6, intermediate_size=1024, lr=1e-3,
