@@ -242,7 +242,7 @@ def main(argv=None) -> int:
     print(f"{results['params']:,} parameters, {args.steps} steps x batch {args.batch_size}, "
           f"{base['input_tokens']} input tokens per run ({base['supervised_tokens']} supervised); "
           f"medians of {args.repeats}; memory: {base['memory_method']} (MiB beyond the weights)")
-    fmt = lambda x, spec: format(x, spec) if x is not None else format("-", spec[:-2])
+    fmt = lambda x, spec: format(x, spec) if x is not None else format("-", spec.split(".")[0])
     print(f"{'section':<12}{'tokens/s':>10}{'vs Trainer':>11}{'steady':>9}{'vs Trainer':>11}"
           f"{'peak MiB':>10}{'vs Trainer':>11}{'mean loss':>10}")
     for s, m in med.items():
