@@ -1,7 +1,8 @@
 """The embedded backbone: a small character-level Llama pretrained by us on a mixed task corpus.
 
 Hub weights cannot be downloaded here, so the validation's default model is built by
-``probsft backbone build [--out DIR] [--steps N] [--seed S]``. The corpus mixes the tasks of
+``probsft backbone build [--size tiny|medium] [--out DIR] [--steps N] [--seed S]`` (sizes:
+:data:`SIZES`; tiny is the shipped one). The corpus mixes the tasks of
 probsft.validate.tasks by their exposure (``BackboneConfig.mix``): heavy ``spell_backward``
 (model-strong), light ``letter_jumble`` (intermediate), no ``figlet`` (model-weak), all from the
 *pretrain* split, which never overlaps the SFT train / held-out splits.
@@ -14,15 +15,17 @@ measured grid every NLL fine-tune spent its update on learning it (README, "form
 objectives then differ by how they treat one never-seen format token, not by the continuum.
 
 The result is a Hugging Face folder (``LlamaForCausalLM`` safetensors + tokenizer,
-``from_pretrained``-loadable) plus ``backbone_config.json`` and ``build.json`` (time, final loss and
-the probe of each task). The shipped copy lives in ``models/backbone/`` (:data:`SHIPPED`).
+``from_pretrained``-loadable) plus ``backbone_config.json`` and ``build.json`` (time, data hash,
+loss curve, final losses and the probe of each task); an interrupted build resumes after stage 1
+(:func:`build`). The shipped copy lives in ``models/backbone/`` (:data:`SHIPPED`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import math
-import random
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -32,7 +35,7 @@ from probsft.config import config_from_dict
 from probsft.errors import ConfigError
 from probsft.files import atomic_write, json_text
 from probsft.paths import MODELS
-from probsft.theory.objective import IGNORE_INDEX
+from probsft.validate.pretrain import corpus_sha256, loss_curve, pretrain
 
 SHIPPED = MODELS / "backbone"
 # Other backbones (the shipped doses, other seeds) and their grids: probsft.continuum.grids.
@@ -44,6 +47,21 @@ DIAL_MIX: tuple[tuple[str, float], ...] = (
     ("spell_backward", 0.4), ("letter_jumble", 0.05),           # replay of stage 1
     ("t_sh1", 0.155), ("t_nov", 0.18), ("t_swp", 0.035), ("t_srt", 0.1), ("t_rol", 0.02),
     ("t_ror", 0.02), ("t_sh2", 0.03), ("t_sh3", 0.01))
+
+
+# Named sizes (``probsft backbone build --size NAME``): the fields each sets on BackboneConfig's
+# defaults; "tiny" is the defaults, the shipped backbone. Parameters with the char vocab (100):
+#   tiny    hidden 128, 4 layers, 4 heads, MLP 352      829,568 (3.3 MB float32)
+#   medium  hidden 384, 5 layers, 6 heads, MLP 1024   8,928,384 (35.7 MB float32; 10.8x tiny)
+# "medium" (issue 24) keeps the tiny's data, steps and batches; its learning rates are a third of
+# the tiny's (nanoGPT's 10.7M char-level model trains at 1e-3). Build estimate at one thread: 56.5
+# CPU-min (benchmarks/bench_backbone.py --size medium --threads 1: 3.9 s per stage-1 step, 2.0 s per
+# dial step), 64-76 min scaled as the tiny's (estimated 7.9-9.3, built in 10.6): docs/validation.md.
+SIZES: dict[str, dict] = {
+    "tiny": {},
+    "medium": dict(hidden_size=384, layers=5, heads=6, intermediate_size=1024, lr=1e-3,
+                   dial_lr=2e-3 / 3),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +110,13 @@ class BackboneConfig:
         return config_from_dict(cls, d)
 
 
+def size_config(size: str = "tiny", **over) -> BackboneConfig:
+    """The BackboneConfig of the named size (:data:`SIZES`) with the fields ``over`` replaced."""
+    if size not in SIZES:
+        raise ConfigError(f"unknown backbone size {size!r}; sizes: {', '.join(SIZES)}")
+    return BackboneConfig(**{**SIZES[size], **over})
+
+
 def document(record: dict, cfg: BackboneConfig) -> str:
     """One pretraining document: prompt + response + ``</s>`` (or a newline when ``cfg.eos`` is off).
 
@@ -111,42 +136,25 @@ def corpus(cfg: BackboneConfig, mix=None) -> dict[str, list[str]]:
             for name, _ in (cfg.mix if mix is None else mix)}
 
 
-def _pretrain(model, tok, docs, mix, steps, batch_size, lr, cfg, seed, progress, desc, device,
-              on_step=None):
-    """Causal-LM pretraining on documents drawn by ``mix``; returns the losses. The batches are a
-    pure function of ``seed`` (documents, shares, order). ``on_step(k)`` is called after the k-th
-    optimizer step (k = 1..steps), with the model in eval mode (it may probe, not train)."""
-    from tqdm.auto import tqdm
+STAGE1 = "stage1"     # <out>/stage1/: the stage-1 model of an unfinished build, its resume point
+DIAL_FIELDS = ("dial_steps", "dial_batch_size", "dial_lr", "dial_mix", "threads")  # not stage 1's
 
-    names, weights = zip(*mix)
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay,
-                            betas=(0.9, 0.98))
-    model.train()
-    losses = []
-    for step in tqdm(range(steps), desc=desc, disable=not progress):
-        warm = min(1.0, (step + 1) / cfg.warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
-        texts = [rng.choice(docs[rng.choices(names, weights)[0]]) for _ in range(batch_size)]
-        seqs = [tok.encode(t) for t in texts]
-        T = max(map(len, seqs))
-        ids = torch.tensor([s + [tok.pad_token_id] * (T - len(s)) for s in seqs],
-                           device=device)                                  # [B, T]
-        labels = ids.masked_fill(ids == tok.pad_token_id, IGNORE_INDEX)
-        loss = model(input_ids=ids, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if on_step is not None:
-            model.eval()
-            on_step(step + 1)
-            model.train()
-    model.eval()
-    return losses
+
+def stage1_key(cfg: BackboneConfig, docs) -> dict:
+    """What stage 1's model is a function of: the config less the dial's fields (and threads) and
+    the sha256 of stage 1's documents. A saved stage 1 with an equal key is resumed from."""
+    config = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in DIAL_FIELDS}
+    key = {"config": config, "data_sha256": corpus_sha256({name: docs[name] for name, _ in cfg.mix})}
+    return json.loads(json_text(key, digits=None))                      # tuples as lists, as saved
+
+
+def _saved_stage1(folder: Path, key: dict) -> dict | None:
+    """The record (key + losses) of the stage 1 saved in ``folder`` if it matches ``key``, else None."""
+    try:
+        saved = json.loads((folder / "stage1.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if {k: saved.get(k) for k in key} == key else None
 
 
 def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 128, docs=None,
@@ -158,16 +166,30 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
     transformations at their doses, with a replay of stage 1's tasks. ``stage1``: a folder holding
     a stage-1 result of the same config (the previous backbone, ``probsft backbone build
     --stage1``) to start stage 2 from instead of pretraining it again.
+    Resumable: stage 1's model is saved to ``out/stage1/`` (with its :func:`stage1_key` and losses
+    in ``stage1.json``) before the dial starts, and a build that finds a matching one there starts
+    from it: the same weights and record as an uninterrupted build. The folder is removed when the
+    build is complete.
     ``docs`` ({task: [text]}, both stages' tasks) and ``probe_sets`` ({task: {split: records}})
     replace the generated corpus and probe data (the GPU benchmark reads them from files).
     ``save_at``: dial steps (0 = the stage-1 model, before the dial) at which the model is also
     saved, as ``out/dial_step_<k>/``, with its dial probe in the build record's ``checkpoints``:
     one pretraining run read at several points, the same task at several capability positions
     (saving and probing never change the run: the final model is the same).
+    The record (``build.json``) holds the parameter count, ``data_sha256`` (probsft.validate.
+    pretrain.corpus_sha256 of both stages' documents), the final losses, ``loss_curve`` (the mean
+    loss of every LOSS_EVERY steps of each stage), the seconds and the dial probe; the config is
+    ``backbone_config.json``.
     """
+    from probsft.files import atomic_dir
+    from probsft.validate.pretrain import LOSS_EVERY
     from probsft.validate.tasks import ALPHABET
     from probsft.validate.tiny import build_char_tokenizer, tiny_llama
 
+    out = Path(out)
+    save_at = sorted(set(save_at))
+    if any(not 0 <= k <= cfg.dial_steps for k in save_at):
+        raise ConfigError(f"--save-at steps must lie in [0, {cfg.dial_steps}] (the dial's steps)")
     torch.set_num_threads(cfg.threads)
     start = time.perf_counter()
     tok = build_char_tokenizer(ALPHABET, model_max_length=cfg.max_position)
@@ -176,20 +198,31 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
     model.to(device)
     if docs is None:
         docs = {**corpus(cfg), **corpus(cfg, cfg.dial_mix)}
-    record = {"threads": cfg.threads, "params": sum(p.numel() for p in model.parameters())}
-    if stage1 is None:
-        losses = _pretrain(model, tok, docs, cfg.mix, cfg.steps, cfg.batch_size, cfg.lr, cfg,
-                           cfg.seed, progress, "pretrain backbone (stage 1)", device)
-        record["stage1_final_loss"] = sum(losses[-20:]) / len(losses[-20:])
+    record = {"threads": cfg.threads, "params": sum(p.numel() for p in model.parameters()),
+              "data_sha256": corpus_sha256(docs)}
+    curve = {"every": LOSS_EVERY}
+    key = stage1_key(cfg, docs)
+    saved = _saved_stage1(Path(stage1 or out / STAGE1), key)       # its losses, when it has them
+    resume = stage1 is None and saved is not None
+    if resume:
+        record["resumed"] = f"after stage 1 ({out / STAGE1})"
+    if stage1 is None and not resume:
+        losses = pretrain(model, tok, docs, cfg.mix, cfg.steps, cfg.batch_size, cfg.lr, cfg,
+                          cfg.seed, progress, "pretrain backbone (stage 1)", device)
+        with atomic_dir(out / STAGE1) as tmp:                   # whole or not at all
+            model.save_pretrained(tmp)
+            atomic_write(tmp / "stage1.json", json_text({**key, "losses": losses}, 1, digits=None))
     else:
         from transformers import AutoModelForCausalLM
 
-        model.load_state_dict(AutoModelForCausalLM.from_pretrained(stage1).state_dict())
-        record["stage1_from"] = str(stage1)
-    out = Path(out)
-    save_at = sorted(set(save_at))
-    if any(not 0 <= k <= cfg.dial_steps for k in save_at):
-        raise ConfigError(f"--save-at steps must lie in [0, {cfg.dial_steps}] (the dial's steps)")
+        model.load_state_dict(AutoModelForCausalLM.from_pretrained(
+            stage1 or out / STAGE1, dtype=torch.float32).state_dict())
+        if stage1 is not None:
+            record["stage1_from"] = str(stage1)
+        losses = saved["losses"] if saved else None
+    if losses:
+        record["stage1_final_loss"] = sum(losses[-20:]) / len(losses[-20:])
+        curve["stage1"] = loss_curve(losses)
     checkpoints = {}
 
     def save_checkpoint(k: int) -> None:
@@ -201,10 +234,12 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
 
     save_checkpoint(0)
     if cfg.dial_steps:
-        losses = _pretrain(model, tok, docs, cfg.dial_mix, cfg.dial_steps, cfg.dial_batch_size,
-                           cfg.dial_lr, cfg, cfg.seed + 1, progress, "pretrain backbone (dial)",
-                           device, on_step=save_checkpoint if save_at else None)
+        losses = pretrain(model, tok, docs, cfg.dial_mix, cfg.dial_steps, cfg.dial_batch_size,
+                          cfg.dial_lr, cfg, cfg.seed + 1, progress, "pretrain backbone (dial)",
+                          device, on_step=save_checkpoint if save_at else None)
         record["dial_final_loss"] = sum(losses[-20:]) / len(losses[-20:])
+        curve["dial"] = loss_curve(losses)
+    record["loss_curve"] = curve
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -214,6 +249,7 @@ def build(cfg: BackboneConfig, out: Path, progress: bool = True, probe_n: int = 
     if checkpoints:
         record["checkpoints"] = checkpoints
     atomic_write(out / "build.json", json_text(record, indent=1))
+    shutil.rmtree(out / STAGE1, ignore_errors=True)             # complete: nothing to resume
     return record
 
 

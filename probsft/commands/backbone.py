@@ -1,4 +1,5 @@
-"""`probsft backbone build`: pretrain the embedded character-level Llama (probsft.validate.backbone)."""
+"""`probsft backbone build [--size NAME]`: pretrain the embedded character-level Llama
+(probsft.validate.backbone); an interrupted build run again into the same --out resumes after stage 1."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ def add_parser(sub):
     bsub = p.add_subparsers(dest="action", metavar="ACTION")
     bsub.required = True
     b = bsub.add_parser("build", help="pretrain the backbone: stage 1 (spelling), stage 2 (the dial)")
-    b.add_argument("--out", default="models/backbone",
+    b.add_argument("--out", default=None,
                    help="output folder (default: models/backbone in the current folder, which is "
-                        "the shipped backbone when run at a checkout's root)")
+                        "the shipped backbone when run at a checkout's root; models/backbone_SIZE "
+                        "for another --size)")
+    b.add_argument("--size", default="tiny",
+                   help="named size (probsft.validate.backbone.SIZES): tiny (the shipped backbone, "
+                        "0.83M parameters; default) or medium (8.9M, issue 24); the flags below "
+                        "override its fields")
     b.add_argument("--steps", type=positive_int, default=None, help="stage-1 steps (default 700)")
     b.add_argument("--dial-steps", type=int, default=None, help="stage-2 (dial) steps (default 300)")
     b.add_argument("--seed", type=int, default=None, help="seed (default 0)")
@@ -32,16 +38,15 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    import dataclasses
-
     from probsft.files import locked_output
-    from probsft.validate.backbone import BackboneConfig, build
+    from probsft.validate.backbone import build, size_config
 
     over = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("threads", args.threads),
                               ("dial_steps", args.dial_steps)) if v is not None}
     over["eos"] = args.eos
-    cfg = dataclasses.replace(BackboneConfig(), **over)
-    with locked_output(args.out, "--out") as out:
+    cfg = size_config(args.size, **over)
+    folder = args.out or ("models/backbone" if args.size == "tiny" else f"models/backbone_{args.size}")
+    with locked_output(folder, "--out") as out:
         record = build(cfg, out, stage1=args.stage1, save_at=args.save_at)
     print(json.dumps(record, indent=1))
     return 0
