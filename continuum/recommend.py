@@ -18,6 +18,11 @@ the pair on the capability continuum, and ranks the candidate objectives by
    distributions q of the sampled tokens (the data's targets taken as the true tokens, noisy labels
    uniform over the others), and E*, the noise rate above which f reduces risk faster than NLL.
 
+The answer is given for every noise kind the curve measured (``by_supervision``), since the user
+rarely knows it, beside the probe's estimate of the data's label noise (``noise_estimate``,
+probsft.validate.noise: the share of wrong targets with its interval, and the kind it points to,
+``points_to``, or none where the probe cannot tell).
+
 The rule (probsft.continuum.rule.decide, also what its hit_rate scores): with a measured curve, ``band`` (default) takes the objective of largest smoothed in-band share (ties: the larger
 Δ); ``delta`` (the rule before) the objective of largest smoothed Δ if Δ exceeds the tie margin
 (2 points), else NLL. Without them: the candidate of largest first-order rate at the assumed noise.
@@ -230,6 +235,9 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
                        optimizer, rule, position)["objective"]
                for k in dict.fromkeys(c["supervision"] for c in cells if c["optimizer"] == optimizer)}
     chosen = next(r for r in cands if rec["objective"] in (r["spec"], r["resolved"]))
+    noise_est = stats["noise_estimate"]                    # probsft.validate.noise, answer tokens
+    noise_est = {**noise_est,
+                 "points_to": noise_est["kind"] if noise_est["kind"] in by_kind else None}
     out = {
         "model": str(label), "data": str(data) if isinstance(data, (str, Path)) else "records",
         "noise": noise, "supervision": sup, "optimizer": optimizer,
@@ -244,7 +252,7 @@ def recommend(model, data, noise: float = 0.0, sample_tokens: int = 100_000, dev
         "candidates": cands, "ranking": [r["spec"] for r in cands],
         "recommendation": {**rec, "objective": chosen["spec"], "resolved": chosen["resolved"]},
         "in_band": in_band_counts(cells, sup, optimizer) if cells else {},
-        "position_test": position, "by_supervision": by_kind,
+        "position_test": position, "by_supervision": by_kind, "noise_estimate": noise_est,
         "seconds": round(time.perf_counter() - start, 2)}
     out["measured_curve"] = measured_curve_samples(cells, sup, optimizer, width, x) if cells else None
     out["why"] = explain(out)

@@ -76,10 +76,7 @@ def explain(out: dict) -> list[str]:
         lines.append("no measured dose-response results: ranked by the first-order risk-reduction "
                      f"rate at E on the model's own distributions ({out['rate_tokens']} tokens); "
                      "the expected gain's size is not predicted by the linearised theory")
-    if out.get("by_supervision"):
-        lines.append("by noise kind (the kind is rarely known; the probe does not estimate it yet): "
-                     + ", ".join(f"{k} -> {v}" for k, v in out["by_supervision"].items())
-                     + f" ({out['optimizer']})")
+    lines += noise_lines(out)
     band = out["in_band"]
     if band:
         top, (hits, n) = next(iter(band.items()))
@@ -97,6 +94,31 @@ def explain(out: dict) -> list[str]:
         lines.append(f"runner-up {rival['spec']} ({rival['class']}): {rival['vs_nll']}")
     lines.append(f"recommendation: {rec['objective']} ({chosen['class']}), confidence "
                  f"{rec['confidence']}")
+    return lines
+
+
+def noise_lines(out: dict) -> list[str]:
+    """The probe's label-noise estimate and the answer for each measured noise kind, the one the
+    estimate points to marked."""
+    est, by_kind = out.get("noise_estimate"), out.get("by_supervision") or {}
+    lines = []
+    if est and not est["informative"]:
+        lines.append(f"label noise (probe estimate): cannot say; {est['reason']}")
+    elif est:
+        (lo, hi), (rlo, rhi) = est["interval"], est["record_interval"]
+        kind = (f"points to {est['points_to']}" if est["points_to"] else
+                "the kind cannot be told" if est["kind"] == "cannot tell" else
+                f"points to {est['kind']}, which the curve did not measure")
+        lines.append(f"label noise (probe estimate): {est['token_rate']:.1%} of answer targets "
+                     f"wrong (95% CI {lo:.1%} .. {hi:.1%}), {est['record_share']:.0%} of records "
+                     f"(CI {rlo:.0%} .. {rhi:.0%}); {kind} ({est['reason']}). The model's own "
+                     "confident mistakes count as noise, "
+                     "wrong answers it finds plausible do not")
+    if by_kind:
+        mark = est["points_to"] if est else None
+        lines.append("by noise kind (as the curve measured it): "
+                     + ", ".join(f"{k} -> {v}" + (" <- the estimate" if k == mark else "")
+                                 for k, v in by_kind.items()) + f" ({out['optimizer']})")
     return lines
 
 

@@ -8,11 +8,13 @@ Reported: the mean predicted probability of the targets, mean_t p_t (the paper's
 measure, Table 5), the fraction of tokens with p > 0.55 (the mass condition of the paper's main
 theorem, notes §2.3/§6.4), quantiles of p (they resolve ``Q<pct>`` thresholds, paper §5), a
 histogram of p, the mean entropy and sum_j q_j^2 of the next-token distributions (DEFT's
-per-token alpha), the top-1 accuracy (the target is the argmax of q) and the share of tokens the
-model gets *confidently wrong* (argmax not the target, max_j q_j > 0.5). The mean p is placed
-against the paper's reference points -- math ≈0.8 (model-strong), medical ≈0.5
-(model-intermediate), figfont ≈0.01 (model-weak) -- and the region's expected winners are stated
-with the theory's reason (regions and predictions: probsft.continuum.predictions).
+per-token alpha), the top-1 accuracy (the target is the argmax of q), the share of tokens the
+model gets *confidently wrong* (argmax not the target, max_j q_j > 0.5) and an estimate of the
+data's label noise from the answer tokens (``noise_estimate``: the share of wrong targets with its
+interval, and the kind of noise; probsft.validate.noise). The mean p is placed against the paper's
+reference points -- math ≈0.8 (model-strong), medical ≈0.5 (model-intermediate), figfont ≈0.01
+(model-weak) -- and the region's expected winners are stated with the theory's reason (regions
+and predictions: probsft.continuum.predictions).
 
 The end-of-response token (``tokenizer.eos_token``, appended by the chat format / tokenize_sft) is a
 format token, not part of the answer: a base model that never saw the SFT format gives it p ≈ 0, and
@@ -33,19 +35,19 @@ import numpy as np
 import torch
 
 from probsft.validate.data import IGNORE_INDEX, collate, read_jsonl, tokenize_sft
+from probsft.validate.noise import CONFIDENT, confidently_wrong, estimate_noise
 from probsft.validate.regions import REGIONS, region_of  # noqa: F401 (the one definition)
 
 QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 MASS_THRESHOLD = 0.55
-CONFIDENT = 0.5      # "confidently wrong": the argmax is not the target and has q above this
 
 
 @torch.no_grad()
 def token_statistics(model, examples, pad_id: int, batch_size: int = 8, on_batch=None,
                      progress: bool = False) -> dict[str, torch.Tensor]:
     """Per supervised token: ``p``, ``entropy`` H(q), ``sumsq`` sum_j q_j^2, ``maxq`` max_j q_j
-    (float64 [N_tokens], CPU), ``top1`` (bool: the target is the argmax of q) and the target ``ids``
-    [N_tokens]. ``on_batch(logq [n, V], y [n])`` sees each batch's full log-distributions (float32,
+    (float64 [N_tokens], CPU), ``top1`` (bool: the target is the argmax of q), the target ``ids``
+    and the ``record`` (index into ``examples``) it belongs to [N_tokens]. ``on_batch(logq [n, V], y [n])`` sees each batch's full log-distributions (float32,
     on the model's device) before they are dropped."""
     from tqdm.auto import tqdm
 
@@ -54,7 +56,7 @@ def token_statistics(model, examples, pad_id: int, batch_size: int = 8, on_batch
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    cols = {"p": [], "entropy": [], "sumsq": [], "maxq": [], "top1": [], "ids": []}
+    cols = {"p": [], "entropy": [], "sumsq": [], "maxq": [], "top1": [], "ids": [], "record": []}
     bar = tqdm(total=len(examples), desc="probe", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(examples), batch_size):
         batch = collate(examples[start:start + batch_size], pad_id)
@@ -74,13 +76,15 @@ def token_statistics(model, examples, pad_id: int, batch_size: int = 8, on_batch
         cols["maxq"].append(top.values.exp().double().cpu())
         cols["top1"].append((top.indices == y[keep]).cpu())
         cols["ids"].append(y[keep].cpu())
+        rows = torch.arange(start, start + len(y))[:, None].expand(y.shape)      # [B, T-1]
+        cols["record"].append(rows[keep.cpu()])
         if on_batch is not None:
             on_batch(logq, y[keep])
         bar.update(len(batch["input_ids"]))
     bar.close()
     model.train(was_training)
     empty = {"p": torch.float64, "entropy": torch.float64, "sumsq": torch.float64,
-             "maxq": torch.float64, "top1": torch.bool, "ids": torch.long}
+             "maxq": torch.float64, "top1": torch.bool, "ids": torch.long, "record": torch.long}
     return {k: torch.cat(v) if v else torch.zeros(0, dtype=empty[k]) for k, v in cols.items()}
 
 
@@ -99,7 +103,7 @@ def token_probs(model, examples, pad_id: int, batch_size: int = 8) -> torch.Tens
 def frac_confident_wrong(st: dict) -> float:
     """Share of the tokens of :func:`token_statistics` ``st`` whose argmax is not the target and
     has q above :data:`CONFIDENT`."""
-    return float((~st["top1"] & (st["maxq"] > CONFIDENT)).double().mean())
+    return float(confidently_wrong(st).double().mean())
 
 
 PLACEMENTS = ("all", "answer")
@@ -158,6 +162,7 @@ def probe(model, tokenizer, examples_or_path, batch_size: int = 8, max_length: i
         "top1_accuracy": float(st["top1"].double().mean()),
         "frac_confident_wrong": frac_confident_wrong(st),
         "p_histogram": p_histogram(p.numpy()),
+        "noise_estimate": estimate_noise(st, keep=~eos) if bool((~eos).any()) else None,
         "region": region.name, "reference": region.reference,
         "distance_to_references": {r.name: abs(mean_p - r.ref_p) for r in REGIONS},
         "expected_winners": list(region.expected_winners), "why": region.why,

@@ -387,3 +387,44 @@ def test_cli_recommend_plot_saves_the_json_then_draws_it(tmp_path, capsys):
     (tmp_path / "theory.json").write_text(json.dumps({**saved, "measured_curve": None}))
     with pytest.raises(UserError, match="no measured curve"):
         draw(tmp_path / "theory.json", tmp_path / "t")
+
+
+def test_recommend_json_carries_the_noise_estimate(tmp_path, saved_model, jsonl, records, capsys):
+    """The probe's noise estimate travels in recommend's output and --json, beside the answer for
+    each measured noise kind; the text marks the kind it points to; bad data is still one error."""
+    from probsft.continuum.recommend_text import noise_lines
+    from probsft.validate.noise import KINDS
+
+    paired = _write_paired(tmp_path / "paired.csv")
+    out = tmp_path / "rec.json"
+    assert main(["recommend", "--model", str(saved_model), "--data", str(jsonl), "--curve",
+                 str(paired), "--json", str(out), "--no-progress"]) == 0
+    saved = json.loads(out.read_text())
+    est = saved["noise_estimate"]
+    assert est["kind"] in KINDS and est["tokens"] == sum(len(r["response"]) for r in records)
+    assert est["points_to"] == (est["kind"] if est["kind"] in saved["by_supervision"] else None)
+    assert est["interval"][0] <= est["token_rate"] <= est["interval"][1]
+    assert saved["by_supervision"] == {"clean": saved["recommendation"]["resolved"]}
+    assert any(line.startswith("label noise (probe estimate): ") for line in saved["why"])
+    # the text, on an estimate that points to token noise
+    told = {**est, "informative": True, "token_rate": 0.2, "interval": [0.18, 0.22],
+            "record_share": 0.7, "record_interval": [0.6, 0.8], "kind": "token",
+            "points_to": "token", "reason": "3% of the wrong targets come as whole wrong answers"}
+    lines = noise_lines({"noise_estimate": told, "optimizer": "adamw",
+                         "by_supervision": {"clean": "alpha(0.1)", "token": "deft"}})
+    assert lines[0].startswith("label noise (probe estimate): 20.0% of answer targets wrong "
+                               "(95% CI 18.0% .. 22.0%), 70% of records (CI 60% .. 80%); "
+                               "points to token (3% of")
+    assert lines[1] == ("by noise kind (as the curve measured it): clean -> alpha(0.1), "
+                        "token -> deft <- the estimate (adamw)")
+    blind = noise_lines({"noise_estimate": {**told, "informative": False, "kind": "cannot tell",
+                                            "points_to": None, "reason": "uninformative: x"},
+                         "optimizer": "adamw", "by_supervision": {"clean": "nll"}})
+    assert blind == ["label noise (probe estimate): cannot say; uninformative: x",
+                     "by noise kind (as the curve measured it): clean -> nll (adamw)"]
+    capsys.readouterr()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert main(["recommend", "--model", str(saved_model), "--data", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "Traceback" not in err
