@@ -30,6 +30,10 @@ VERSION = 1
 COLUMNS = ("position", "probe_answer_p", "supervision", "optimizer", "objective", "delta",
            "ci_low", "ci_high", "verdict")
 DEFAULT = DATA / "curves" / "measured.json"
+# the curves shipped with probsft, by name (`probsft recommend --curve NAME`): the registered grids
+# pooled (every position a different task), and the within-task dial (probsft.continuum.dial,
+# frozen for its registered held-out test, probsft.continuum.heldout)
+SHIPPED = {"measured": DEFAULT, "dial": DATA / "curves" / "dial.json"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,7 +44,7 @@ from probsft.paths import DATA
 
 TARGET = 10.0                                  # points of hit rate the rule must gain
 FROZEN = DATA / "curves" / "dial.json"         # the frozen rule: the fit dial's curve
-FROZEN_SHA256 = None                           # committed with FROZEN, before the held-out runs
+FROZEN_SHA256 = "d49268a192e68b81563d81613e12ff636263dceddce59da341b296e863f9ee92"
 
 
 def _policy_hits(groups, curve, rule: str, width: float) -> dict:

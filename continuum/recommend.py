@@ -131,7 +131,8 @@ def _klass(obj) -> str:
 
 def as_curve(curve):
     """A :class:`probsft.continuum.curve.Curve` from what a caller passes: a Curve; None, the
-    shipped curve (probsft.continuum.curve.DEFAULT); a curve file (.json); one or several
+    shipped curve (probsft.continuum.curve.DEFAULT); a shipped curve's name
+    (probsft.continuum.curve.SHIPPED: "measured", "dial"); a curve file (.json); one or several
     ``paired.csv`` files, summarised now (slower: the width choice runs); False: none (theory only)."""
     from probsft.continuum import curve as cv
 
@@ -142,6 +143,8 @@ def as_curve(curve):
     if isinstance(curve, cv.Curve):
         return curve
     paths = [curve] if isinstance(curve, (str, Path)) else list(curve)
+    if len(paths) == 1 and str(paths[0]) in cv.SHIPPED:
+        return cv.load(cv.SHIPPED[str(paths[0])])
     if len(paths) == 1 and Path(paths[0]).suffix == ".json":
         return cv.load(paths[0])
     return cv.build(paths)

@@ -53,7 +53,9 @@ def add_parser(sub):
     p.add_argument("--sample-tokens", type=positive_int, default=100_000,
                    help="response tokens to probe (default 100000)")
     p.add_argument("--curve", nargs="+", metavar="FILE",
-                   help="the measured curve: a curve file (.json, `python -m "
+                   help="the measured curve: a shipped one by name (measured: the registered "
+                        "grids, each position a different task; dial: the within-task dial), "
+                        "a curve file (.json, `python -m "
                         "probsft.continuum.curve`) or paired.csv file(s) of the continuum "
                         "experiment, pooled with positions tagged by folder (slower: the kernel "
                         "width is chosen now); default: the curve shipped with probsft "

@@ -62,3 +62,14 @@ def test_the_shipped_curve_is_the_registered_grids_summary():
     assert [tuple(c[k] for k in cv.COLUMNS) for c in shipped.cells] == \
         [tuple(c[k] for k in cv.COLUMNS) for c in cells]
     assert all(math.isinf(h) or 0 < h < 1 for h in shipped.widths.values())
+
+
+def test_shipped_curves_load_by_name():
+    from probsft.continuum import curve as cv
+    from probsft.continuum.recommend import as_curve
+
+    for name, path in cv.SHIPPED.items():
+        got = as_curve(name)
+        assert got.cells == cv.load(path).cells and got.grids
+    with pytest.raises(UserError, match="no measured curve"):
+        as_curve("nonexistent.json")
