@@ -15,6 +15,7 @@ two seeds of every position first, so an interrupted dial holds complete paired 
 :func:`rows` merges them and :func:`analyse` writes ``paired.csv`` and ``verdicts.json`` as every
 grid does, plus the −p − NLL crossover located within each task (:func:`task_crossovers`).
 
+    probsft validate --dial KEY [--workers N]          # run (or resume) and analyse
     python -m probsft.continuum.dial positions|run|analyse [--dial fit] [--workers N]
 """
 
@@ -64,7 +65,7 @@ class Dial:
                 f"--save-at {' '.join(map(str, SAVE_AT))} --out models/{self.model}")
 
     def command(self) -> str:
-        return f"python -m probsft.continuum.dial run --dial {self.key}"
+        return f"probsft validate --dial {self.key}"
 
     def checkpoints(self, model_path=None) -> dict:
         """{step: {task: {answer_p, exact_match}}}: the build probe at each saved dial step."""

@@ -16,6 +16,12 @@ def add_parser(sub):
     p.add_argument("--out", default=None, help="results folder, resumed if present (default: "
                    "runs/validate, or runs/validate_full with --full)")
     p.add_argument("--model", default=None, help="backbone folder (default: the shipped one)")
+    p.add_argument("--dial", default=None, metavar="KEY",
+                   help="run (or resume) a registered within-task dial instead "
+                        "(probsft.continuum.dial.DIALS: fit, heldout): each task at the "
+                        "checkpoints of one build that its build probe places near p 0.1 … 0.85; "
+                        "--model is then the dial build folder (default models/<dial>), --out the "
+                        "results folder (default results/validate_<dial>); other flags do not apply")
     p.add_argument("--tasks", nargs="+", default=None, help="subset of the dial's positions")
     p.add_argument("--steps", type=positive_int, default=None, help="override fine-tune steps")
     p.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
@@ -34,7 +40,34 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
+def run_dial(args) -> int:
+    from probsft.continuum import dial as dl
+    from probsft.continuum import experiment as ex
+    from probsft.files import locked_output
+
+    d = dl.dial(args.dial)
+    fixed = [f"--{f}" for f in ("full", "tasks", "steps", "seeds", "objectives", "optimizers",
+                                "supervision", "lr") if getattr(args, f)]
+    if fixed:
+        from probsft.errors import UserError
+
+        raise UserError(f"--dial runs the registered dial's own grid; {', '.join(fixed)} do(es) "
+                        "not apply")
+    out = Path(args.out) if args.out else Path("results") / d.folder
+    d.checkpoints(args.model)                         # a missing build: one line, before the lock
+    with locked_output(out, "--out"):
+        dl.run(d, out, args.model, workers=args.workers or ex.default_workers())
+        result = dl.analyse(d, out, args.model)
+    for c in result["task_crossovers"]:
+        where = "no crossing" if c["p"] is None else f"crossover p {c['p']:.2f}"
+        print(f"{c['task']} {c['supervision']}/{c['optimizer']}: {where}")
+    print(f"wrote {out}/paired.csv, verdicts.json, positions.json")
+    return 0
+
+
 def run(args) -> int:
+    if args.dial:
+        return run_dial(args)
     from probsft.files import locked_output
     from probsft.reproduce.validate import report_lines, run as run_grid
     from probsft.continuum import experiment as ex

@@ -152,3 +152,14 @@ def test_the_dial_figure_draws_each_task_and_its_crossover_from_saved_verdicts(t
     text = svg.read_text()
     assert png.stat().st_size > 10_000
     assert "#1f77b4" in text and "#ff7f0e" in text          # one colour per task
+
+
+def test_validate_dial_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from probsft.cli import main
+
+    assert main(["validate", "--dial", "nope"]) == 2
+    assert "unknown dial 'nope'; registered: fit, heldout" in capsys.readouterr().err
+    assert main(["validate", "--dial", "fit", "--tasks", "t_rol"]) == 2
+    assert "--tasks do(es) not apply" in capsys.readouterr().err
+    assert main(["validate", "--dial", "fit", "--model", str(tmp_path)]) == 2
+    assert "build it with `probsft backbone build --seed 0 --dial-steps 600" in capsys.readouterr().err
