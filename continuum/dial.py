@@ -55,14 +55,16 @@ class Dial:
     # ``take`` of them are in (a held-out build's dial may take weakly: registered before it ran)
     candidates: tuple[str, ...] = ()
     take: int = 0
+    build_threads: int | None = None        # `--threads` of the build (None: the default, 1)
 
     @property
     def model_path(self) -> Path:
         return MODELS / self.model
 
     def build_command(self) -> str:
+        threads = f" --threads {self.build_threads}" if self.build_threads else ""
         return (f"probsft backbone build --seed {self.build_seed} --dial-steps {DIAL_STEPS} "
-                f"--save-at {' '.join(map(str, SAVE_AT))} --out models/{self.model}")
+                f"--save-at {' '.join(map(str, SAVE_AT))}{threads} --out models/{self.model}")
 
     def command(self) -> str:
         return f"probsft validate --dial {self.key}"
@@ -243,7 +245,7 @@ DIALS: dict[str, Dial] = {d.key: d for d in (
     # registered before it was built (probsft.continuum.heldout): a new seed, and the first two
     # tasks the rule never saw that span the continuum on its build probe
     Dial("heldout", "dial_heldout", 5, (), "validate_dial_heldout",
-         candidates=("t_sh2", "t_ror", "t_sh1", "t_srt", "t_cpy"), take=2,
+         candidates=("t_sh2", "t_ror", "t_sh1", "t_srt", "t_cpy"), take=2, build_threads=2,
          title="The registered held-out dial: a new seed, two unseen tasks"),
 )}
 
