@@ -20,7 +20,6 @@ import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -114,12 +113,9 @@ def main(argv=None) -> int:
           f"(target >= 1.0)")
     worst = max(results["overhead_vs_nll"].items(), key=lambda kv: kv[1])
     print(f"largest objective overhead vs nll: {worst[0]} {100 * worst[1]:+.1f}% (target <= 5%)")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    from probsft.validate.store import atomic_write_json
+    from machine import save_result
 
-    atomic_write_json(out / "bench_train.json", results)
-    print(f"wrote {out / 'bench_train.json'}")
+    save_result(args.out, "bench_train.json", results)
     return 0
 
 

@@ -34,7 +34,6 @@ import resource
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -195,7 +194,7 @@ def measure(section, new_model, tok, examples, args, device) -> dict:
 
 
 def main(argv=None) -> int:
-    from machine import cpu_line
+    from machine import cpu_line, save_result
 
     from probsft.validate.backbone import SIZES
     from probsft.validate.train import pick_device
@@ -254,12 +253,7 @@ def main(argv=None) -> int:
               f"{fmt(r['peak_memory_over_trainer'], '>11.3f')}{m['mean_loss']:>10.4f}")
     if not results["same_tokens"]:
         print("warning: the sides trained on different token counts; the ratios do not compare")
-    from probsft.files import atomic_write_json
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "bench_trainer.json", results)
-    print(f"wrote {out / 'bench_trainer.json'}")
+    save_result(args.out, "bench_trainer.json", results)
     return 0
 
 

@@ -21,3 +21,17 @@ def cpu_line() -> str:
     return (f"CPU: {feats.pop('model')} | " + ", ".join(f"{k}={v}" for k, v in feats.items())
             + f" | torch {torch.__version__}, {torch.get_num_threads()} threads"
             + f" | load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+def save_result(out, name: str, results: dict):
+    """Write a benchmark's ``results`` as ``<out>/<name>`` (JSON, atomically; floats to
+    probsft.files.SIGNIFICANT digits) and say where; the path."""
+    from pathlib import Path
+
+    from probsft.files import atomic_write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = atomic_write_json(out / name, results)
+    print(f"wrote {out / name}")
+    return path
