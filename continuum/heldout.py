@@ -33,11 +33,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
-
 from probsft.continuum.cells import cell_groups
 from probsft.continuum.cells import score as cell_score
-from probsft.continuum.position import _cluster_interval
+from probsft.continuum.position import paired_difference, percent, says_something
 from probsft.continuum.rule import RULE, decide, dose_response
 from probsft.errors import UserError
 from probsft.paths import DATA
@@ -85,19 +83,16 @@ def registered_test(curve, cells, rule: str = RULE, fit_cells=None, margin: floa
     """The registered comparison on held-out ``cells`` (see the module docstring)."""
     margin = curve.margin if margin is None else margin
     groups = cell_groups(cells)
-    says = {k: not all(cell_score(g, s, margin)[0] for s in g) for k, g in groups.items()}
+    says = {k: says_something(g, margin) for k, g in groups.items()}
     rule_hits = _policy_hits(groups, curve, rule, curve.width(rule))
     lookup_hits = _policy_hits(groups, curve, rule, math.inf)
     consts = _constant_hits(cells, margin)
     keys = [k for k in groups if k in rule_hits and k in lookup_hits]
     informative = [k for k in keys if says[k]]
 
-    def rate(hits):
-        return 100.0 * sum(hits) / len(hits) if hits else math.nan
-
     def summary(hit_of):
-        return {"all": rate([hit_of(k) for k in keys]),
-                "informative": rate([hit_of(k) for k in informative])}
+        return {"all": percent([hit_of(k) for k in keys]),
+                "informative": percent([hit_of(k) for k in informative])}
 
     const_rates = {s: summary(lambda k, s=s: h.get(k, False)) for s, h in consts.items()}
     best = max(const_rates, key=lambda s: (const_rates[s]["informative"], s == "nll"))
@@ -107,12 +102,8 @@ def registered_test(curve, cells, rule: str = RULE, fit_cells=None, margin: floa
         fit_const = max(fit, key=lambda s: (sum(fit[s].values()), s == "nll"))
 
     def paired(hit_a, hit_b):
-        by_pos: dict = {}
-        for k in informative:
-            by_pos.setdefault(k[0], []).append(100.0 * (hit_a(k) - hit_b(k)))
-        d = float(np.mean([x for xs in by_pos.values() for x in xs])) if by_pos else math.nan
-        ci = _cluster_interval(by_pos) if len(by_pos) >= 2 else (math.nan, math.nan)
-        return {"delta": d, "ci": [float(ci[0]), float(ci[1])]}
+        delta, (lo, hi) = paired_difference(informative, hit_a, hit_b)
+        return {"delta": delta, "ci": [lo, hi]}
 
     rule_hit = lambda k: rule_hits[k][0]
     vs_best = paired(rule_hit, lambda k: consts[best].get(k, False))

@@ -44,10 +44,33 @@ def _cluster_interval(diffs_by_position: dict, boot: int = BOOT, seed: int = BOO
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def says_something(group: dict, margin: float = MARGIN) -> bool:
+    """Whether a cell can tell policies apart: some measured objective misses the tie band of its
+    best there (a cell where every objective is a hit, e.g. all at the floor, says nothing)."""
+    return not all(score(group, s, margin)[0] for s in group)
+
+
+def percent(hits) -> float:
+    """The hit rate of ``hits`` in percent (NaN for none)."""
+    return 100.0 * sum(hits) / len(hits) if hits else math.nan
+
+
+def paired_difference(keys, hit_a, hit_b) -> tuple[float, tuple[float, float]]:
+    """(Δ, 95% interval) of hit rate(a) − hit rate(b) in points over the cells ``keys``
+    ((position, supervision, optimizer)), paired cell by cell, the interval by a bootstrap over
+    positions (a position's cells resampled together; NaN with fewer than 2 positions)."""
+    by_pos: dict = {}
+    for k in keys:
+        by_pos.setdefault(k[0], []).append(100.0 * (hit_a(k) - hit_b(k)))
+    delta = float(np.mean([d for ds in by_pos.values() for d in ds])) if by_pos else math.nan
+    ci = _cluster_interval(by_pos) if len(by_pos) >= 2 else (math.nan, math.nan)
+    return delta, ci
+
+
 def position_test(cells, rule: str = RULE, margin: float = MARGIN) -> dict:
     """The rule against the position-blind policies on ``cells`` (see the module docstring)."""
     groups = cell_groups(cells)
-    says = {k: not all(score(g, s, margin)[0] for s in g) for k, g in groups.items()}
+    says = {k: says_something(g, margin) for k, g in groups.items()}
     specs = sorted({s for g in groups.values() for s in g})
     const_hits = {s: sum(score(g, s, margin)[0] for g in groups.values() if s in g) for s in specs}
     constant = max(specs, key=lambda s: (const_hits[s], s == "nll"))
@@ -58,23 +81,15 @@ def position_test(cells, rule: str = RULE, margin: float = MARGIN) -> dict:
     keys = [k for k in groups if k in rule_rows and k in lookup_rows and constant in groups[k]]
     informative = [k for k in keys if says[k]]
 
-    def rate(hits):
-        return 100.0 * sum(hits) / len(hits) if hits else math.nan
-
     const_at = {k: score(groups[k], constant, margin)[0] for k in keys}
     hit_of = {"rule": lambda k: rule_rows[k], "lookup": lambda k: lookup_rows[k][0],
               "constant": lambda k: const_at[k]}
-    summary = {name: {"all": rate([f(k) for k in keys]),
-                      "informative": rate([f(k) for k in informative])}
+    summary = {name: {"all": percent([f(k) for k in keys]),
+                      "informative": percent([f(k) for k in informative])}
                for name, f in hit_of.items()}
     blind = ("lookup" if summary["lookup"]["informative"] >= summary["constant"]["informative"]
              else "constant")
-    blind_hit = hit_of[blind]
-    by_pos: dict = {}
-    for k in informative:
-        by_pos.setdefault(k[0], []).append(100.0 * (rule_rows[k] - blind_hit(k)))
-    delta = float(np.mean([d for ds in by_pos.values() for d in ds])) if by_pos else math.nan
-    lo, hi = _cluster_interval(by_pos) if len(by_pos) >= 2 else (math.nan, math.nan)
+    delta, (lo, hi) = paired_difference(informative, hit_of["rule"], hit_of[blind])
     return {"rule": rule, "cells": len(keys), "informative_cells": len(informative),
             "positions": len({k[0] for k in keys}), "constant": constant,
             "hit_rates": summary, "position_blind": blind, "delta": delta, "ci": [lo, hi],
