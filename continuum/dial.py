@@ -79,18 +79,17 @@ class Dial:
             raise UserError(f"{path}: the build saved no checkpoints (--save-at)")
         return {int(k): v for k, v in ck.items()}
 
-    def all_tasks(self, model_path=None) -> tuple[str, ...]:
+    def all_tasks(self, checkpoints: dict) -> tuple[str, ...]:
         """The fixed tasks, then the first ``take`` candidates whose positions span the continuum
-        on this build's probe (:func:`spans`); fewer when not enough pass (said by the caller)."""
-        if not self.take:
-            return self.tasks
-        ck = self.checkpoints(model_path)
-        ok = [t for t in self.candidates if spans(positions_of(ck, (t,), self.targets), ck)]
+        on this build's probe ``checkpoints`` (:func:`spans`); fewer when not enough pass."""
+        ok = [t for t in self.candidates
+              if spans(positions_of(checkpoints, (t,), self.targets), checkpoints)]
         return self.tasks + tuple(ok[:self.take])
 
     def positions(self, model_path=None) -> list[tuple[str, int]]:
         """[(task, step)]: per task, the steps whose build probe p lies nearest the targets."""
-        return positions_of(self.checkpoints(model_path), self.all_tasks(model_path), self.targets)
+        ck = self.checkpoints(model_path)
+        return positions_of(ck, self.all_tasks(ck), self.targets)
 
     def by_step(self, model_path=None) -> dict[int, tuple[str, ...]]:
         """{step: tasks fine-tuned from that checkpoint}, steps ascending."""
@@ -145,25 +144,26 @@ def run(dial: Dial, out: Path, model_path=None, workers: int = 1, progress: bool
     return Path(out)
 
 
-def saved_positions(dial: Dial, out: Path, model_path=None) -> list[dict]:
-    """The dial's positions with their build probe p and checkpoint sha256, as ``analyse`` saves
-    them in ``out/positions.json``; read from the build when it is there, else from that file
-    (a fresh clone has the results, not the checkpoints)."""
-    path = Path(out) / "positions.json"
-    if not (Path(model_path or dial.model_path) / "build.json").exists() and path.exists():
-        return json.loads(path.read_text())["positions"]
+def build_record(dial: Dial, out: Path, model_path=None) -> dict:
+    """{"build": command, "positions": [...], "checkpoints": the build probe}: each position with
+    its build probe p and checkpoint sha256, read from the build when it is there, else as
+    ``analyse`` saved it in ``out/positions.json`` (a fresh clone has the results, not the
+    checkpoints)."""
+    saved = Path(out) / "positions.json"
+    if not (Path(model_path or dial.model_path) / "build.json").exists() and saved.exists():
+        return {**json.loads(saved.read_text()), "build": dial.build_command()}
     ck = dial.checkpoints(model_path)
-    out_rows = []
-    for task, step in dial.positions(model_path):
+    positions = []
+    for task, step in positions_of(ck, dial.all_tasks(ck), dial.targets):
         cfg = Path(out) / f"step_{step}" / "config.json"
         sha = json.loads(cfg.read_text())["model_sha256"] if cfg.exists() else None
-        out_rows.append({"position": position_name(task, step), "task": task, "step": step,
-                         "build_answer_p": ck[step][task]["answer_p"], "model_sha256": sha})
-    return out_rows
+        positions.append({"position": position_name(task, step), "task": task, "step": step,
+                          "build_answer_p": ck[step][task]["answer_p"], "model_sha256": sha})
+    return {"build": dial.build_command(), "positions": positions, "checkpoints": ck}
 
 
 def rows(out: Path, positions) -> list[dict]:
-    """Every checkpoint's saved rows at ``positions`` (:func:`saved_positions`), each renamed
+    """Every checkpoint's saved rows at ``positions`` (:func:`build_record`), each renamed
     ``task@step`` (a checkpoint folder's other tasks are left out)."""
     keep = {(p["task"], p["step"]) for p in positions}
     merged = []
@@ -221,16 +221,11 @@ def analyse(dial: Dial, out: Path, model_path=None) -> dict:
     from probsft.continuum.analysis import write_analysis
     from probsft.files import atomic_write_json, rounded
 
-    positions = saved_positions(dial, out, model_path)
-    merged = rows(out, positions)
+    record = build_record(dial, out, model_path)
+    merged = rows(out, record["positions"])
     if not merged:
         raise UserError(f"no finished runs under {out}; run `{dial.command()}` first")
-    saved = Path(out) / "positions.json"
-    built = (Path(model_path or dial.model_path) / "build.json").exists()
-    checkpoints = (dial.checkpoints(model_path) if built else
-                   json.loads(saved.read_text()).get("checkpoints") if saved.exists() else None)
-    atomic_write_json(saved, {"build": dial.build_command(), "positions": positions,
-                              "checkpoints": checkpoints}, indent=1)
+    atomic_write_json(Path(out) / "positions.json", record, indent=1)
     result = write_analysis(merged, Path(out))
     result["task_crossovers"] = rounded(task_crossovers(result["cells"]))
     result["crossover_moves"] = crossover_moves(result["task_crossovers"])

@@ -54,7 +54,7 @@ def test_rows_of_every_checkpoint_are_merged_and_renamed(tmp_path):
         ex.write_rows(out / f"step_{step}" / "results.csv",
                       [dict(row, position="t_a", objective="nll"),
                        dict(row, position="t_b", objective="nll")])
-    positions = dl.saved_positions(d, out, build)
+    positions = dl.build_record(d, out, build)["positions"]
     assert [(p["position"], p["build_answer_p"]) for p in positions][:2] == [
         ("t_a@100", 0.05), ("t_a@200", 0.28)]
     merged = dl.rows(out, positions)
