@@ -63,10 +63,8 @@ def _rule_lines(folder: Path) -> list[str]:
     lines = ["", f"**The rule fitted on this dial** (`data/curves/{FROZEN.name}`, built by "
              f"`python -m probsft.continuum.heldout freeze`): the band rule's Δs smoothed along "
              f"probe p, kernel width chosen by leave-one-position-out: {widths}."]
-    return lines + [ln.replace("These positions are different tasks (a position is confounded "
-                               "with its task), so this does not test a dial within one task.",
-                               "Here the positions are the same tasks at several checkpoints.")
-                    for ln in position_lines(curve.position)]
+    return lines + position_lines(curve.position, "Here the positions are the same tasks at "
+                                                  "several checkpoints.")
 
 
 def _registered_lines(folder: Path) -> list[str]:

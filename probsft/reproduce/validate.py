@@ -240,8 +240,13 @@ def curve_lines(out_dir: Path) -> list[str]:
             f"positions: {widths}.", *position_lines(curve.position)]
 
 
-def position_lines(t: dict | None) -> list[str]:
-    """The position test of the measured curve (probsft.continuum.position) as report lines."""
+ACROSS_TASKS = ("These positions are different tasks (a position is confounded with its task), so "
+                "this does not test a dial within one task.")
+
+
+def position_lines(t: dict | None, caveat: str = ACROSS_TASKS) -> list[str]:
+    """The position test of a measured curve (probsft.continuum.position) as report lines, closed
+    by ``caveat`` (what its positions are)."""
     if not t:
         return []
     r = t["hit_rates"]
@@ -260,8 +265,7 @@ def position_lines(t: dict | None) -> list[str]:
             f"Rule minus the {t['position_blind']} on the cells that say something: "
             f"**{t['delta']:+.1f} points** (95% CI {t['ci'][0]:+.1f} .. {t['ci'][1]:+.1f}, bootstrap "
             f"over positions); position would matter at ≥ +10 with the CI above 0. Verdict: "
-            f"{verdict}. These positions are different tasks (a position is confounded with its "
-            "task), so this does not test a dial within one task."]
+            f"{verdict}. {caveat}"]
 
 
 def _saved_grid(folder: Path, other: str, model_path=None):
