@@ -47,8 +47,9 @@ def token_statistics(model, examples, pad_id: int, batch_size: int = 8, on_batch
                      progress: bool = False) -> dict[str, torch.Tensor]:
     """Per supervised token: ``p``, ``entropy`` H(q), ``sumsq`` sum_j q_j^2, ``maxq`` max_j q_j
     (float64 [N_tokens], CPU), ``top1`` (bool: the target is the argmax of q), the target ``ids``
-    and the ``record`` (index into ``examples``) it belongs to [N_tokens]. ``on_batch(logq [n, V], y [n])`` sees each batch's full log-distributions (float32,
-    on the model's device) before they are dropped."""
+    and the ``record`` (index into ``examples``) it belongs to [N_tokens].
+    ``on_batch(logq [n, V], y [n])`` sees each batch's full log-distributions (float32, on the
+    model's device) before they are dropped."""
     from tqdm.auto import tqdm
 
     from probsft.theory.statistics import token_stats_torch

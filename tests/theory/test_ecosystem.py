@@ -74,6 +74,19 @@ def _value_and_grad(fn, logits):
     return out.detach(), z.grad
 
 
+EXACT = {"value": (1e-9, 1e-12), "grad": (1e-8, 1e-12)}     # (rtol, atol): float64 against float64
+
+
+def _assert_same_loss(ours, reference, logits, tol=EXACT):
+    """Our loss and a reference implementation agree on ``logits``: value and gradient (each at
+    its (rtol, atol) of ``tol``); returns the reference's value."""
+    v1, g1 = _value_and_grad(ours, logits)
+    v2, g2 = _value_and_grad(reference, logits)
+    torch.testing.assert_close(v1, v2, rtol=tol["value"][0], atol=tol["value"][1])
+    torch.testing.assert_close(g1, g2, rtol=tol["grad"][0], atol=tol["grad"][1])
+    return v2
+
+
 def _ref_logits(logits, seed):
     gen = torch.Generator().manual_seed(seed)
     return logits + torch.randn(logits.shape, generator=gen, dtype=logits.dtype)
@@ -86,10 +99,8 @@ def test_eaft_equals_llama_factory_s_code(batch, params):
     logits, labels = batch
     a, k, c = params
     obj = probsft.objective(f"eaft({a},{k},{c})")
-    v1, g1 = _value_and_grad(lambda z: obj.loss(z, labels), logits)
-    v2, g2 = _value_and_grad(lambda z: llama_factory_eaft(z, labels, a, k, c), logits)
-    torch.testing.assert_close(v1, v2, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(g1, g2, rtol=1e-8, atol=1e-12)
+    v2 = _assert_same_loss(lambda z: obj.loss(z, labels),
+                           lambda z: llama_factory_eaft(z, labels, a, k, c), logits)
     np.testing.assert_allclose(obj.loss_numpy(logits.numpy(), labels.numpy()), float(v2),
                                rtol=1e-9, atol=1e-12)
 
@@ -99,10 +110,9 @@ def test_eaft_equals_llama_factory_s_code(batch, params):
 def test_eaft_1_20_1_is_axolotl_s_unnormalised_scaling(batch):
     """axolotl's log(p + 1e-10) moves the entropy by at most 20e-10: absolute tolerance."""
     logits, labels = batch
-    v1, g1 = _value_and_grad(lambda z: probsft.objective("eaft(1,20,1)").loss(z, labels), logits)
-    v2, g2 = _value_and_grad(lambda z: axolotl_eaft(z, labels), logits)
-    torch.testing.assert_close(v1, v2, rtol=1e-7, atol=1e-7)
-    torch.testing.assert_close(g1, g2, rtol=1e-6, atol=1e-7)
+    _assert_same_loss(lambda z: probsft.objective("eaft(1,20,1)").loss(z, labels),
+                      lambda z: axolotl_eaft(z, labels), logits,
+                      {"value": (1e-7, 1e-7), "grad": (1e-6, 1e-7)})
 
 
 def test_eaft_defaults_are_llama_factory_s():
@@ -115,10 +125,8 @@ def test_eaft_defaults_are_llama_factory_s():
 @given(batch=batches())
 def test_chord_equals_trinity_s_phi_loss(batch):
     logits, labels = batch
-    v1, g1 = _value_and_grad(lambda z: probsft.objective("chord").loss(z, labels), logits)
-    v2, g2 = _value_and_grad(lambda z: trinity_chord_phi(z, labels), logits)
-    torch.testing.assert_close(v1, v2, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(g1, g2, rtol=1e-8, atol=1e-12)
+    _assert_same_loss(lambda z: probsft.objective("chord").loss(z, labels),
+                      lambda z: trinity_chord_phi(z, labels), logits)
 
 
 @settings(max_examples=60, deadline=None)
@@ -127,10 +135,8 @@ def test_asft_equals_the_asft_repo_s_loss(batch, lam, seed):
     logits, labels = batch
     ref = _ref_logits(logits, seed)
     obj = probsft.objective(f"asft({lam})")
-    v1, g1 = _value_and_grad(lambda z: obj.loss(z, labels, ref_logits=ref), logits)
-    v2, g2 = _value_and_grad(lambda z: asft_repo(z, labels, ref, lam), logits)
-    torch.testing.assert_close(v1, v2, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(g1, g2, rtol=1e-8, atol=1e-12)
+    v2 = _assert_same_loss(lambda z: obj.loss(z, labels, ref_logits=ref),
+                           lambda z: asft_repo(z, labels, ref, lam), logits)
     np.testing.assert_allclose(obj.loss_numpy(logits.numpy(), labels.numpy(), ref_logits=ref.numpy()),
                                float(v2), rtol=1e-9, atol=1e-12)
 
@@ -141,11 +147,8 @@ def test_asft_threshold_counts_the_anchor_where_it_counts_f():
     labels = torch.randint(0, 9, (40,), generator=gen)
     ref = _ref_logits(logits, 4)
     keep = torch.softmax(logits, -1).gather(-1, labels[:, None])[:, 0] >= 0.2
-    v1, g1 = _value_and_grad(lambda z: probsft.objective("asft@p>=0.2").loss(
-        z, labels, ref_logits=ref), logits)
-    v2, g2 = _value_and_grad(lambda z: asft_repo(z, labels, ref, 0.1, keep), logits)
-    torch.testing.assert_close(v1, v2, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(g1, g2, rtol=1e-8, atol=1e-12)
+    _assert_same_loss(lambda z: probsft.objective("asft@p>=0.2").loss(z, labels, ref_logits=ref),
+                      lambda z: asft_repo(z, labels, ref, 0.1, keep), logits)
 
 
 @settings(max_examples=40, deadline=None)
