@@ -37,6 +37,10 @@ OBJECTIVES = ("nll", "p", "alpha(0.1)", "dft", "deft", "alpha(auto)")
 CONFIG = dataclasses.replace(ex.FULL, objectives=OBJECTIVES, supervision=("clean", "token", "answer"),
                              seeds=(0, 1, 2, 3))
 SEP = "@"
+# The size comparison's reduced grid (issue 24; probsft.continuum.sizes): a run on the 8.9M
+# backbone takes about 17 s at one thread, ~4x the tiny's
+SIZE_CONFIG = dataclasses.replace(CONFIG, objectives=("nll", "p", "alpha(0.1)", "deft"),
+                                  optimizers=("adamw",), supervision=("clean", "token"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +60,8 @@ class Dial:
     candidates: tuple[str, ...] = ()
     take: int = 0
     build_threads: int | None = None        # `--threads` of the build (None: the default, 1)
+    size: str = "tiny"                      # `--size` of the build (validate.backbone.SIZES)
+    save_at: tuple[int, ...] = SAVE_AT      # the dial steps saved (the candidate positions)
 
     @property
     def model_path(self) -> Path:
@@ -63,8 +69,9 @@ class Dial:
 
     def build_command(self) -> str:
         threads = f" --threads {self.build_threads}" if self.build_threads else ""
-        return (f"probsft backbone build --seed {self.build_seed} --dial-steps {DIAL_STEPS} "
-                f"--save-at {' '.join(map(str, SAVE_AT))}{threads} --out models/{self.model}")
+        size = "" if self.size == "tiny" else f" --size {self.size}"
+        return (f"probsft backbone build{size} --seed {self.build_seed} --dial-steps {DIAL_STEPS} "
+                f"--save-at {' '.join(map(str, self.save_at))}{threads} --out models/{self.model}")
 
     def command(self) -> str:
         return f"probsft validate --dial {self.key}"
@@ -242,6 +249,13 @@ DIALS: dict[str, Dial] = {d.key: d for d in (
     Dial("heldout", "dial_heldout", 5, (), "validate_dial_heldout",
          candidates=("t_sh2", "t_ror", "t_sh1", "t_srt", "t_cpy"), take=2, build_threads=2,
          title="The registered held-out dial: a new seed, two unseen tasks"),
+    # the medium backbone (issue 24), registered before its dial's runs: the first two of the fit
+    # dial's tasks that span the continuum on its build probe, steps saved from 25 (a larger
+    # model may reach the targets earlier); the sizes comparison reads it beside "fit"
+    Dial("medium", "backbone_medium", 0, (), "validate_dial_medium", config=SIZE_CONFIG,
+         candidates=("t_rol", "t_swp", "t_nov"), take=2, size="medium",
+         save_at=(25, 50, 75, *range(100, DIAL_STEPS + 1, 50)),
+         title="The within-task dial on the medium backbone (8.9M parameters)"),
 )}
 
 

@@ -138,3 +138,47 @@ def crossover(probe_p, per_seed, boot: int = BOOT, seed: int = BOOT_SEED) -> dic
     return {"p": r0, "ci": ci, "frac_in_range": len(ok) / boot,
             "sign_changes": int(np.sum(signs[1:] != signs[:-1])),
             "slope": float(np.polyfit(x, mean, 1)[0])}
+
+def censored_root(x, y) -> tuple[float, str | None]:
+    """:func:`monotone_root`, censored at the probed range when there is no crossing: (the root,
+    None), or (the lowest p, "below") when the isotonic fit is positive everywhere, or (the highest
+    p, "above") when it never turns positive. A censored value is the nearest the crossing can be,
+    so a shift computed from it is the smallest one the positions allow."""
+    from scipy.optimize import isotonic_regression
+
+    r = monotone_root(x, y)
+    if r is not None:
+        return r, None
+    xs = np.asarray(x, float)
+    fit = isotonic_regression(np.asarray(y, float)[np.argsort(xs, kind="stable")]).x
+    return (float(xs.min()), "below") if fit[0] > 0 else (float(xs.max()), "above")
+
+
+def crossover_shift(probe_a, per_seed_a, probe_b, per_seed_b, boot: int = BOOT,
+                    seed: int = BOOT_SEED) -> dict:
+    """How far the crossover moves from curve a to curve b (two models: unpaired seeds).
+
+    Each curve is as :func:`crossover`'s ([P] probe p, [P, S] paired differences); its crossing is
+    :func:`censored_root`. The shift is b − a; its intervals come from a bootstrap that resamples
+    each curve's seeds independently (``boot`` replicates): ``ci`` the 2.5/97.5% quantiles,
+    ``ci90`` the 5/95% ones (the TOST interval of an equivalence test). Returns a, b (the
+    point estimates), censored_a, censored_b ("below"/"above"/None), shift, ci, ci90 and
+    frac_censored (the share of replicates where either crossing was censored)."""
+    xa, ya = np.asarray(probe_a, float), np.asarray(per_seed_a, float)
+    xb, yb = np.asarray(probe_b, float), np.asarray(per_seed_b, float)
+    for x, y in ((xa, ya), (xb, yb)):
+        if y.ndim != 2 or y.shape[0] != len(x) or len(x) < 2 or y.shape[1] < 2:
+            raise ValueError("crossover_shift needs [P] positions and [P, S] differences, "
+                             "P >= 2, S >= 2, for each curve")
+    a, ca = censored_root(xa, ya.mean(axis=1))
+    b, cb = censored_root(xb, yb.mean(axis=1))
+    rng = np.random.default_rng(seed)
+    shifts, censored = np.empty(boot), 0
+    for k in range(boot):
+        ra, fa = censored_root(xa, ya[:, rng.integers(0, ya.shape[1], ya.shape[1])].mean(axis=1))
+        rb, fb = censored_root(xb, yb[:, rng.integers(0, yb.shape[1], yb.shape[1])].mean(axis=1))
+        shifts[k] = rb - ra
+        censored += fa is not None or fb is not None
+    q = lambda *ps: [float(np.quantile(shifts, p)) for p in ps]
+    return {"a": a, "b": b, "censored_a": ca, "censored_b": cb, "shift": b - a,
+            "ci": q(0.025, 0.975), "ci90": q(0.05, 0.95), "frac_censored": censored / boot}

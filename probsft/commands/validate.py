@@ -18,10 +18,12 @@ def add_parser(sub):
     p.add_argument("--model", default=None, help="backbone folder (default: the shipped one)")
     p.add_argument("--dial", default=None, metavar="KEY",
                    help="run (or resume) a registered within-task dial instead "
-                        "(probsft.continuum.dial.DIALS: fit, heldout): each task at the "
+                        "(probsft.continuum.dial.DIALS: fit, heldout, medium): each task at the "
                         "checkpoints of one build that its build probe places near p 0.1 … 0.85; "
                         "--model is then the dial build folder (default models/<dial>), --out the "
-                        "results folder (default results/validate_<dial>); other flags do not apply")
+                        "results folder (default results/<the dial's folder>); other flags do not apply; "
+                        "after the medium or fit dial the two sizes' crossovers are compared "
+                        "(probsft.continuum.sizes) when both are analysed")
     p.add_argument("--tasks", nargs="+", default=None, help="subset of the dial's positions")
     p.add_argument("--steps", type=positive_int, default=None, help="override fine-tune steps")
     p.add_argument("--seeds", type=positive_int, default=None, help="override the number of seeds")
@@ -62,6 +64,11 @@ def run_dial(args) -> int:
         where = "no crossing" if c["p"] is None else f"crossover p {c['p']:.2f}"
         print(f"{c['task']} {c['supervision']}/{c['optimizer']}: {where}")
     print(f"wrote {out}/paired.csv, verdicts.json, positions.json")
+    from probsft.continuum import sizes
+
+    if args.dial in sizes.PAIR and not args.out and all(
+            (Path("results") / dl.DIALS[k].folder / "verdicts.json").exists() for k in sizes.PAIR):
+        print(f"wrote {sizes.write(Path('results'))} (the crossover at two sizes)")
     return 0
 
 

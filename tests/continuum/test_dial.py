@@ -158,7 +158,7 @@ def test_validate_dial_refuses_bad_input_in_one_line(tmp_path, capsys):
     from probsft.cli import main
 
     assert main(["validate", "--dial", "nope"]) == 2
-    assert "unknown dial 'nope'; registered: fit, heldout" in capsys.readouterr().err
+    assert "unknown dial 'nope'; registered: fit, heldout, medium" in capsys.readouterr().err
     assert main(["validate", "--dial", "fit", "--tasks", "t_rol"]) == 2
     assert "--tasks do(es) not apply" in capsys.readouterr().err
     assert main(["validate", "--dial", "fit", "--model", str(tmp_path)]) == 2
