@@ -8,7 +8,9 @@ same examples (``--task``'s SFT-train items, char tokenizer), batch size, optimi
 
 * ``trainer``     transformers.Trainer with the model's own cross-entropy (the NLL);
 * ``runner_nll``  probsft.validate.train.finetune, objective ``nll``;
-* ``runner_p``    the same runner, objective ``p`` (the paper's -p).
+* ``runner_p``    the same runner, objective ``p`` (the paper's -p); with ``--objectives`` one
+  ``runner_<spec>`` per spec instead (``all``: every registered objective), each also as its
+  overhead over the runner's nll (steady step time / nll's, minus 1; target <= 5%).
 
 The examples are exactly ``steps x batch_size``: each side trains one epoch, every example once,
 so both see the same tokens (counted on each side: the Trainer's batches through its collator, the
@@ -23,6 +25,7 @@ says which. Ratios are runner / Trainer (tokens/s: > 1 is a faster runner; memor
 
     python benchmarks/bench_trainer.py --size medium --steps 40 [--model models/backbone_medium]
         [--batch-size 16] [--repeats 3] [--threads 1] [--device auto] [--out bench_out]
+        [--objectives p | SPEC ... | all]
 """
 
 from __future__ import annotations
@@ -37,8 +40,17 @@ import time
 
 import torch
 
-SECTIONS = ("trainer", "runner_nll", "runner_p")
-OBJECTIVE = {"runner_nll": "nll", "runner_p": "p"}
+
+
+def sections(objectives) -> dict[str, str | None]:
+    """{section: objective} (None: the Trainer): the Trainer, the runner's nll, then the runner
+    with each of ``objectives`` (``["all"]``: every registered objective)."""
+    if list(objectives) == ["all"]:
+        from probsft.theory.spec import registered
+
+        objectives = list(registered())
+    return {"trainer": None, "runner_nll": "nll",
+            **{f"runner_{o}": o for o in objectives if o != "nll"}}
 
 
 def _status_mib(key: str) -> float:
@@ -176,14 +188,14 @@ def run_runner(model, tok, examples, args, device, objective) -> dict:
             "mean_loss": sum(losses) / len(losses)}
 
 
-def measure(section, new_model, tok, examples, args, device) -> dict:
-    """One run of ``section`` on a fresh model: tokens/s over the whole training call and over
+def measure(objective, new_model, tok, examples, args, device) -> dict:
+    """One run of the runner with ``objective`` (None: the Trainer) on a fresh model: tokens/s over the whole training call and over
     the steps after the first two (set-up and first-step costs left out; the mean tokens per
     step over the mean step time), and the peak memory."""
     model = new_model().to(device)
     with PeakMemory(device) as mem:
-        got = (run_trainer(model, tok, examples, args, device) if section == "trainer" else
-               run_runner(model, tok, examples, args, device, OBJECTIVE[section]))
+        got = (run_trainer(model, tok, examples, args, device) if objective is None else
+               run_runner(model, tok, examples, args, device, objective))
     ticks = got.pop("ticks")
     steady = None
     if len(ticks) >= 4:
@@ -210,19 +222,30 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--objectives", nargs="+", default=["p"], metavar="SPEC",
+                    help="runner objectives beside nll (default p; all: every registered one)")
     ap.add_argument("--out", default="bench_out", help="folder for bench_trainer.json")
     args = ap.parse_args(argv)
+    try:
+        secs = sections(args.objectives)
+        import probsft
+
+        for o in secs.values():
+            if o is not None:
+                probsft.objective(o)
+    except ValueError as err:
+        raise SystemExit(f"error: --objectives: {err}") from None
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     print(cpu_line() + (f" | {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
     new_model, tok, examples = setup(args.size, args.model, args.task, args.steps * args.batch_size)
     warm = argparse.Namespace(**{**vars(args), "steps": 2})
-    for section in SECTIONS:                                   # unmeasured: first-call costs
-        measure(section, new_model, tok, examples[:2 * args.batch_size], warm, device)
-    runs = {s: [] for s in SECTIONS}
+    for objective in secs.values():                            # unmeasured: first-call costs
+        measure(objective, new_model, tok, examples[:2 * args.batch_size], warm, device)
+    runs = {s: [] for s in secs}
     for _ in range(args.repeats):
-        for section in SECTIONS:
-            runs[section].append(measure(section, new_model, tok, examples, args, device))
+        for section, objective in secs.items():
+            runs[section].append(measure(objective, new_model, tok, examples, args, device))
     pick = lambda rs, k: statistics.median(r[k] for r in rs) if rs[0][k] is not None else None
     med = {s: {**{k: pick(rs, k) for k in ("tokens_per_s", "steady_tokens_per_s", "seconds",
                                             "peak_mib", "mean_loss")},
@@ -230,27 +253,36 @@ def main(argv=None) -> int:
            for s, rs in runs.items()}
     base = med["trainer"]
     ratio = lambda s, k: (med[s][k] / base[k] if base[k] else None)
+    runner = [s for s in secs if secs[s] is not None]
+    nll = med["runner_nll"]["steady_tokens_per_s"]
     results = {
         "config": {**vars(args), "device": str(device)}, "cpu": cpu_line(),
         "params": sum(p.numel() for p in new_model().parameters()), "sections": med, "runs": runs,
-        "tokens_per_s_over_trainer": {s: ratio(s, "tokens_per_s") for s in OBJECTIVE},
-        "steady_tokens_per_s_over_trainer": {s: ratio(s, "steady_tokens_per_s") for s in OBJECTIVE},
-        "peak_memory_over_trainer": {s: ratio(s, "peak_mib") for s in OBJECTIVE},
+        "tokens_per_s_over_trainer": {s: ratio(s, "tokens_per_s") for s in runner},
+        "steady_tokens_per_s_over_trainer": {s: ratio(s, "steady_tokens_per_s") for s in runner},
+        "peak_memory_over_trainer": {s: ratio(s, "peak_mib") for s in runner},
+        "overhead_vs_nll": {s: (nll / med[s]["steady_tokens_per_s"] - 1 if nll and
+                                med[s]["steady_tokens_per_s"] else None) for s in runner[1:]},
         "same_tokens": len({(m["input_tokens"], m["supervised_tokens"]) for m in med.values()}) == 1,
     }
     print(f"{results['params']:,} parameters, {args.steps} steps x batch {args.batch_size}, "
           f"{base['input_tokens']} input tokens per run ({base['supervised_tokens']} supervised); "
           f"medians of {args.repeats}; memory: {base['memory_method']} (MiB beyond the weights)")
     fmt = lambda x, spec: format(x, spec) if x is not None else format("-", spec.split(".")[0])
-    print(f"{'section':<12}{'tokens/s':>10}{'vs Trainer':>11}{'steady':>9}{'vs Trainer':>11}"
+    w = max(map(len, med)) + 2
+    print(f"{'section':<{w}}{'tokens/s':>10}{'vs Trainer':>11}{'steady':>9}{'vs Trainer':>11}"
           f"{'peak MiB':>10}{'vs Trainer':>11}{'mean loss':>10}")
     for s, m in med.items():
         r = {k: results[k].get(s, 1.0) for k in ("tokens_per_s_over_trainer",
              "steady_tokens_per_s_over_trainer", "peak_memory_over_trainer")}
-        print(f"{s:<12}{m['tokens_per_s']:>10.0f}{fmt(r['tokens_per_s_over_trainer'], '>11.3f')}"
+        print(f"{s:<{w}}{m['tokens_per_s']:>10.0f}{fmt(r['tokens_per_s_over_trainer'], '>11.3f')}"
               f"{fmt(m['steady_tokens_per_s'], '>9.0f')}"
               f"{fmt(r['steady_tokens_per_s_over_trainer'], '>11.3f')}{m['peak_mib']:>10.1f}"
               f"{fmt(r['peak_memory_over_trainer'], '>11.3f')}{m['mean_loss']:>10.4f}")
+    if results["overhead_vs_nll"]:
+        worst = max(results["overhead_vs_nll"].items(), key=lambda kv: kv[1] or 0.0)
+        print(f"largest objective overhead vs the runner's nll (steady step time): {worst[0][7:]} "
+              + ("-" if worst[1] is None else f"{100 * worst[1]:+.1f}%") + " (target <= 5%)")
     if not results["same_tokens"]:
         print("warning: the sides trained on different token counts; the ratios do not compare")
     save_result(args.out, "bench_trainer.json", results)

@@ -5,8 +5,9 @@ sync on GPU), aten::nonzero and aten::is_nonzero (boolean masks / `if tensor`: a
 On CPU these ops cost nothing, but each one blocks the host on a GPU until the queue drains, so
 the count is what matters for GPU throughput. Calls inside optimizer.step are left out (CPU AdamW
 reads a step counter per parameter; CUDA's fused AdamW does not), and so is the CPU-only mask
-read of the fused loss (theory/fused.py leaves masked tokens out on CPU only). The tiny Llama of
-bench_train.py, nll and a thresholded objective, with and without --fused, 2 micro-batches per step.
+read of the fused loss (theory/fused.py leaves masked tokens out on CPU only). The tiny backbone's
+shape, random init (bench_trainer.py's set-up), nll and a thresholded objective, with and without
+--fused, 2 micro-batches per step.
 
     python benchmarks/profile_syncs.py [--steps 4] [--hf]
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import build  # noqa: E402
+from bench_trainer import run_trainer, setup  # noqa: E402
 
 OPS = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero")
 
@@ -63,7 +64,7 @@ def main():
     # there); on CUDA it keeps them and reads nothing: count the CUDA path
     fused._trained_rows = lambda valid: None
 
-    tok, examples, new_model = build(64, 2, 64)
+    new_model, tok, examples = setup("tiny", None, "t_sh1", 64)
     rows = {}
     for spec in ("nll", "p@p>=0.2"):
         for fused in (False, True):
@@ -74,10 +75,9 @@ def main():
             rows[f"runner {spec}{' --fused' if fused else ''}"] = count(
                 lambda: finetune(cfg, model, tok, progress=False, examples=examples), args.steps)
     if args.hf:
-        from bench_train import time_hf_trainer
-
+        hf = argparse.Namespace(steps=args.steps, batch_size=8, lr=1e-4)
         rows["HF Trainer (its CE)"] = count(
-            lambda: time_hf_trainer(new_model, tok, examples, args.steps, 8), args.steps)
+            lambda: run_trainer(new_model(), tok, examples, hf, torch.device("cpu")), args.steps)
     print(f"{'per optimizer step':28s} " + " ".join(f"{k[6:]:>18s}" for k in OPS))
     for name, c in rows.items():
         print(f"{name:28s} " + " ".join(f"{c[k]:18.1f}" for k in OPS))

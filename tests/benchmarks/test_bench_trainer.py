@@ -39,7 +39,17 @@ def test_tiny_slice_writes_ratios_and_both_sides_train_on_the_same_tokens(tmp_pa
     for key in ("tokens_per_s_over_trainer", "steady_tokens_per_s_over_trainer",
                 "peak_memory_over_trainer"):
         assert set(data[key]) == {"runner_nll", "runner_p"}
+    assert set(data["overhead_vs_nll"]) == {"runner_p"}           # each objective over the nll
     # The same SFT: equal start, examples, order (both draw torch.randperm seeded 0), schedule and
     # optimizer, so the NLL runner's mean step loss is the Trainer's up to float rounding.
     assert sections["runner_nll"]["mean_loss"] == pytest.approx(sections["trainer"]["mean_loss"],
                                                                 rel=1e-4)
+
+
+def test_an_unknown_objective_is_one_error_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "benchmarks/bench_trainer.py", "--objectives", "nope",
+                           "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and proc.stderr.startswith("error: --objectives:")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "bench_trainer.json").exists()
