@@ -73,7 +73,7 @@ def decide(row: dict) -> str:
 
 def compare(small: dict, large: dict) -> dict:
     """The registered comparison of two dials' verdicts.json contents (smaller, larger)."""
-    from probsft.validate.stats import crossover_shift
+    from probsft.validate.stats import crossover, crossover_shift
 
     a, b = curves(small), curves(large)
     rows = []
@@ -85,8 +85,9 @@ def compare(small: dict, large: dict) -> dict:
                             "towards" if abs(s["b"] - PAPER_CROSSOVER) < abs(s["a"] - PAPER_CROSSOVER)
                             else "away")
         row["verdict"] = decide(row)
-        row["small"] = {k: ca[k] for k in ("positions", "p", "delta", "ci")}
-        row["large"] = {k: cb[k] for k in ("positions", "p", "delta", "ci")}
+        for side, c in (("small", ca), ("large", cb)):      # each size's own crossover CI
+            row[side] = {**{k: c[k] for k in ("positions", "p", "delta", "ci")},
+                         "crossover_ci": crossover(c["p"], c["per_seed"])["ci"]}
         rows.append(row)
     if not rows:
         raise UserError("the two dials share no (task, supervision) curve under AdamW")

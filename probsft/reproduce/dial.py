@@ -120,6 +120,54 @@ def dial_lines(out_dir: Path, key: str) -> list[str]:
     return lines + _registered_lines(folder)
 
 
+def _ci(ci) -> str:
+    return "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _root(value, censored) -> str:
+    return f"{value:.2f}" if censored is None else f"{'≥' if censored == 'above' else '≤'} {value:.2f}"
+
+
+def sizes_lines(out_dir: Path) -> list[str]:
+    """The crossover at two sizes (probsft.continuum.sizes): sizes.json rewritten from the two
+    dials' saved verdicts, its table and figure; [] until both dials are analysed."""
+    from probsft.continuum import sizes
+    from probsft.errors import UserError
+    from probsft.figures.sizes import draw
+
+    try:
+        path = sizes.write(Path(out_dir))
+    except UserError:
+        return []
+    data = json.loads(path.read_text())
+    small, large = (dl.DIALS[k] for k in sizes.PAIR)
+    lines = ["", "### Does the crossover move with model size?", "",
+             f"The within-task curve at two sizes: the {small.title.lower()} (`{small.command()}`) "
+             f"and {large.title[0].lower() + large.title[1:]} (`{large.command()}`), AdamW, the "
+             f"shared tasks and supervision kinds. Registered before the medium runs "
+             f"(`continuum/sizes.py`): the claim *{data['claim']}*; per row the shift of the "
+             "crossover (medium − tiny; a crossing outside the probed range censored at its end) "
+             "with a bootstrap over each size's seeds; confirmed when its 95% CI lies on the side "
+             f"towards {data['paper_crossover']}, refuted on the other, equivalent when the 90% CI "
+             f"lies inside ±{data['margin']}, else inconclusive (also when both sizes are censored "
+             "at the same end). `python -m probsft.continuum.sizes` writes "
+             f"`{path.relative_to(out_dir)}`.", "",
+             "| task | labels | tiny crossover | 95% CI | medium crossover | 95% CI | shift | 95% CI "
+             "| 90% CI | ends nearer 0.5? | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['task']} | {r['supervision']} | {_root(r['a'], r['censored_a'])} | "
+            f"{_ci(r['small']['crossover_ci'])} | {_root(r['b'], r['censored_b'])} | "
+            f"{_ci(r['large']['crossover_ci'])} | {r['shift']:+.2f} | "
+            f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}] | [{r['ci90'][0]:+.2f}, {r['ci90'][1]:+.2f}] | "
+            f"{r['direction']} | **{r['verdict']}** |")
+    counts = ", ".join(f"{v} {n}" for v, n in data["counts"].items())
+    lines += ["", f"Verdicts, counted separately: {counts}.", ""]
+    lines += [f"![sizes]({p.relative_to(out_dir)})" for p in draw(path, path.with_suffix(""))
+              if p.suffix == ".png"]
+    return lines
+
+
 def reproduce_lines(out_dir: Path) -> list[str]:
-    """Every registered dial's saved section."""
-    return [line for key in dl.DIALS for line in dial_lines(out_dir, key)]
+    """Every registered dial's saved section, then the two sizes' crossovers."""
+    return [line for key in dl.DIALS for line in dial_lines(out_dir, key)] + sizes_lines(out_dir)

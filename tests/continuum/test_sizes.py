@@ -56,7 +56,8 @@ def _verdicts(curves_by_task):
         for k, (p, ys) in enumerate(zip(x, y)):
             cells.append({"position": f"{task}@{100 * (k + 1)}", "objective": "p",
                           "optimizer": "adamw", "supervision": sup, "probe_answer_p": float(p),
-                          "delta": float(np.mean(ys)), "ci_low": -1.0, "ci_high": 1.0,
+                          "delta": float(np.mean(ys)), "ci_low": float(np.mean(ys)) - 3,
+                          "ci_high": float(np.mean(ys)) + 3,
                           "per_seed": [float(v) for v in ys]})
             cells.append({**cells[-1], "objective": "deft"})          # other objectives ignored
     return {"cells": cells}
@@ -89,3 +90,19 @@ def test_the_medium_dial_is_registered_at_the_medium_size():
     assert set(d.config.objectives) == {"nll", "p", "alpha(0.1)", "deft"}
     assert d.config.supervision == ("clean", "token") and d.config.optimizers == ("adamw",)
     assert "--size" not in DIALS["fit"].build_command()
+
+
+def test_the_sizes_figure_draws_every_row_from_saved_json(tmp_path):
+    import json
+
+    from probsft.figures.sizes import draw
+    from probsft.files import rounded
+
+    res = sizes.compare(_verdicts({("t_a", "token"): (X, _curve(0.3)),
+                                   ("t_a", "clean"): (X, -_curve(-2))}),
+                        _verdicts({("t_a", "token"): (X, _curve(0.6, seed=2)),
+                                   ("t_a", "clean"): (X, -_curve(-2, seed=3))}))
+    path = tmp_path / "sizes.json"
+    path.write_text(json.dumps(rounded(res)))
+    png, svg = draw(path, tmp_path / "sizes")
+    assert png.stat().st_size > 10_000 and "shift +0.3" in svg.read_text()
