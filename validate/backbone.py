@@ -38,8 +38,8 @@ from probsft.paths import MODELS
 from probsft.validate.pretrain import corpus_sha256, loss_curve, pretrain
 
 SHIPPED = MODELS / "backbone"
-# The medium size's build (issue 24), shipped as built (float32, 35.7 MB): the final model of
-# `probsft.continuum.dial.DIALS["medium"].build_command()`; its dial checkpoints are not shipped.
+# The medium size's build (issue 24), shipped as built (float32, 35.7 MB): `--size medium
+# --dial-steps 600 --save-at 25 50 75 100 150 ... 600`; its dial checkpoints are not shipped.
 SHIPPED_MEDIUM = MODELS / "backbone_medium"
 # Other backbones (the shipped doses, other seeds) and their grids: probsft.continuum.grids.
 

@@ -90,6 +90,10 @@ def test_the_medium_dial_is_registered_at_the_medium_size():
     assert set(d.config.objectives) == {"nll", "p", "alpha(0.1)", "deft"}
     assert d.config.supervision == ("clean", "token") and d.config.optimizers == ("adamw",)
     assert "--size" not in DIALS["fit"].build_command()
+    # the shipped medium is this dial's build, its probe saved at exactly these steps
+    from probsft.validate.backbone import SHIPPED_MEDIUM
+
+    assert d.model_path == SHIPPED_MEDIUM and sorted(d.checkpoints()) == list(d.save_at)
 
 
 def test_the_sizes_figure_draws_every_row_from_saved_json(tmp_path):
