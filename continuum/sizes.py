@@ -73,7 +73,7 @@ def decide(row: dict) -> str:
 
 def compare(small: dict, large: dict) -> dict:
     """The registered comparison of two dials' verdicts.json contents (smaller, larger)."""
-    from probsft.validate.stats import crossover, crossover_shift
+    from probsft.validate.stats import crossover_shift
 
     a, b = curves(small), curves(large)
     rows = []
@@ -85,9 +85,8 @@ def compare(small: dict, large: dict) -> dict:
                             "towards" if abs(s["b"] - PAPER_CROSSOVER) < abs(s["a"] - PAPER_CROSSOVER)
                             else "away")
         row["verdict"] = decide(row)
-        for side, c in (("small", ca), ("large", cb)):      # each size's own crossover CI
-            row[side] = {**{k: c[k] for k in ("positions", "p", "delta", "ci")},
-                         "crossover_ci": crossover(c["p"], c["per_seed"])["ci"]}
+        for side, c in (("small", ca), ("large", cb)):
+            row[side] = {k: c[k] for k in ("positions", "p", "delta", "ci")}
         rows.append(row)
     if not rows:
         raise UserError("the two dials share no (task, supervision) curve under AdamW")
@@ -125,9 +124,12 @@ def main(argv=None) -> None:
         path = write(Path(args.results))
     except UserError as err:
         raise SystemExit(f"error: {err}") from None
+    mark = {None: "", "above": ">=", "below": "<="}
     for r in json.loads(path.read_text())["rows"]:
-        print(f"{r['task']} {r['supervision']}: tiny {r['a']:.2f} -> medium {r['b']:.2f}, shift "
-              f"{r['shift']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]: {r['verdict']}")
+        print(f"{r['task']} {r['supervision']}: tiny {mark[r['censored_a']]}{r['a']:.2f} -> medium "
+              f"{mark[r['censored_b']]}{r['b']:.2f}, shift {r['shift']:+.2f} [{r['ci'][0]:+.2f}, "
+              f"{r['ci'][1]:+.2f}]: {r['verdict']}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

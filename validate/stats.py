@@ -162,8 +162,10 @@ def crossover_shift(probe_a, per_seed_a, probe_b, per_seed_b, boot: int = BOOT,
     :func:`censored_root`. The shift is b − a; its intervals come from a bootstrap that resamples
     each curve's seeds independently (``boot`` replicates): ``ci`` the 2.5/97.5% quantiles,
     ``ci90`` the 5/95% ones (the TOST interval of an equivalence test). Returns a, b (the
-    point estimates), censored_a, censored_b ("below"/"above"/None), shift, ci, ci90 and
-    frac_censored (the share of replicates where either crossing was censored)."""
+    point estimates), censored_a, censored_b ("below"/"above"/None), shift, ci, ci90, ci_a and
+    ci_b (each crossing's own 95% interval, from the same censored replicates: an end at the
+    probed range's edge means "at least/at most") and frac_censored (the share of replicates where
+    either crossing was censored)."""
     xa, ya = np.asarray(probe_a, float), np.asarray(per_seed_a, float)
     xb, yb = np.asarray(probe_b, float), np.asarray(per_seed_b, float)
     for x, y in ((xa, ya), (xb, yb)):
@@ -173,12 +175,15 @@ def crossover_shift(probe_a, per_seed_a, probe_b, per_seed_b, boot: int = BOOT,
     a, ca = censored_root(xa, ya.mean(axis=1))
     b, cb = censored_root(xb, yb.mean(axis=1))
     rng = np.random.default_rng(seed)
-    shifts, censored = np.empty(boot), 0
+    roots, censored = np.empty((boot, 2)), 0
     for k in range(boot):
         ra, fa = censored_root(xa, ya[:, rng.integers(0, ya.shape[1], ya.shape[1])].mean(axis=1))
         rb, fb = censored_root(xb, yb[:, rng.integers(0, yb.shape[1], yb.shape[1])].mean(axis=1))
-        shifts[k] = rb - ra
+        roots[k] = ra, rb
         censored += fa is not None or fb is not None
-    q = lambda *ps: [float(np.quantile(shifts, p)) for p in ps]
+    q = lambda v, *ps: [float(np.quantile(v, p)) for p in ps]
+    shifts = roots[:, 1] - roots[:, 0]
     return {"a": a, "b": b, "censored_a": ca, "censored_b": cb, "shift": b - a,
-            "ci": q(0.025, 0.975), "ci90": q(0.05, 0.95), "frac_censored": censored / boot}
+            "ci": q(shifts, 0.025, 0.975), "ci90": q(shifts, 0.05, 0.95),
+            "ci_a": q(roots[:, 0], 0.025, 0.975), "ci_b": q(roots[:, 1], 0.025, 0.975),
+            "frac_censored": censored / boot}

@@ -142,23 +142,27 @@ def sizes_lines(out_dir: Path) -> list[str]:
     data = json.loads(path.read_text())
     small, large = (dl.DIALS[k] for k in sizes.PAIR)
     lines = ["", "### Does the crossover move with model size?", "",
-             f"The within-task curve at two sizes: the {small.title.lower()} (`{small.command()}`) "
-             f"and {large.title[0].lower() + large.title[1:]} (`{large.command()}`), AdamW, the "
-             f"shared tasks and supervision kinds. Registered before the medium runs "
+             f"The within-task curve at two sizes: the tiny backbone's dial (0.83M parameters, "
+             f"`{small.command()}`) and the medium's (8.9M, `{large.command()}`), AdamW, the tasks "
+             f"and supervision kinds they share, positions chosen by the build probe alike. "
+             f"Each crossing's 95% CI is a bootstrap over its seeds, a replicate without a "
+             f"crossing censored at the probed range's end (≥/≤). Registered before the medium runs "
              f"(`continuum/sizes.py`): the claim *{data['claim']}*; per row the shift of the "
              "crossover (medium − tiny; a crossing outside the probed range censored at its end) "
              "with a bootstrap over each size's seeds; confirmed when its 95% CI lies on the side "
              f"towards {data['paper_crossover']}, refuted on the other, equivalent when the 90% CI "
              f"lies inside ±{data['margin']}, else inconclusive (also when both sizes are censored "
-             "at the same end). `python -m probsft.continuum.sizes` writes "
+             "at the same end). The sign rule does not ask where the medium's crossing ends: one "
+             "that moves past 0.5 counts as moving towards it, so the table says whether it ends "
+             "nearer. `python -m probsft.continuum.sizes` writes "
              f"`{path.relative_to(out_dir)}`.", "",
              "| task | labels | tiny crossover | 95% CI | medium crossover | 95% CI | shift | 95% CI "
              "| 90% CI | ends nearer 0.5? | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
         lines.append(
             f"| {r['task']} | {r['supervision']} | {_root(r['a'], r['censored_a'])} | "
-            f"{_ci(r['small']['crossover_ci'])} | {_root(r['b'], r['censored_b'])} | "
-            f"{_ci(r['large']['crossover_ci'])} | {r['shift']:+.2f} | "
+            f"{_ci(r['ci_a'])} | {_root(r['b'], r['censored_b'])} | {_ci(r['ci_b'])} | "
+            f"{r['shift']:+.2f} | "
             f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}] | [{r['ci90'][0]:+.2f}, {r['ci90'][1]:+.2f}] | "
             f"{r['direction']} | **{r['verdict']}** |")
     counts = ", ".join(f"{v} {n}" for v, n in data["counts"].items())

@@ -30,6 +30,10 @@ def test_shift_recovers_a_known_move_and_a_null_one():
     assert s["shift"] == pytest.approx(0.3, abs=0.05)
     assert s["ci"][0] > 0.15 and s["ci"][1] < 0.45
     assert s["ci"][0] <= s["ci90"][0] <= s["ci90"][1] <= s["ci"][1]
+    assert s["ci_a"][0] < 0.3 < s["ci_a"][1] and s["ci_b"][0] < 0.6 < s["ci_b"][1]
+    behind = crossover_shift(X, _curve(0.4), X, -_curve(-2))      # never crosses: censored above
+    assert behind["censored_b"] == "above" and behind["ci_b"] == [0.85, 0.85]
+    assert behind["frac_censored"] == 1.0
     same = crossover_shift(X, _curve(0.4), X, _curve(0.4, seed=1))
     assert same["ci"][0] < 0 < same["ci"][1]
     with pytest.raises(ValueError, match="P >= 2, S >= 2"):
