@@ -81,7 +81,8 @@ def compare(small: dict, large: dict) -> dict:
         ca, cb = a[key], b[key]
         s = crossover_shift(ca["p"], ca["per_seed"], cb["p"], cb["per_seed"])
         row = {"task": key[0], "supervision": key[1], "optimizer": OPTIMIZER, **s}
-        row["direction"] = ("none" if abs(s["shift"]) < 1e-12 else
+        row["direction"] = ("not located" if s["censored_a"] and s["censored_a"] == s["censored_b"]
+                            else "none" if abs(s["shift"]) < 1e-12 else
                             "towards" if abs(s["b"] - PAPER_CROSSOVER) < abs(s["a"] - PAPER_CROSSOVER)
                             else "away")
         row["verdict"] = decide(row)

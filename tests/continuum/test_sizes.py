@@ -76,6 +76,7 @@ def test_compare_pairs_the_shared_curves_and_counts_verdicts(tmp_path):
     assert [(r["task"], r["supervision"]) for r in res["rows"]] == [("t_a", "clean"), ("t_a", "token")]
     clean, token = res["rows"]
     assert clean["censored_a"] == clean["censored_b"] == "above" and clean["verdict"] == "inconclusive"
+    assert clean["direction"] == "not located"
     assert token["verdict"] == "confirmed" and token["direction"] == "towards"
     assert res["counts"] == {"confirmed": 1, "refuted": 0, "equivalent": 0, "inconclusive": 1}
     with pytest.raises(UserError, match="share no"):
