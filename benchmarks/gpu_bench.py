@@ -8,9 +8,8 @@ Sections (each with its own time budget; a baseline that is missing is a row "no
             gradient error vs naive. Targets, per shape and f: ours <= 1.2x CCE's time and
             <= 1.5x CCE's memory (CCE computes NLL only: its NLL run is the reference for every f).
   finetune  benchmarks/gpu_finetune.py: tokens/s and peak memory of the runner (nll, -p, -p fused)
-            vs transformers.Trainer on ``--model`` (default llama-13m: a random ~13M Llama built
-            from its config, standing in for the larger backbone of issue 24; or a folder with a
-            config.json).
+            vs transformers.Trainer on ``--model`` (default models/backbone_medium, the shipped
+            8.9M backbone of issue 24; or another folder with a config.json, or a preset).
 Writes ONE ``results.json`` and ONE ``results.md`` into ``--out`` (default $OUT, else gpu_out),
 rewritten after every row, so a run stopped by a timeout still leaves its table.
 
@@ -84,7 +83,7 @@ def main(argv=None) -> int:
                     help="CPU, tiny sizes, float32: the same code path in well under a minute")
     ap.add_argument("--model", help="fine-tune model: a preset "
                     f"({', '.join(gpu_finetune.PRESETS)}) or a folder with config.json "
-                    "(default llama-13m; dry run: tiny)")
+                    "(default models/backbone_medium; dry run: tiny)")
     ap.add_argument("--specs", default=",".join(SPECS))
     ap.add_argument("--methods", help="fused methods (default all; dry run: all but ours-compile, "
                     "whose CPU compile alone takes a minute)")
@@ -108,7 +107,8 @@ def main(argv=None) -> int:
     if dry:
         device, dtype, shapes, model = torch.device("cpu"), torch.float32, DRY_SHAPES, "tiny"
     elif torch.cuda.is_available():
-        device, dtype, shapes, model = torch.device("cuda"), torch.bfloat16, GPU_SHAPES, "llama-13m"
+        device, dtype, shapes, model = (torch.device("cuda"), torch.bfloat16, GPU_SHAPES,
+                                        gpu_finetune.MEDIUM)
     else:
         ap.error("no CUDA device: run with --dry-run (CPU, tiny sizes)")
     model = args.model or model

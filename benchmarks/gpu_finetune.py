@@ -7,10 +7,11 @@ runner (``probsft.validate.train.finetune``) with ``nll``, ``p`` (the paper's -p
 the fused linear+f(p) loss (``--fused``). Tokens/s counts every non-padding input token, after 2
 warm-up steps. Each section is guarded: a failure is recorded and the next one runs.
 
-The model (``--model`` of gpu_bench.py): a preset name of :data:`PRESETS` -- a Llama built from
-its config with random weights (no download; the default ``llama-13m``, ~13M parameters, stands in
-for the larger backbone of issue 24 until it exists) -- or a folder with a Hugging Face
-``config.json`` (weights loaded when the folder has them, else random init from the config).
+The model (``--model`` of gpu_bench.py): a folder with a Hugging Face ``config.json`` (weights
+loaded when the folder has them, else random init from the config; the GPU default is
+:data:`MEDIUM`, the shipped 8.9M backbone of issue 24) or a preset name of :data:`PRESETS` -- a
+Llama built from its config with random weights (no download). Sequences are cut to the model's
+``max_position_embeddings`` (the medium's is 256).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+MEDIUM = str(Path(__file__).resolve().parents[1] / "models" / "backbone_medium")
 PRESETS = {   # Llama shapes built from a config (random init); ~params with untied embeddings
     "llama-13m": dict(hidden=256, layers=4, heads=4, vocab=16384),     # ~13M
     "llama-200m": dict(hidden=1024, layers=8, heads=16, vocab=32768),  # ~200M, the 2026-11-27 run
@@ -161,6 +163,10 @@ def run(model, device, repeats, steps, deadline, on_row):
     """Every section ``repeats`` times, interleaved; ``on_row(row)`` after each. Sections left when
     ``deadline`` (time.monotonic()) has passed are recorded as skipped."""
     r = dict(RUN[device], **({"steps": steps} if steps else {}))
+    if model not in PRESETS:                          # a folder: its positions bound the sequence
+        from transformers import AutoConfig
+
+        r["seq"] = min(r["seq"], AutoConfig.from_pretrained(model).max_position_embeddings)
     try:                                  # unmeasured: CUDA context, kernels, allocator warm-up
         run_runner("warm-up", "nll", False, model, {**r, "steps": 3}, device)
     except Exception:                                           # noqa: BLE001 - sections report it

@@ -75,3 +75,20 @@ def test_targets_not_applicable_without_cce():
             "finetune": []}
     s = gpu_report.summarise(data)["fused_summary"][0]
     assert s["time_target"].startswith("n/a (not installed") and s["time_vs_cce"] is None
+
+
+@pytest.mark.slow
+def test_dry_run_fine_tunes_the_shipped_medium_folder(tmp_path):
+    """The GPU default model (the shipped medium backbone) through the same code path on CPU."""
+    import gpu_finetune
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OUT="")
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_bench.py", "--dry-run", "--sections",
+                           "finetune", "--model", gpu_finetune.MEDIUM, "--out", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["config"]["model"] == gpu_finetune.MEDIUM
+    for r in data["finetune_best"]:
+        assert "error" not in r and r["tokens_per_s"] > 0, r
+        assert r["seq"] == 64                      # the dry run's length, under the medium's 256
