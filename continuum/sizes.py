@@ -61,6 +61,12 @@ def curves(verdicts: dict) -> dict[tuple[str, str], dict]:
     return res
 
 
+def crossing_text(value: float, censored: str | None) -> str:
+    """A crossing as the table and the CLI print it: ``0.34``, or ``≥ 0.89`` / ``≤ 0.11`` when it
+    is censored at the probed range's top / bottom."""
+    return f"{value:.2f}" if censored is None else f"{'≥' if censored == 'above' else '≤'} {value:.2f}"
+
+
 def decide(row: dict) -> str:
     """The registered verdict of one (task, supervision) row (module docstring)."""
     from probsft.verdicts import verdict
@@ -125,11 +131,10 @@ def main(argv=None) -> None:
         path = write(Path(args.results))
     except UserError as err:
         raise SystemExit(f"error: {err}") from None
-    mark = {None: "", "above": ">=", "below": "<="}
     for r in json.loads(path.read_text())["rows"]:
-        print(f"{r['task']} {r['supervision']}: tiny {mark[r['censored_a']]}{r['a']:.2f} -> medium "
-              f"{mark[r['censored_b']]}{r['b']:.2f}, shift {r['shift']:+.2f} [{r['ci'][0]:+.2f}, "
-              f"{r['ci'][1]:+.2f}]: {r['verdict']}")
+        print(f"{r['task']} {r['supervision']}: tiny {crossing_text(r['a'], r['censored_a'])} -> "
+              f"medium {crossing_text(r['b'], r['censored_b'])}, shift {r['shift']:+.2f} "
+              f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]: {r['verdict']}")
     print(f"wrote {path}")
 
 

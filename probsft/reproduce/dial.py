@@ -124,10 +124,6 @@ def _ci(ci) -> str:
     return "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def _root(value, censored) -> str:
-    return f"{value:.2f}" if censored is None else f"{'≥' if censored == 'above' else '≤'} {value:.2f}"
-
-
 def sizes_lines(out_dir: Path) -> list[str]:
     """The crossover at two sizes (probsft.continuum.sizes): sizes.json rewritten from the two
     dials' saved verdicts, its table and figure; [] until both dials are analysed."""
@@ -160,8 +156,9 @@ def sizes_lines(out_dir: Path) -> list[str]:
              "| 90% CI | ends nearer 0.5? | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
         lines.append(
-            f"| {r['task']} | {r['supervision']} | {_root(r['a'], r['censored_a'])} | "
-            f"{_ci(r['ci_a'])} | {_root(r['b'], r['censored_b'])} | {_ci(r['ci_b'])} | "
+            f"| {r['task']} | {r['supervision']} | "
+            f"{sizes.crossing_text(r['a'], r['censored_a'])} | {_ci(r['ci_a'])} | "
+            f"{sizes.crossing_text(r['b'], r['censored_b'])} | {_ci(r['ci_b'])} | "
             f"{r['shift']:+.2f} | "
             f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}] | [{r['ci90'][0]:+.2f}, {r['ci90'][1]:+.2f}] | "
             f"{r['direction']} | **{r['verdict']}** |")

@@ -25,6 +25,12 @@ def test_censored_root_interpolates_or_names_the_end():
     assert censored_root(X, -(X + 1)) == (0.85, "above")
 
 
+def test_a_censored_crossing_is_printed_as_a_bound():
+    assert sizes.crossing_text(0.3412, None) == "0.34"
+    assert sizes.crossing_text(0.885, "above") == "≥ 0.89"
+    assert sizes.crossing_text(0.1, "below") == "≤ 0.10"
+
+
 def test_shift_recovers_a_known_move_and_a_null_one():
     s = crossover_shift(X, _curve(0.3), X, _curve(0.6, seed=1))
     assert s["shift"] == pytest.approx(0.3, abs=0.05)
