@@ -94,19 +94,27 @@ def unpaired_tie_rule(a, b, min_gap: float) -> bool:
     return abs(a.mean() - b.mean()) <= max(min_gap, 2 * se)
 
 
-def monotone_root(x, y) -> float | None:
-    """Where the non-decreasing (isotonic, least-squares) fit of y on x first turns positive: the
-    zero of the linear interpolation between the last fitted value ≤ 0 and the first > 0 that
-    follows it. None when the fit never turns positive after being ≤ 0 (no crossing)."""
+def _isotonic(x, y):
+    """(x sorted, the non-decreasing least-squares fit of y on it)."""
     from scipy.optimize import isotonic_regression
 
     order = np.argsort(x, kind="stable")
-    xs, fit = np.asarray(x, float)[order], isotonic_regression(np.asarray(y, float)[order]).x
+    return np.asarray(x, float)[order], isotonic_regression(np.asarray(y, float)[order]).x
+
+
+def _fit_root(xs, fit) -> float | None:
     up = np.flatnonzero(fit > 0)
     if not len(up) or up[0] == 0:
         return None
     i, j = up[0] - 1, up[0]
     return float(xs[i] + (xs[j] - xs[i]) * (0 - fit[i]) / (fit[j] - fit[i]))
+
+
+def monotone_root(x, y) -> float | None:
+    """Where the non-decreasing (isotonic, least-squares) fit of y on x first turns positive: the
+    zero of the linear interpolation between the last fitted value ≤ 0 and the first > 0 that
+    follows it. None when the fit never turns positive after being ≤ 0 (no crossing)."""
+    return _fit_root(*_isotonic(x, y))
 
 
 def crossover(probe_p, per_seed, boot: int = BOOT, seed: int = BOOT_SEED) -> dict:
@@ -144,14 +152,11 @@ def censored_root(x, y) -> tuple[float, str | None]:
     None), or (the lowest p, "below") when the isotonic fit is positive everywhere, or (the highest
     p, "above") when it never turns positive. A censored value is the nearest the crossing can be,
     so a shift computed from it is the smallest one the positions allow."""
-    from scipy.optimize import isotonic_regression
-
-    r = monotone_root(x, y)
+    xs, fit = _isotonic(x, y)                       # one fit for the root and the censoring
+    r = _fit_root(xs, fit)
     if r is not None:
         return r, None
-    xs = np.asarray(x, float)
-    fit = isotonic_regression(np.asarray(y, float)[np.argsort(xs, kind="stable")]).x
-    return (float(xs.min()), "below") if fit[0] > 0 else (float(xs.max()), "above")
+    return (float(xs[0]), "below") if fit[0] > 0 else (float(xs[-1]), "above")
 
 
 def crossover_shift(probe_a, per_seed_a, probe_b, per_seed_b, boot: int = BOOT,
