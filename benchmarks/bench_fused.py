@@ -7,9 +7,10 @@ Methods (each case in a fresh subprocess):
   trl      TRL's fused LM head (trl.kernels.chunked_logprob) -> per-token log p, then f(log p)
   ours     probsft.fused_linear_loss with its defaults (impl/schedule/gemm "auto": the rule of
            theory/fused_auto.py for this CPU and dtype)
-  ours-IMPL-SCHEDULE-GEMM[@C]  an explicit choice, e.g. ours-eager-vocab-input (bf16 GEMMs),
-           ours-compile-token-float32 (torch.compile, one pass, float32 GEMMs); @C: chunk_size C
-           tokens (default: about 2^25 / V); each part may be "auto"
+  ours-IMPL-SCHEDULE-GEMM[-LAYOUT][@C]  an explicit choice, e.g. ours-eager-vocab-input (bf16
+           GEMMs), ours-compile-token-float32 (torch.compile, one pass, float32 GEMMs),
+           ours-eager-token-auto-row (logits chunks row-major, not calibrated); @C: chunk_size C
+           tokens (default: about 2^25 / V); each part may be "auto" (LAYOUT defaults to "auto")
   ours-token, ours-compile  older names of ours-auto-token-auto and ours-compile-auto-auto
 Memory: peak RSS beyond the inputs and weights ("peak"), and the same less the weight gradient every
 method must return in the weight's dtype ("work" = the loss's working memory). The child resets
@@ -20,7 +21,8 @@ produced by every method is included in "peak". Time: the best of --repeats forw
 (wall clock); ratios are to "naive" of the same shape and objective, measured in the same run.
 
 The run first prints the CPU features probsft saw (theory/fused_auto.py: AVX2, AVX512, AVX512-BF16,
-AMX): bf16 GEMMs are fast only with AVX512-BF16/AMX, which decides the "auto" rule.
+AMX): bf16 GEMMs are fast only with AVX512-BF16/AMX, which decides the "auto" rule; then this
+machine's layout calibration (the cached one, or measured now), which "ours" uses.
 
 Run:  python benchmarks/bench_fused.py            (Qwen2.5-0.5B head at N=4096, Llama-3.2-1B head at
                                                    N=8192; ~35 min on 2 cores, peak ~13 GB)
@@ -48,10 +50,11 @@ PRESETS = {   # one command per question: --preset NAME sets sizes, objectives, 
     "issue26": dict(sizes="qwen2.5-0.5b=4096,llama-3.2-1b=4096,h1024-v65536=1536",
                     objectives="alpha(5)", dtype="bfloat16,float32",
                     methods="naive,cce,liger,trl,ours,ours-eager-token-auto,ours-eager-vocab-auto,"
-                            "ours-eager-auto-input,ours-eager-auto-float32"),
+                            "ours-eager-auto-input,ours-eager-auto-float32,ours-eager-auto-auto-row,"
+                            "ours-eager-auto-auto-col"),
     # the issue's shape only (what the shared 2-core AVX2 machine can afford)
     "issue26-shape": dict(sizes="h1024-v65536=1536", objectives="alpha(5)", dtype="float32,bfloat16",
-                          methods="naive,cce,liger,trl,ours"),
+                          methods="naive,cce,liger,trl,ours,ours-eager-auto-auto-row"),
 }
 ALIASES = {"ours-token": "ours-auto-token-auto", "ours-compile": "ours-compile-auto-auto"}
 
@@ -115,14 +118,14 @@ def _loss_fn(method, obj, chunk):
 
         name, _, chunk_size = ALIASES.get(method, method).partition("@")
         parts = name.split("-")[1:] or ["auto"] * 3
-        if len(parts) != 3:
-            raise SystemExit(f"method {method!r}: ours or ours-IMPL-SCHEDULE-GEMM[@C]")
-        impl, schedule, gemm = parts
+        if len(parts) not in (3, 4):
+            raise SystemExit(f"method {method!r}: ours or ours-IMPL-SCHEDULE-GEMM[-LAYOUT][@C]")
+        impl, schedule, gemm, layout = parts if len(parts) == 4 else (*parts, "auto")
         chunk_size = int(chunk_size) if chunk_size else None
 
         def fn(h, W, y):
             return fused_linear_loss(h, W, y, obj, schedule=schedule, impl=impl, gemm=gemm,
-                                     chunk_size=chunk_size)
+                                     chunk_size=chunk_size, layout=layout)
     return fn
 
 
@@ -274,14 +277,13 @@ def main():
     if args.quick:
         sizes = {"qwen2.5-0.5b": 512, "llama-3.2-1b": 256}
     import torch
+    from machine import cpu_line as machine_line
 
-    from probsft.theory.fused_auto import cpu_features
-
-    feats = dict(cpu_features())
-    cpu_line = (f"CPU: {feats.pop('model')} | " + ", ".join(f"{k}={v}" for k, v in feats.items())
-                + f" | torch {torch.__version__}, {torch.get_num_threads()} threads"
-                + f" | load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at start")
+    cpu_line = machine_line() + " at start"
     print(cpu_line, flush=True)
+    calibration = layout_calibration(dtypes, torch)
+    print(calibration, flush=True)
+    cpu_line += "\n\n" + calibration
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -318,6 +320,24 @@ def main():
                     _save(out, rows, args, cpu_line, torch)
     print("\n" + ratio_table(rows))
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+
+
+def layout_calibration(dtypes, torch):
+    """One line per GEMM dtype "ours" runs here: its logits layout and the calibration behind it
+    (probsft.theory.fused_auto; measured now if this machine has none cached)."""
+    from probsft.theory import fused_auto
+
+    lines = []
+    for name in dtypes:
+        W = torch.zeros(1, 1, dtype=getattr(torch, name))
+        gemm = fused_auto.choose(W, 1, "auto", "auto", "auto")[2]
+        layout = fused_auto.choose_layout(W.device, gemm, "auto")
+        entry = fused_auto.read_calibration().get(fused_auto.machine_key(gemm), {})
+        how = (f"calibrated {entry.get('measured', '?')}: " + ", ".join(
+            f"{k} {v:.3f} s" for k, v in entry.get("seconds", {}).items())) if entry else "not timed"
+        lines.append(f"layout for {name} ({str(gemm).replace('torch.', '')} GEMMs): {layout} "
+                     f"({how}; {fused_auto.cache_path()})")
+    return "\n".join(lines)
 
 
 def _ratios(kept):

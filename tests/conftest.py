@@ -1,4 +1,5 @@
-"""Suite-wide: every test starts with IEEE floats (denormals on)."""
+"""Suite-wide: every test starts with IEEE floats (denormals on); the fused loss's layout
+calibration (probsft.theory.fused_auto) writes into a temporary cache, not the user's."""
 
 import pytest
 import torch
@@ -11,3 +12,11 @@ def _denormals_back():
     (hypothesis checks that subnormal floats exist) never depends on the order the tests ran in."""
     yield
     torch.set_flush_denormal(False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _calibration_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PROBSFT_CACHE_DIR", str(tmp_path_factory.mktemp("probsft_cache")))
+    yield
+    mp.undo()

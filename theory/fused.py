@@ -32,12 +32,20 @@ Design:
   * gemm: "input" runs the GEMMs in the input dtype; "float32" upcasts bf16/fp16 operands slice by
     slice (W in vocabulary slices of _VOCAB_SLICE rows, never a whole float32 copy) for CPUs without
     bf16/fp16 GEMM units, where a bf16 GEMM is several times slower than a float32 one.
-  * impl/schedule/gemm "auto": the per-CPU, per-dtype rule of probsft.theory.fused_auto.
+  * layout: a logits chunk is "row" ([C, V] row-major) or "col" (vocab-major: [V, C] row-major,
+    used through its transpose view [C, V]); the GEMMs and the elementwise work are the same, only
+    the memory order differs, and with it the BLAS speed (probsft.theory.fused_auto).
+  * impl/schedule/gemm/layout "auto": the per-CPU, per-dtype rule of probsft.theory.fused_auto (the
+    layout calibrated once per machine).
 Masked tokens: on CPU the tokens whose label is ignore_index are left out before the chunks (their
 f, s and gradient rows are zero anyway; prompts are often a large share of an SFT batch), so they cost
 no GEMM work; on CUDA they are kept (finding them would be a host sync).
-Memory: a chunk holds ~2 float32 [C, V] (or [N, S]) buffers; chunk_size=None picks C with C·V ~ 2^25,
-vocabulary slices S with N·S ~ 2^25.
+Memory: a pass holds one float32 [C, V] (or [N, S]) logits buffer, reused by its chunks (token
+statistics, for DEFT/EAFT, are computed 32 rows at a time, so their temporaries stay small).
+chunk_size=None picks C = min(2^25 / V, max(128, N / 6)) tokens: at most 128 MiB of float32 logits,
+and at most a sixth of the N x V logits (naive's working memory holds at least two such arrays), so
+from N >= 768 tokens on the working memory stays under 0.1x naive's (tests/theory/
+test_fused_memory.py counts it); vocabulary slices likewise S = min(2^25 / N, max(1024, V / 6)).
 Float32 for bf16/fp16 inputs: logits of a chunk are upcast; log-sum-exp, f, s and sums are float32.
 With schedule="token", dW and db accumulate in float32 across chunks; on CUDA (torch >= 2.8) the dW
 GEMM writes float32 directly; on CPU (no bf16->fp32 GEMM) each chunk's bf16 product is added,
@@ -56,7 +64,7 @@ import torch
 
 from probsft.errors import SpecError, UserError
 from probsft.theory import fused_cce
-from probsft.theory.fused_auto import choose
+from probsft.theory.fused_auto import choose, choose_layout
 from probsft.theory.losses import (IGNORE_INDEX, REDUCTIONS, check_num_items, finite_flags,
                                    flat_labels, raise_if_not_finite, reduce_tokens, token_terms)
 from probsft.theory.spec import parse
@@ -65,13 +73,17 @@ from probsft.theory.statistics import token_stats_torch
 IMPLS = ("auto", "eager", "compile", "cce")
 SCHEDULES = ("auto", "token", "vocab")
 GEMMS = ("auto", "input", "float32")
-_AUTO_ELEMENTS = 1 << 25          # C·V for chunk_size=None: a 128 MiB float32 logits chunk
+LAYOUTS = ("auto", "row", "col")
+_AUTO_ELEMENTS = 1 << 25          # C·V for chunk_size=None: a 128 MiB float32 logits chunk at most
+_AUTO_SHARE = 6                   # ... and at most 1/6 of the naive N x V logits,
+_AUTO_MIN = (128, 1024)           # ... but no fewer tokens / vocabulary rows than these
+_STATS_ROWS = 32                  # rows per block of a chunk's token statistics (DEFT, EAFT)
 _VOCAB_SLICE = 16384              # rows of dW per bf16 product on CPU (bounds the temporary)
 
 
 def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, ignore_index=IGNORE_INDEX,
                       reduction="mean", num_items_in_batch=None, chunk_size=None, impl="auto",
-                      schedule="auto", vocab_chunk_size=None, gemm="auto"):
+                      schedule="auto", vocab_chunk_size=None, gemm="auto", layout="auto"):
     """Loss of ``objective`` on logits ``hidden @ lm_head_weight.T + bias`` without materialising them.
 
     Args:
@@ -82,14 +94,17 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
             (``obj.with_quantiles(base_probs)``) first.
         bias: [V] or None.
         reduction, num_items_in_batch, ignore_index: as :meth:`Objective.loss`.
-        chunk_size: tokens per chunk (None: about 2^25 / V).
+        chunk_size: tokens per chunk (None: min(2^25 / V, max(128, N / 6)), module doc).
         impl: "auto", "eager", "compile" (torch.compile of the per-chunk elementwise work) or
             "cce" (cut-cross-entropy's per-token kernel, probsft.theory.fused_cce; falls back to
             "auto" when the package is missing, a bias is given or f needs token statistics).
         schedule: "auto", "token" or "vocab": how the weight gradient is accumulated (module doc).
-        vocab_chunk_size: vocabulary rows per slice of the "vocab" schedule (None: about 2^25 / N).
+        vocab_chunk_size: vocabulary rows per slice of the "vocab" schedule (None:
+            min(2^25 / N, max(1024, V / 6))).
         gemm: "auto", "input" (GEMMs in the input dtype) or "float32" (bf16/fp16 operands upcast
             slice by slice, for CPUs without bf16/fp16 GEMM units); see probsft.theory.fused_auto.
+        layout: "auto", "row" or "col": the memory order of a logits chunk (module doc); "auto" on
+            CPU is calibrated once per machine and cached (probsft.theory.fused_auto.cache_path).
     Returns:
         a scalar (mean/sum) or per-token values shaped like labels (none), float32 for bf16 inputs.
     """
@@ -111,6 +126,8 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         raise UserError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if gemm not in GEMMS:
         raise UserError(f"gemm must be one of {GEMMS}, got {gemm!r}")
+    if layout not in LAYOUTS:
+        raise UserError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if lm_head_weight.dim() != 2 or hidden.shape[-1] != lm_head_weight.shape[1]:
         raise UserError(f"hidden {tuple(hidden.shape)} must be [..., H] and lm_head_weight "
                         f"{tuple(lm_head_weight.shape)} must be [V, H]")
@@ -126,10 +143,12 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
     if impl == "cce" and (bias is not None or obj.token_stats or not fused_cce.available()):
         impl = "auto"       # no bias / no sum q^2 (deft) in CCE, or package missing: our own kernel
     impl, schedule, gemm = choose(lm_head_weight, n_tokens, impl, schedule, gemm)
+    if impl != "cce":
+        layout = choose_layout(lm_head_weight.device, gemm, layout)
     if chunk_size is None:
-        chunk_size = max(1, _AUTO_ELEMENTS // V)
+        chunk_size = _auto_width(n_tokens, V, _AUTO_MIN[0])
     if vocab_chunk_size is None:
-        vocab_chunk_size = max(1, min(V, _AUTO_ELEMENTS // n_tokens))
+        vocab_chunk_size = min(V, _auto_width(V, n_tokens, _AUTO_MIN[1]))
     for name, value in (("chunk_size", chunk_size), ("vocab_chunk_size", vocab_chunk_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UserError(f"{name} must be a positive int, got {value!r}")
@@ -144,7 +163,7 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         h_in, y_in, v_in = (flat_h, safe_y, valid) if rows is None else \
             (flat_h[rows], safe_y[rows], valid[rows])                    # [n, H], [n], [n]
         out, counted = _FusedLinearObjective.apply(h_in, lm_head_weight, bias, y_in, v_in, obj,
-                                                   (chunk_size, vocab_chunk_size, gemm),
+                                                   (chunk_size, vocab_chunk_size, gemm, layout),
                                                    per_token, impl, schedule)
         if rows is not None and per_token:                               # back to [N]: 0 if masked
             out = out.new_zeros(valid.shape).index_copy(0, rows, out)
@@ -159,7 +178,7 @@ class _FusedLinearObjective(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h, W, b, y, valid, obj, chunks, per_token, impl, schedule):
-        chunk, ctx.width, ctx.gemm = chunks
+        chunk, ctx.width, ctx.gemm, ctx.layout = chunks
         need = ctx.needs_input_grad[:3]
         grad_now = any(need) and not per_token
         by_vocab = schedule == "vocab" and need[1]
@@ -174,9 +193,10 @@ class _FusedLinearObjective(torch.autograd.Function):
         grads = _GradBuffers(h, W, b, need, by_vocab, ctx.gemm) if grad_now else None
         flags = torch.ones(2, dtype=torch.bool, device=h.device)
         want_G = grad_now and _token_pass_needs_G(need, b, by_vocab)
+        scratch = _scratch(min(chunk, N), W.shape[0], ctx.gemm, h)
         for lo in range(0, N, chunk):
             hi = min(lo + chunk, N)
-            z = _logits(h[lo:hi], W, b, ctx.gemm)                         # [C, V] float32+
+            z = _logits(h[lo:hi], W, b, ctx.gemm, ctx.layout, scratch)    # [C, V] float32+
             lse, vals, cnt, s, G = math(z, y[lo:hi], valid[lo:hi], want_G)
             flags &= finite_flags(lse, valid[lo:hi], vals, s)
             values[lo:hi], counted[lo:hi] = vals, cnt
@@ -187,7 +207,7 @@ class _FusedLinearObjective(torch.autograd.Function):
             del z, G
         raise_if_not_finite(obj, flags)                                   # one host sync
         if grad_now and by_vocab:
-            _vocab_pass(grads.gW, h, W, b, y, lse_all, s_all, impl, ctx.width, ctx.gemm)
+            _vocab_pass(grads.gW, h, W, b, y, lse_all, s_all, impl, ctx.width, ctx.gemm, ctx.layout)
         ctx.mark_non_differentiable(counted)
         ctx.per_token, ctx.chunk, ctx.impl, ctx.schedule = per_token, chunk, impl, schedule
         if per_token:
@@ -212,15 +232,22 @@ class _FusedLinearObjective(torch.autograd.Function):
         grads = _GradBuffers(h, W, b, need, by_vocab, ctx.gemm)
         coef_all = grad_out.to(s_all.dtype) * s_all                     # [N]
         if _token_pass_needs_G(need, b, by_vocab):
+            scratch = _scratch(min(ctx.chunk, h.shape[0]), W.shape[0], ctx.gemm, h)
             for lo in range(0, h.shape[0], ctx.chunk):
                 hi = min(lo + ctx.chunk, h.shape[0])
-                G = _softmax_grad_(_logits(h[lo:hi], W, b, ctx.gemm), lse_all[lo:hi], y[lo:hi],
-                                   coef_all[lo:hi])
+                G = _softmax_grad_(_logits(h[lo:hi], W, b, ctx.gemm, ctx.layout, scratch),
+                                   lse_all[lo:hi], y[lo:hi], coef_all[lo:hi])
                 grads.add(G, h, W, lo, hi)
         if by_vocab:
-            _vocab_pass(grads.gW, h, W, b, y, lse_all, coef_all, ctx.impl, ctx.width, ctx.gemm)
+            _vocab_pass(grads.gW, h, W, b, y, lse_all, coef_all, ctx.impl, ctx.width, ctx.gemm,
+                        ctx.layout)
         gh, gW, gb = grads.finish()
         return gh, gW, gb, *(None,) * 7
+
+
+def _auto_width(n, other, least):
+    """Rows of an [n, other] array per chunk: min(2^25 / other, max(least, n / 6)), at least 1."""
+    return max(1, min(_AUTO_ELEMENTS // other, max(least, -(-n // _AUTO_SHARE))))
 
 
 def _trained_rows(valid):
@@ -236,19 +263,49 @@ def _compute_dtype(dtype):
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _logits(h, W, b, gemm):
-    """One chunk's logits [C, V]: with gemm = W's dtype as the naive path computes them (input dtype
-    GEMM), upcast; with gemm = float32 for bf16/fp16 W from float32 operands, W upcast by slices."""
-    if gemm == W.dtype:
+def _scratch(rows, cols, gemm, like):
+    """One flat buffer for the logits of every chunk of a pass (rows x cols at most), when the GEMMs
+    write the compute dtype: allocated once, so later chunks reuse its pages rather than fault in
+    fresh ones (a 128 MiB chunk is mmap'ed anew by malloc each time). None for bf16/fp16 GEMMs."""
+    if gemm != _compute_dtype(gemm):
+        return None
+    return torch.empty(rows * cols, dtype=gemm, device=like.device)
+
+
+def _logits(h, W, b, gemm, layout, scratch=None):
+    """One chunk's logits [C, V] in the compute dtype: with gemm = W's dtype as the naive path computes
+    them (input dtype GEMM), upcast; with gemm = float32 for bf16/fp16 W from float32 operands, W upcast
+    by slices. layout "col": computed as W h^T, [V, C] row-major, returned as its transpose view.
+    Written into ``scratch`` (a flat buffer from :func:`_scratch`) when one is given."""
+    col = layout == "col"
+    C, V = h.shape[0], W.shape[0]
+    shape = (V, C) if col else (C, V)
+    if gemm == W.dtype and scratch is None:                  # bf16/fp16 GEMMs, then upcast
+        if col:
+            zt = W @ h.t() if b is None else torch.addmm(b[:, None], W, h.t())
+            return zt.to(_compute_dtype(zt.dtype)).t()       # preserve_format: stays vocab-major
         z = h @ W.t() if b is None else torch.addmm(b, h, W.t())
         return z.to(_compute_dtype(z.dtype))
+    out = torch.empty(shape, dtype=gemm, device=h.device) if scratch is None else \
+        scratch[:C * V].view(shape)
+    if gemm == W.dtype:                                      # float32/float64: straight into out
+        a, c = (W, h.t()) if col else (h, W.t())
+        if b is None:
+            torch.mm(a, c, out=out)
+        else:
+            torch.addmm(b[:, None] if col else b, a, c, out=out)
+        return out.t() if col else out
     hg = h.to(gemm)
-    z = torch.empty(h.shape[0], W.shape[0], dtype=gemm, device=h.device)
-    for v in range(0, W.shape[0], _VOCAB_SLICE):
+    for v in range(0, V, _VOCAB_SLICE):
         Ws = W[v:v + _VOCAB_SLICE].to(gemm)
-        z[:, v:v + _VOCAB_SLICE] = hg @ Ws.t() if b is None else \
-            torch.addmm(b[v:v + _VOCAB_SLICE].to(gemm), hg, Ws.t())
-    return z
+        bs = None if b is None else b[v:v + _VOCAB_SLICE].to(gemm)
+        if col and bs is None:
+            torch.mm(Ws, hg.t(), out=out[v:v + _VOCAB_SLICE])
+        elif col:
+            torch.addmm(bs[:, None], Ws, hg.t(), out=out[v:v + _VOCAB_SLICE])
+        else:
+            out[:, v:v + _VOCAB_SLICE] = hg @ Ws.t() if bs is None else torch.addmm(bs, hg, Ws.t())
+    return out.t() if col else out
 
 
 def _rows_mm(G, W, gemm):
@@ -272,13 +329,30 @@ def _softmax_grad_(z, lse, y, coef):
 
 def _token_math(obj, z, y, valid, want_grad):
     """Per chunk: lse [C], f·1{counted} [C], counted [C], s·1{counted} [C], G [C, V] or None.
-    An adaptive objective's token statistics (DEFT's sum q^2) come from the same chunk z [C, V],
-    before G overwrites it; both schedules run this token pass, so both get them."""
-    lse = torch.logsumexp(z, dim=-1)
-    logp = z.gather(-1, y[:, None]).squeeze(-1) - lse
-    cnt, vals, s = token_terms(obj, logp, valid, token_stats_torch(obj.token_stats, z, lse))
-    G = _softmax_grad_(z, lse, y, s) if want_grad else None
+    z [C, V] is overwritten. Three passes over it: the row maximum m, e = exp(z - m) in place with its
+    sum S (lse = m + log S), and G = e·s/S in place (torch.logsumexp would make two [C, V]
+    temporaries and G another exp pass). An adaptive objective's token statistics (DEFT's sum q^2)
+    come from the same chunk z, before it is overwritten; both schedules run this token pass, so
+    both get them."""
+    stats = _chunk_stats(obj.token_stats, z) if obj.token_stats else {}
+    zy = z.gather(-1, y[:, None]).squeeze(-1)
+    m = z.amax(-1)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))      # all -inf: lse = -inf; inf/nan:
+    S = z.sub_(m[:, None]).exp_().sum(-1)                             # lse non-finite, then refused
+    lse = m + S.log()
+    cnt, vals, s = token_terms(obj, zy - lse, valid, stats)
+    if not want_grad:
+        return lse, vals, cnt, s, None
+    coef = torch.where(S > 0, s / S, torch.zeros_like(s))
+    G = z.mul_(coef[:, None]).scatter_add_(-1, y[:, None], -s[:, None])
     return lse, vals, cnt, s, G
+
+
+def _chunk_stats(names, z):
+    """Token statistics of a chunk z [C, V], _STATS_ROWS rows at a time: their temporaries
+    (torch.logsumexp's, 2z, top-K) stay [_STATS_ROWS, V] instead of [C, V]."""
+    parts = [token_stats_torch(names, zb, torch.logsumexp(zb, dim=-1)) for zb in z.split(_STATS_ROWS)]
+    return {n: torch.cat([part[n] for part in parts]) for n in names}
 
 
 @functools.lru_cache(maxsize=64)
@@ -325,15 +399,16 @@ class _GradBuffers:
         return self.gh, gW, gb
 
 
-def _vocab_pass(gW, h, W, b, y, lse, coef, impl, width, gemm):
+def _vocab_pass(gW, h, W, b, y, lse, coef, impl, width, gemm, layout):
     """dW[v0:v1] = G_s^T h for vocabulary slices s: one GEMM over all N tokens per slice, written
     into ``gW`` (W's dtype) directly; G_s = coef·(softmax - e_y) restricted to the slice's columns."""
     V = W.shape[0]
     slice_grad = _slice_math(impl)
     h = h.to(gemm)                                                      # once, not per slice
+    scratch = _scratch(h.shape[0], min(width, V), gemm, h)
     for v0 in range(0, V, width):
         v1 = min(v0 + width, V)
-        z = _logits(h, W[v0:v1], None if b is None else b[v0:v1], gemm)  # [N, S] float32+
+        z = _logits(h, W[v0:v1], None if b is None else b[v0:v1], gemm, layout, scratch)  # [N, S]
         G = slice_grad(z, lse, coef)
         inside = (y >= v0) & (y < v1)                                 # no boolean indexing:
         G.scatter_add_(1, (y - v0).clamp(0, v1 - v0 - 1)[:, None],       # no host sync

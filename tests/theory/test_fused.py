@@ -34,7 +34,7 @@ def _both(obj, h, W, b, y, upstream=None, **kw):
     params = [t for t in (h, W, b) if t is not None]
     naive = obj.loss(h @ W.T + (b if b is not None else 0), y,
                      **{k: v for k, v in kw.items() if k not in ("chunk_size", "schedule", "impl",
-                                                             "vocab_chunk_size", "gemm")})
+                                                             "vocab_chunk_size", "gemm", "layout")})
     fused = probsft.fused_linear_loss(h, W, y, obj, bias=b, **kw)
     g = torch.ones_like(naive) if upstream is None else upstream
     grads_n = torch.autograd.grad((naive * g).sum(), params, allow_unused=True)
@@ -49,7 +49,8 @@ def _assert_close(a, b, rtol=1e-9, atol=1e-11):
 @pytest.mark.parametrize("spec", registered() + ADAPTIVE)
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize("schedule", ["token", "vocab"])
-def test_every_objective_matches_naive(spec, reduction, schedule):
+@pytest.mark.parametrize("layout", ["row", "col"])
+def test_every_objective_matches_naive(spec, reduction, schedule, layout):
     obj = probsft.objective(spec)
     h, W, b, y = _inputs(29, 8, 53, scale=0.7, masked=(2, 11))
     z = (h @ W.T + b).detach()
@@ -60,7 +61,7 @@ def test_every_objective_matches_naive(spec, reduction, schedule):
     assert counted == valid if obj.interval is None else 0 < counted < valid
     upstream = torch.randn(29, dtype=torch.float64) if reduction == "none" else None
     (vn, gn), (vf, gf) = _both(obj, h, W, b, y, upstream, reduction=reduction, chunk_size=7,
-                               schedule=schedule, vocab_chunk_size=10)
+                               schedule=schedule, vocab_chunk_size=10, layout=layout)
     _assert_close(vf, vn)
     for a, c in zip(gf, gn):
         _assert_close(a, c)
@@ -72,9 +73,9 @@ def test_odd_shapes_and_reductions(N, V, chunk):
     h, W, b, y = _inputs(N, 6, V, scale=2.0, bias=False)
     for kw in ({"reduction": "sum"}, {"reduction": "mean"}, {"reduction": "sum", "num_items_in_batch": 37},
                {"reduction": "mean", "num_items_in_batch": torch.tensor(5.0)}):
-        for schedule in ("token", "vocab"):
+        for schedule, layout in (("token", "row"), ("vocab", "row"), ("token", "col"), ("vocab", "col")):
             (vn, gn), (vf, gf) = _both(obj, h, W, b, y, chunk_size=chunk, schedule=schedule,
-                                       vocab_chunk_size=chunk, **kw)
+                                       vocab_chunk_size=chunk, layout=layout, **kw)
             _assert_close(vf, vn)
             for a, c in zip(gf[:2], gn[:2]):
                 _assert_close(a, c)
@@ -92,9 +93,11 @@ def test_batched_shape_and_custom_ignore_index():
 
 
 @pytest.mark.parametrize("schedule", ["token", "vocab"])
-def test_all_masked_gives_zero_loss_and_zero_grads(schedule):
+@pytest.mark.parametrize("layout", ["row", "col"])
+def test_all_masked_gives_zero_loss_and_zero_grads(schedule, layout):
     h, W, b, y = _inputs(6, 4, 9, masked=range(6))
-    loss = probsft.fused_linear_loss(h, W, y, "nll", bias=b, schedule=schedule, vocab_chunk_size=4)
+    loss = probsft.fused_linear_loss(h, W, y, "nll", bias=b, schedule=schedule, vocab_chunk_size=4,
+                                     layout=layout)
     loss.backward()
     assert float(loss) == 0.0
     assert all(float(t.grad.abs().max()) == 0.0 for t in (h, W, b))
@@ -136,7 +139,8 @@ def _error_bounds(obj, h, W, b, y, dtype):
 
 @pytest.mark.parametrize("schedule", ["token", "vocab", "auto"])
 @pytest.mark.parametrize("gemm", ["input", "float32", "auto"])
-def test_bf16_is_as_accurate_as_the_naive_bf16_path(schedule, gemm, monkeypatch):
+@pytest.mark.parametrize("layout", ["row", "col"])
+def test_bf16_is_as_accurate_as_the_naive_bf16_path(schedule, gemm, layout, monkeypatch):
     """bf16 inputs: fused errors vs a float64 reference are no larger than the naive bf16 path's,
     with bf16 GEMMs and with float32 GEMMs (W upcast slice by slice: slices of 300 rows here)."""
     monkeypatch.setattr("probsft.theory.fused._VOCAB_SLICE", 300)
@@ -145,7 +149,7 @@ def test_bf16_is_as_accurate_as_the_naive_bf16_path(schedule, gemm, monkeypatch)
     (ref, gref), _ = _both(obj, h64, W64, b64, y)
     h, W, b = (t.detach().bfloat16().requires_grad_() for t in (h64, W64, b64))
     (vn, gn), (vf, gf) = _both(obj, h, W, b, y, chunk_size=64, schedule=schedule,
-                               vocab_chunk_size=300, gemm=gemm)
+                               vocab_chunk_size=300, gemm=gemm, layout=layout)
     assert vf.dtype == torch.float32 and gf[1].dtype == torch.bfloat16
     err = lambda a, r: float((a.double() - r).abs().max() / r.abs().max())
     assert err(vf, ref) <= 1.5 * err(vn, ref) + 1e-3
@@ -156,7 +160,8 @@ def test_bf16_is_as_accurate_as_the_naive_bf16_path(schedule, gemm, monkeypatch)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("schedule", ["token", "vocab", "auto"])
 @pytest.mark.parametrize("spec", ["p", "nll", "alpha(1e-6)", "log(1-p)", "p@p>=0.2"])
-def test_low_precision_is_within_its_rounding_error_of_float64(spec, schedule, dtype):
+@pytest.mark.parametrize("layout", ["row", "col"])
+def test_low_precision_is_within_its_rounding_error_of_float64(spec, schedule, dtype, layout):
     """float32 / bf16 inputs with logits up to ~±40 (p from ~1e-30 to ~1): the fused sum and its
     gradients, and the naive path's, lie within the rounding-error bound of a float64 reference on
     the same rounded inputs. The bound depends on the dtype's eps, not on how a CPU's bf16 GEMM
@@ -169,7 +174,7 @@ def test_low_precision_is_within_its_rounding_error_of_float64(spec, schedule, d
     y[1::2] = z[1::2].argmax(-1)                      # every other target is the top logit: p -> 1
     (ref, gref), _ = _both(obj, *exact, y, reduction="sum")
     (vn, gn), (vf, gf) = _both(obj, h, W, b, y, chunk_size=64, schedule=schedule,
-                               vocab_chunk_size=300, reduction="sum")
+                               vocab_chunk_size=300, reduction="sum", layout=layout)
     assert vf.dtype == torch.float32 and gf[1].dtype == dtype
     p = torch.softmax(z, -1).gather(-1, y.clamp(min=0)[:, None])[y != -100, 0]
     assert float(p.min()) < 1e-12 and float(p.max()) > 0.99           # extreme p on both sides
@@ -188,6 +193,8 @@ def test_errors_are_user_errors():
         probsft.fused_linear_loss(h, W, y, "alpha(auto)")
     with pytest.raises(probsft.UserError, match="schedule"):
         probsft.fused_linear_loss(h, W, y, "nll", schedule="rows")
+    with pytest.raises(probsft.UserError, match="layout"):
+        probsft.fused_linear_loss(h, W, y, "nll", layout="diagonal")
     with pytest.raises(probsft.UserError, match="vocab_chunk_size"):
         probsft.fused_linear_loss(h, W, y, "nll", vocab_chunk_size=0)
     with pytest.raises(probsft.UserError, match="reduction"):
@@ -196,10 +203,12 @@ def test_errors_are_user_errors():
         probsft.fused_linear_loss(h, W, torch.tensor([0, 1, 5, 2]), "nll")
     with pytest.raises(probsft.UserError, match="aligned"):
         probsft.fused_linear_loss(h, W, y[:3], "nll")
-    bad = W.detach().clone()
-    bad[2, 0] = float("nan")
-    with pytest.raises(probsft.NonFiniteLogitsError):
-        probsft.fused_linear_loss(h, bad, y, "nll")
+    for value in (float("nan"), float("inf"), -float("inf")):
+        bad = W.detach().clone()
+        bad[y[1], 0] = value                 # the target's logit of token 1: nan, +inf or -inf
+        for layout in ("row", "col"):
+            with pytest.raises(probsft.NonFiniteLogitsError):
+                probsft.fused_linear_loss(h, bad, y, "nll", layout=layout)
     resolved = probsft.objective("nll@p>=Q50").with_quantiles([0.1, 0.2, 0.9])
     assert torch.isfinite(probsft.fused_linear_loss(h, W, y, resolved))
 
@@ -231,12 +240,14 @@ def test_weight_only_grad_and_second_backward(schedule):
 @given(N=st.integers(1, 20), V=st.integers(2, 40), chunk=st.integers(1, 25),
        alpha=st.sampled_from(["0.25", "1/3", "2", "7"]), lo=st.floats(0.0, 0.6),
        scale=st.floats(0.1, 4.0), seed=st.integers(0, 2**16), masked=st.integers(0, 3),
-       schedule=st.sampled_from(["token", "vocab"]), width=st.integers(1, 45))
-def test_hypothesis_matches_naive(N, V, chunk, alpha, lo, scale, seed, masked, schedule, width):
+       schedule=st.sampled_from(["token", "vocab"]), width=st.integers(1, 45),
+       layout=st.sampled_from(["row", "col"]))
+def test_hypothesis_matches_naive(N, V, chunk, alpha, lo, scale, seed, masked, schedule, width,
+                                  layout):
     obj = probsft.objective(f"alpha({alpha})@p>={lo:.3f}")
     h, W, b, y = _inputs(N, 4, V, scale=scale, seed=seed, masked=range(min(masked, N)))
     (vn, gn), (vf, gf) = _both(obj, h, W, b, y, chunk_size=chunk, schedule=schedule,
-                               vocab_chunk_size=width)
+                               vocab_chunk_size=width, layout=layout)
     _assert_close(vf, vn)
     for a, c in zip(gf, gn):
         _assert_close(a, c)
@@ -302,6 +313,50 @@ def test_auto_rule_follows_the_cpu_features(units, monkeypatch):
         probsft.fused_linear_loss(W32, W32, torch.zeros(4, dtype=torch.long), "nll", gemm="fp8")
 
 
+def test_layout_calibration_is_measured_once_per_machine_and_cached(tmp_path, monkeypatch):
+    """layout="auto" on CPU: the first call times both layouts and writes the choice under this
+    machine's key; later processes (a cleared in-memory cache) read it without timing; a broken file
+    is measured again; an unwritable cache directory still gives a choice."""
+    from probsft.theory import fused_auto
+
+    monkeypatch.setenv("PROBSFT_CACHE_DIR", str(tmp_path / "cache"))
+    timed = []
+
+    def fake(dtype, *a, **k):
+        timed.append(dtype)
+        return {"row": 0.3, "col": 0.2}
+
+    monkeypatch.setattr(fused_auto, "time_layouts", fake)
+    fused_auto.calibrated_layout.cache_clear()
+    try:
+        assert fused_auto.choose_layout(torch.device("cpu"), torch.float32, "auto") == "col"
+        entry = fused_auto.read_calibration()[fused_auto.machine_key(torch.float32)]
+        assert entry["layout"] == "col" and entry["seconds"] == {"row": 0.3, "col": 0.2}
+        fused_auto.calibrated_layout.cache_clear()                      # a new process
+        assert fused_auto.calibrated_layout(torch.float32) == "col" and timed == [torch.float32]
+        fused_auto.cache_path().write_text("{not json")
+        fused_auto.calibrated_layout.cache_clear()
+        assert fused_auto.calibrated_layout(torch.float32) == "col" and len(timed) == 2
+        monkeypatch.setenv("PROBSFT_CACHE_DIR", "/proc/probsft-cannot-write-here")
+        fused_auto.calibrated_layout.cache_clear()
+        assert fused_auto.calibrated_layout(torch.float32) == "col" and len(timed) == 3
+        # explicit choices, CUDA and bf16 GEMMs without units are never timed
+        assert fused_auto.choose_layout(torch.device("cpu"), torch.float32, "row") == "row"
+        assert fused_auto.choose_layout(torch.device("cuda"), torch.float32, "auto") == "row"
+        monkeypatch.setattr(fused_auto, "low_precision_gemm_units", lambda dtype: False)
+        assert fused_auto.choose_layout(torch.device("cpu"), torch.bfloat16, "auto") == "row"
+        assert len(timed) == 3
+    finally:
+        fused_auto.calibrated_layout.cache_clear()
+
+
+def test_time_layouts_times_both_layouts():
+    from probsft.theory import fused_auto
+
+    seconds = fused_auto.time_layouts(torch.float32, shape=(8, 16, 64), rounds=1)
+    assert set(seconds) == set(fused_auto.LAYOUTS) and all(0 < t < 60 for t in seconds.values())
+
+
 @pytest.mark.parametrize("spec", ["nll", "-p", "dft", "alpha(5)@p<=0.9"])
 def test_cce_backend_matches_naive(spec):
     """impl="cce": cut-cross-entropy's per-token loss (filtering off) with f(p) = f(exp(-ℓ)) gives the
@@ -328,12 +383,13 @@ def test_cce_backend_falls_back_with_a_bias():
 @settings(max_examples=25, deadline=None)
 @given(N=st.integers(1, 20), V=st.integers(2, 40), chunk=st.integers(1, 25), scale=st.floats(0.1, 6.0),
        seed=st.integers(0, 2**16), masked=st.integers(0, 3), schedule=st.sampled_from(["token", "vocab"]),
-       width=st.integers(1, 45), spec=st.sampled_from(ADAPTIVE))
-def test_hypothesis_adaptive_matches_naive(N, V, chunk, scale, seed, masked, schedule, width, spec):
+       width=st.integers(1, 45), spec=st.sampled_from(ADAPTIVE), layout=st.sampled_from(["row", "col"]))
+def test_hypothesis_adaptive_matches_naive(N, V, chunk, scale, seed, masked, schedule, width, spec,
+                                           layout):
     """DEFT's per-token sum q^2 comes out of each token chunk: fused equals plain, both schedules."""
     h, W, b, y = _inputs(N, 4, V, scale=scale, seed=seed, masked=range(min(masked, N)))
     (vn, gn), (vf, gf) = _both(probsft.objective(spec), h, W, b, y, chunk_size=chunk,
-                               schedule=schedule, vocab_chunk_size=width)
+                               schedule=schedule, vocab_chunk_size=width, layout=layout)
     _assert_close(vf, vn)
     for a, c in zip(gf, gn):
         _assert_close(a, c)
