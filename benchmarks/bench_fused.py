@@ -323,20 +323,21 @@ def main():
 
 
 def layout_calibration(dtypes, torch):
-    """One line per GEMM dtype "ours" runs here: its logits layout and the calibration behind it
-    (probsft.theory.fused_auto; measured now if this machine has none cached)."""
+    """One line per weight dtype: what "ours" runs here (schedule, GEMM dtype, layout) and the
+    calibration behind it (probsft.theory.fused_auto; measured now if none is cached)."""
     from probsft.theory import fused_auto
 
     lines = []
     for name in dtypes:
         W = torch.zeros(1, 1, dtype=getattr(torch, name))
-        gemm = fused_auto.choose(W, 1, "auto", "auto", "auto")[2]
-        layout = fused_auto.choose_layout(W.device, gemm, "auto")
-        entry = fused_auto.read_calibration().get(fused_auto.machine_key(gemm), {})
-        how = (f"calibrated {entry.get('measured', '?')}: " + ", ".join(
-            f"{k} {v:.3f} s" for k, v in entry.get("seconds", {}).items())) if entry else "not timed"
-        lines.append(f"layout for {name} ({str(gemm).replace('torch.', '')} GEMMs): {layout} "
-                     f"({how}; {fused_auto.cache_path()})")
+        _, schedule, gemm, layout = fused_auto.choose(W, 1, "auto", "auto", "auto")
+        prefix, _, suffix = fused_auto.machine_key(W.dtype, schedule, ("*",)).partition("*")
+        timed = {k: v for k, v in fused_auto.read_calibration().items()
+                 if k.startswith(prefix) and k.endswith(suffix)}
+        how = "; ".join(f"calibrated {e.get('measured', '?')}: " + ", ".join(
+            f"{k} {v:.3f} s" for k, v in e.get("seconds", {}).items()) for e in timed.values())
+        lines.append(f"ours for {name}: {schedule} schedule, {str(gemm).replace('torch.', '')} GEMMs, "
+                     f"{layout} layout ({how or 'by rule, not timed'}; {fused_auto.cache_path()})")
     return "\n".join(lines)
 
 

@@ -35,14 +35,15 @@ Design:
   * layout: a logits chunk is "row" ([C, V] row-major) or "col" (vocab-major: [V, C] row-major,
     used through its transpose view [C, V]); the GEMMs and the elementwise work are the same, only
     the memory order differs, and with it the BLAS speed (probsft.theory.fused_auto).
-  * impl/schedule/gemm/layout "auto": the per-CPU, per-dtype rule of probsft.theory.fused_auto (the
-    layout calibrated once per machine).
+  * impl/schedule/gemm/layout "auto": the per-CPU, per-dtype rule of probsft.theory.fused_auto (gemm
+    and layout calibrated once per machine where the CPU decides).
 Masked tokens: on CPU the tokens whose label is ignore_index are left out before the chunks (their
 f, s and gradient rows are zero anyway; prompts are often a large share of an SFT batch), so they cost
 no GEMM work; on CUDA they are kept (finding them would be a host sync).
 Memory: a pass holds one float32 [C, V] (or [N, S]) logits buffer, reused by its chunks (token
 statistics, for DEFT/EAFT, are computed 32 rows at a time, so their temporaries stay small).
-chunk_size=None picks C = min(2^25 / V, max(128, N / 6)) tokens: at most 128 MiB of float32 logits,
+chunk_size=None picks C = min(2^25 / V, max(128, N / 6)) tokens, rounded down to a multiple of 64
+(aligned GEMM operands): at most 128 MiB of float32 logits,
 and at most a sixth of the N x V logits (naive's working memory holds at least two such arrays), so
 from N >= 768 tokens on the working memory stays under 0.1x naive's (tests/theory/
 test_fused_memory.py counts it); vocabulary slices likewise S = min(2^25 / N, max(1024, V / 6)).
@@ -64,7 +65,7 @@ import torch
 
 from probsft.errors import SpecError, UserError
 from probsft.theory import fused_cce
-from probsft.theory.fused_auto import choose, choose_layout
+from probsft.theory.fused_auto import choose
 from probsft.theory.losses import (IGNORE_INDEX, REDUCTIONS, check_num_items, finite_flags,
                                    flat_labels, raise_if_not_finite, reduce_tokens, token_terms)
 from probsft.theory.spec import parse
@@ -78,6 +79,8 @@ _AUTO_ELEMENTS = 1 << 25          # C·V for chunk_size=None: a 128 MiB float32 
 _AUTO_SHARE = 6                   # ... and at most 1/6 of the naive N x V logits,
 _AUTO_MIN = (128, 1024)           # ... but no fewer tokens / vocabulary rows than these
 _STATS_ROWS = 32                  # rows per block of a chunk's token statistics (DEFT, EAFT)
+_ALIGN = 64                       # automatic chunks and the vocabulary pass's tokens: multiples of 64
+                                  # (a [V, 261] logits chunk ran 119 GFLOP/s vs 142 for [V, 256])
 _VOCAB_SLICE = 16384              # rows of dW per bf16 product on CPU (bounds the temporary)
 
 
@@ -103,8 +106,9 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
             min(2^25 / N, max(1024, V / 6))).
         gemm: "auto", "input" (GEMMs in the input dtype) or "float32" (bf16/fp16 operands upcast
             slice by slice, for CPUs without bf16/fp16 GEMM units); see probsft.theory.fused_auto.
-        layout: "auto", "row" or "col": the memory order of a logits chunk (module doc); "auto" on
-            CPU is calibrated once per machine and cached (probsft.theory.fused_auto.cache_path).
+        layout: "auto", "row" or "col": the memory order of a logits chunk (module doc). On CPU
+            "auto" gemm and layout are calibrated once per machine and cached
+            (probsft.theory.fused_auto.cache_path).
     Returns:
         a scalar (mean/sum) or per-token values shaped like labels (none), float32 for bf16 inputs.
     """
@@ -142,9 +146,8 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
     n_tokens = max(1, labels.numel())
     if impl == "cce" and (bias is not None or obj.token_stats or not fused_cce.available()):
         impl = "auto"       # no bias / no sum q^2 (deft) in CCE, or package missing: our own kernel
-    impl, schedule, gemm = choose(lm_head_weight, n_tokens, impl, schedule, gemm)
-    if impl != "cce":
-        layout = choose_layout(lm_head_weight.device, gemm, layout)
+    impl, schedule, gemm, layout = choose(lm_head_weight, n_tokens, impl, schedule, gemm,
+                                          "row" if impl == "cce" else layout)
     if chunk_size is None:
         chunk_size = _auto_width(n_tokens, V, _AUTO_MIN[0])
     if vocab_chunk_size is None:
@@ -246,8 +249,10 @@ class _FusedLinearObjective(torch.autograd.Function):
 
 
 def _auto_width(n, other, least):
-    """Rows of an [n, other] array per chunk: min(2^25 / other, max(least, n / 6)), at least 1."""
-    return max(1, min(_AUTO_ELEMENTS // other, max(least, -(-n // _AUTO_SHARE))))
+    """Rows of an [n, other] array per chunk: min(2^25 / other, max(least, n / 6)), rounded down to a
+    multiple of _ALIGN when that is at least _ALIGN (aligned GEMM operands), at least 1."""
+    rows = min(_AUTO_ELEMENTS // other, max(least, -(-n // _AUTO_SHARE)))
+    return rows - rows % _ALIGN if rows >= _ALIGN else max(1, rows)
 
 
 def _trained_rows(valid):
@@ -405,6 +410,13 @@ def _vocab_pass(gW, h, W, b, y, lse, coef, impl, width, gemm, layout):
     V = W.shape[0]
     slice_grad = _slice_math(impl)
     h = h.to(gemm)                                                      # once, not per slice
+    pad = -h.shape[0] % _ALIGN
+    if pad:        # zero tokens with coefficient 0 (and lse = max: exp underflows, no inf * 0) make
+        # the token dimension, the leading one of a vocab-major slice, a multiple of _ALIGN; exact
+        h = torch.cat([h, h.new_zeros(pad, h.shape[1])])
+        lse = torch.cat([lse, lse.new_full((pad,), torch.finfo(lse.dtype).max)])
+        coef = torch.cat([coef, coef.new_zeros(pad)])
+        y = torch.cat([y, y.new_zeros(pad)])
     scratch = _scratch(h.shape[0], min(width, V), gemm, h)
     for v0 in range(0, V, width):
         v1 = min(v0 + width, V)

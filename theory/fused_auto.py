@@ -1,22 +1,26 @@
-"""What ``fused_linear_loss(..., impl="auto", schedule="auto", gemm="auto")`` runs, per device, CPU and
-dtype: the rule measured by benchmarks/bench_fused.py (README, fused section).
+"""What ``fused_linear_loss(..., impl="auto", schedule="auto", gemm="auto", layout="auto")`` runs, per
+device, CPU and dtype: rules where one choice is right everywhere, a calibration where the CPU decides.
 
-CPU features are read once (:func:`cpu_features`). The rule:
-  * gemm: "float32" for bf16/fp16 weights on a CPU without GEMM units for that dtype (no
-    AVX512-BF16/AMX for bf16, no AVX512-FP16/AMX-FP16 for fp16): there a bf16 GEMM runs several
-    times slower than a float32 one (AMD EPYC, AVX2: 5 vs 34 GFLOP/s), so the operands are upcast
-    slice by slice (W in vocabulary slices; no float32 copy of W is ever whole). "input" otherwise.
-  * schedule: "vocab" for bf16/fp16 weights on CPU (no float32 [V, H] accumulator), "token" otherwise
-    (float32 weights: the accumulator is the gradient itself; CUDA: as measured in gpu_fused.py).
-  * impl: "eager" (torch.compile of the elementwise chunk work did not pay on CPU; see the table).
+CPU features are read once (:func:`cpu_features`).
+  * schedule: "vocab" for bf16/fp16 weights on CPU (no float32 [V, H] accumulator: the memory bound),
+    "token" otherwise (float32 weights: the accumulator is the gradient itself, and one GEMM fewer;
+    CUDA: as measured in gpu_fused.py).
+  * impl: "eager" (torch.compile of the elementwise chunk work did not pay on CPU).
+  * gemm (bf16/fp16 weights): "input" runs the GEMMs in bf16, "float32" upcasts the operands slice by
+    slice. On a CPU without GEMM units for the dtype (no AVX512-BF16/AMX for bf16, no
+    AVX512-FP16/AMX-FP16 for fp16) a bf16 GEMM runs several times slower than a float32 one (AMD
+    EPYC, AVX2: 5 vs 34 GFLOP/s), so it is "float32" there by rule and never timed. With units both
+    are candidates: bf16 GEMMs move half the bytes but add dtype round trips around the float32
+    softmax, and which wins depends on the CPU.
   * layout of a logits chunk: "row" ([C, V] row-major, as ``h @ W.T`` gives it) or "col" (vocab-major,
-    ``W @ h.T`` = [V, C] row-major, used through its transpose). Same GEMMs, same result up to
-    float rounding; which one the BLAS runs faster depends on the CPU and its library (AMD EPYC,
-    AVX2, MKL: the three products of a chunk take 0.84-0.94x the time vocab-major). On CPU it is
-    **calibrated** once per machine (:func:`calibrated_layout`: both layouts' three products on one
-    mid-size chunk, interleaved, best of 3, about a second) and cached in a JSON file
-    (:func:`cache_path`) keyed by CPU model, capability, torch version, threads and dtype, so every
-    later process on that machine makes the same choice. CUDA: "row" (as benchmarked on the H100).
+    ``W @ h.T`` = [V, C] row-major, used through its transpose). Same GEMMs, same result up to float
+    rounding; which one the BLAS runs faster depends on the CPU and its library (AMD EPYC, AVX2, MKL:
+    the three products of a chunk take 0.84-0.94x the time vocab-major). CUDA: "row" (benchmarked).
+On CPU the (gemm, layout) candidates left open are **calibrated** once per machine
+(:func:`calibrated`): one forward + backward of the fused loss itself on a small problem per candidate,
+interleaved, best of 3 (a second or two on 2 cores), and the fastest is cached in a JSON
+file (:func:`cache_path`) keyed by CPU model, capability, torch version, threads, dtype, schedule,
+candidates and the problem's shape, so every later process on that machine makes the same choice.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ import torch
 from probsft.files import atomic_write_json
 
 LOW = (torch.bfloat16, torch.float16)
+GEMMS = ("input", "float32")
 LAYOUTS = ("row", "col")
-CALIBRATION_SHAPE = (256, 1024, 16384)          # tokens C, hidden H, vocabulary slice V
+CALIBRATION_SHAPE = (256, 512, 16384)           # tokens N, hidden H, vocabulary V (chunks of N / 2)
 CALIBRATION_ROUNDS = 3
 
 
@@ -65,87 +70,98 @@ def low_precision_gemm_units(dtype) -> bool:
     return f["avx512_fp16"] or f["amx_fp16"]
 
 
-def choose(weight: torch.Tensor, n_tokens: int, impl: str, schedule: str, gemm: str):
-    """(impl, schedule, gemm dtype) for ``weight`` [V, H] and n_tokens; explicit choices are kept."""
+def choose(weight: torch.Tensor, n_tokens: int, impl: str, schedule: str, gemm: str,
+           layout: str = "auto"):
+    """(impl, schedule, gemm dtype, layout) for ``weight`` [V, H] and n_tokens; explicit choices kept."""
     low = weight.dtype in LOW
     cpu = weight.device.type == "cpu"
     if schedule == "auto":
         schedule = "vocab" if low and cpu else "token"
     if impl == "auto":
         impl = "eager"
-    if gemm == "auto":
-        gemm = "float32" if low and cpu and not low_precision_gemm_units(weight.dtype) else "input"
+    units = low and cpu and low_precision_gemm_units(weight.dtype)
+    if gemm != "auto":
+        gemms = (gemm,)
+    else:
+        gemms = GEMMS if units else ("float32",) if low and cpu else ("input",)
+    layouts = (layout,) if layout != "auto" else LAYOUTS if cpu else ("row",)
+    slow_low = low and cpu and not units and "input" in gemms        # bf16 GEMMs without units
+    if len(gemms) * len(layouts) > 1 and not slow_low:
+        gemm, layout = calibrated(weight.dtype, schedule, candidates(gemms, layouts))
+    else:
+        gemm, layout = gemms[0], layouts[0] if len(layouts) == 1 else "row"
     gemm_dtype = torch.float32 if gemm == "float32" and low else weight.dtype
-    return impl, schedule, gemm_dtype
+    return impl, schedule, gemm_dtype, layout
 
 
-def choose_layout(device: torch.device, gemm_dtype, layout: str) -> str:
-    """"row" or "col" for a logits chunk of GEMM dtype ``gemm_dtype`` on ``device``; explicit kept."""
-    if layout != "auto":
-        return layout
-    if device.type != "cpu" or (gemm_dtype in LOW and not low_precision_gemm_units(gemm_dtype)):
-        return "row"          # CUDA; or bf16/fp16 GEMMs asked for without units (never timed)
-    return calibrated_layout(gemm_dtype)
+def candidates(gemms, layouts) -> tuple:
+    """The (gemm, layout) pairs to time, as "gemm/layout" names."""
+    return tuple(f"{g}/{lay}" for g in gemms for lay in layouts)
 
 
 def cache_path() -> Path:
     """$PROBSFT_CACHE_DIR, else $XDG_CACHE_HOME/probsft, else ~/.cache/probsft; the file
-    fused_layout.json there. Delete it to calibrate again."""
+    fused_calibration.json there. Delete it to calibrate again."""
     root = os.environ.get("PROBSFT_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "probsft")
-    return Path(root) / "fused_layout.json"
+    return Path(root) / "fused_calibration.json"
 
 
-def machine_key(dtype) -> str:
-    """What the calibration depends on: CPU model and capability, torch version, threads, dtype."""
+def machine_key(dtype, schedule: str, names: tuple) -> str:
+    """What a calibration depends on: CPU model and capability, torch version, threads, the weight
+    dtype, the schedule, the candidates and the problem timed."""
     f = cpu_features()
     return (f"{f['model']} | {f['capability']} | torch {torch.__version__} | "
-            f"{torch.get_num_threads()} threads | {str(dtype).replace('torch.', '')}")
+            f"{torch.get_num_threads()} threads | {str(dtype).replace('torch.', '')} | {schedule} | "
+            + " ".join(names) + " | N,H,V " + ",".join(map(str, CALIBRATION_SHAPE)))
 
 
-def time_layouts(dtype, shape=CALIBRATION_SHAPE, rounds=CALIBRATION_ROUNDS) -> dict:
-    """{"row": s, "col": s}: the best of ``rounds`` interleaved runs of one chunk's three products
-    (logits, dhidden = G W, dW += G^T h) in each layout, on CPU, in ``dtype``."""
-    C, H, V = shape
+def time_candidates(dtype, schedule: str, names: tuple, shape=CALIBRATION_SHAPE,
+                    rounds=CALIBRATION_ROUNDS) -> dict:
+    """{"gemm/layout": seconds}: the best of ``rounds`` interleaved forward + backward runs of the fused
+    NLL on CPU (``shape`` = tokens, hidden, vocabulary; two token chunks) for each candidate."""
+    from probsft.theory.fused import fused_linear_loss       # fused imports this module
+
+    N, H, V = shape
     gen = torch.Generator().manual_seed(0)
-    h = torch.randn(C, H, generator=gen).to(dtype)
-    W = (torch.randn(V, H, generator=gen) * 0.02).to(dtype)
-    G = (torch.randn(C, V, generator=gen) * 1e-3).to(dtype)
-    GT = G.t().contiguous()
-    gh, gW = torch.empty(C, H, dtype=dtype), torch.zeros(V, H, dtype=dtype)
-    run = {"row": lambda: (h @ W.t(), torch.mm(G, W, out=gh), gW.addmm_(G.t(), h)),
-           "col": lambda: (W @ h.t(), torch.mm(GT.t(), W, out=gh), gW.addmm_(GT, h))}
-    best = {name: float("inf") for name in run}
+    h = (torch.randn(N, H, generator=gen) * 0.5).to(dtype).requires_grad_()
+    W = (torch.randn(V, H, generator=gen) * 0.02).to(dtype).requires_grad_()
+    y = torch.randint(0, V, (N,), generator=gen)
+    best = dict.fromkeys(names, float("inf"))
     for round_ in range(rounds + 1):                                  # round 0: warm-up
-        for name, fn in run.items():
+        for name in names:
+            gemm, layout = name.split("/")
+            h.grad = W.grad = None
             t0 = time.perf_counter()
-            fn()
+            fused_linear_loss(h, W, y, "nll", chunk_size=max(1, N // 2), schedule=schedule,
+                              gemm=gemm, layout=layout, impl="eager").backward()
             if round_:
                 best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
 @functools.cache
-def calibrated_layout(dtype) -> str:
-    """This machine's faster logits layout for CPU GEMMs in ``dtype``: read from the cache file, or
-    measured by :func:`time_layouts` and written there (kept in memory only if it is not writable)."""
-    key, path = machine_key(dtype), cache_path()
+def calibrated(dtype, schedule: str, names: tuple) -> tuple:
+    """(gemm, layout): this machine's fastest candidate for ``dtype`` weights, read from the cache
+    file, or measured by :func:`time_candidates` and written there (kept in memory only where the
+    file cannot be written)."""
+    key, path = machine_key(dtype, schedule, names), cache_path()
     entries = read_calibration(path)
-    if key in entries and entries[key].get("layout") in LAYOUTS:
-        return entries[key]["layout"]
-    seconds = time_layouts(dtype)
-    layout = min(seconds, key=seconds.get)
-    entries[key] = {"layout": layout, "seconds": seconds, "shape": list(CALIBRATION_SHAPE),
-                    "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    try:
-        atomic_write_json(path, entries)
-    except OSError:
-        pass                                   # read-only home: this process keeps its choice
-    return layout
+    choice = entries.get(key, {}).get("choice") if isinstance(entries.get(key), dict) else None
+    if choice not in names:
+        seconds = time_candidates(dtype, schedule, names)
+        choice = min(seconds, key=seconds.get)
+        entries[key] = {"choice": choice, "seconds": seconds, "shape": list(CALIBRATION_SHAPE),
+                        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        try:
+            atomic_write_json(path, entries)
+        except OSError:
+            pass                               # read-only home: this process keeps its choice
+    return tuple(choice.split("/"))
 
 
 def read_calibration(path=None) -> dict:
-    """The cache file's entries ({machine key: {"layout", "seconds", ...}}); {} if absent or bad."""
+    """The cache file's entries ({machine key: {"choice", "seconds", ...}}); {} if absent or bad."""
     try:
         entries = json.loads(Path(path or cache_path()).read_text())
     except (OSError, ValueError):

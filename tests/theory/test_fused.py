@@ -296,65 +296,78 @@ def test_a_non_positive_token_count_is_an_error_not_a_nan(n):
                                                     num_items_in_batch=torch.tensor(7)))
 
 
-@pytest.mark.parametrize("units", [False, True])
-def test_auto_rule_follows_the_cpu_features(units, monkeypatch):
-    """bf16 on a CPU without bf16 GEMM units: float32 GEMMs; with them: bf16 GEMMs; float32 weights:
-    the token schedule with float32 GEMMs either way. Explicit choices are kept."""
-    from probsft.theory import fused_auto
-
-    monkeypatch.setattr(fused_auto, "low_precision_gemm_units", lambda dtype: units)
-    W16, W32 = torch.zeros(4, 3, dtype=torch.bfloat16), torch.zeros(4, 3)
-    impl, schedule, gemm = fused_auto.choose(W16, 8, "auto", "auto", "auto")
-    assert schedule == "vocab" and impl in ("eager", "compile")
-    assert gemm == (torch.bfloat16 if units else torch.float32)
-    assert fused_auto.choose(W32, 8, "auto", "auto", "auto")[1:] == ("token", torch.float32)
-    assert fused_auto.choose(W16, 8, "eager", "token", "input") == ("eager", "token", torch.bfloat16)
-    with pytest.raises(probsft.UserError, match="gemm"):
-        probsft.fused_linear_loss(W32, W32, torch.zeros(4, dtype=torch.long), "nll", gemm="fp8")
-
-
-def test_layout_calibration_is_measured_once_per_machine_and_cached(tmp_path, monkeypatch):
-    """layout="auto" on CPU: the first call times both layouts and writes the choice under this
-    machine's key; later processes (a cleared in-memory cache) read it without timing; a broken file
-    is measured again; an unwritable cache directory still gives a choice."""
+@pytest.fixture
+def fake_calibration(tmp_path, monkeypatch):
+    """fused_auto with a temporary cache and a fake timer: ``timed`` lists each timing's candidates;
+    the fake makes "float32/col" the fastest, then any other "/col"."""
     from probsft.theory import fused_auto
 
     monkeypatch.setenv("PROBSFT_CACHE_DIR", str(tmp_path / "cache"))
     timed = []
 
-    def fake(dtype, *a, **k):
-        timed.append(dtype)
-        return {"row": 0.3, "col": 0.2}
+    def fake(dtype, schedule, names, *a, **k):
+        timed.append(names)
+        return {name: 0.1 if name == "float32/col" else 0.2 if name.endswith("/col") else 0.3
+                for name in names}
 
-    monkeypatch.setattr(fused_auto, "time_layouts", fake)
-    fused_auto.calibrated_layout.cache_clear()
-    try:
-        assert fused_auto.choose_layout(torch.device("cpu"), torch.float32, "auto") == "col"
-        entry = fused_auto.read_calibration()[fused_auto.machine_key(torch.float32)]
-        assert entry["layout"] == "col" and entry["seconds"] == {"row": 0.3, "col": 0.2}
-        fused_auto.calibrated_layout.cache_clear()                      # a new process
-        assert fused_auto.calibrated_layout(torch.float32) == "col" and timed == [torch.float32]
-        fused_auto.cache_path().write_text("{not json")
-        fused_auto.calibrated_layout.cache_clear()
-        assert fused_auto.calibrated_layout(torch.float32) == "col" and len(timed) == 2
-        monkeypatch.setenv("PROBSFT_CACHE_DIR", "/proc/probsft-cannot-write-here")
-        fused_auto.calibrated_layout.cache_clear()
-        assert fused_auto.calibrated_layout(torch.float32) == "col" and len(timed) == 3
-        # explicit choices, CUDA and bf16 GEMMs without units are never timed
-        assert fused_auto.choose_layout(torch.device("cpu"), torch.float32, "row") == "row"
-        assert fused_auto.choose_layout(torch.device("cuda"), torch.float32, "auto") == "row"
-        monkeypatch.setattr(fused_auto, "low_precision_gemm_units", lambda dtype: False)
-        assert fused_auto.choose_layout(torch.device("cpu"), torch.bfloat16, "auto") == "row"
-        assert len(timed) == 3
-    finally:
-        fused_auto.calibrated_layout.cache_clear()
+    monkeypatch.setattr(fused_auto, "time_candidates", fake)
+    fused_auto.calibrated.cache_clear()
+    yield fused_auto, timed
+    fused_auto.calibrated.cache_clear()
 
 
-def test_time_layouts_times_both_layouts():
+@pytest.mark.parametrize("units", [False, True])
+def test_auto_rule_follows_the_cpu_features(units, fake_calibration, monkeypatch):
+    """bf16 on a CPU without bf16 GEMM units: float32 GEMMs by rule, only the layout timed; with units:
+    bf16 and float32 GEMMs both timed; float32 weights: the token schedule, layouts timed. Explicit
+    choices are kept; non-CPU devices are never timed; bf16 GEMMs are never timed without units."""
+    fused_auto, timed = fake_calibration
+    monkeypatch.setattr(fused_auto, "low_precision_gemm_units", lambda dtype: units)
+    W16, W32 = torch.zeros(4, 3, dtype=torch.bfloat16), torch.zeros(4, 3)
+    impl, schedule, gemm, layout = fused_auto.choose(W16, 8, "auto", "auto", "auto")
+    assert schedule == "vocab" and impl == "eager" and layout == "col"
+    assert timed[-1] == (("input/row", "input/col", "float32/row", "float32/col") if units else
+                         ("float32/row", "float32/col"))
+    assert gemm == torch.float32                       # the fake timer's fastest
+    assert fused_auto.choose(W32, 8, "auto", "auto", "auto")[1:] == ("token", torch.float32, "col")
+    assert timed[-1] == ("input/row", "input/col")
+    n = len(timed)
+    assert fused_auto.choose(W16, 8, "eager", "token", "input", "row") == \
+        ("eager", "token", torch.bfloat16, "row")
+    assert fused_auto.choose(W16, 8, "auto", "auto", "input")[2:] == \
+        ((torch.bfloat16, "col") if units else (torch.bfloat16, "row"))     # no bf16 timing w/o units
+    assert fused_auto.choose(W32.to("meta"), 8, "auto", "auto", "auto")[1:] == \
+        ("token", torch.float32, "row")
+    assert len(timed) == n + units
+    with pytest.raises(probsft.UserError, match="gemm"):
+        probsft.fused_linear_loss(W32, W32, torch.zeros(4, dtype=torch.long), "nll", gemm="fp8")
+
+
+def test_calibration_is_measured_once_per_machine_and_cached(fake_calibration, monkeypatch):
+    """The first call times the candidates and writes the choice under this machine's key; later
+    processes (a cleared in-memory cache) read it without timing; a broken file is measured again;
+    an unwritable cache directory still gives a choice."""
+    fused_auto, timed = fake_calibration
+    names = fused_auto.candidates(["input"], fused_auto.LAYOUTS)
+    assert fused_auto.calibrated(torch.float32, "token", names) == ("input", "col")
+    entry = fused_auto.read_calibration()[fused_auto.machine_key(torch.float32, "token", names)]
+    assert entry["choice"] == "input/col" and entry["seconds"] == {"input/row": 0.3, "input/col": 0.2}
+    fused_auto.calibrated.cache_clear()                                    # a new process
+    assert fused_auto.calibrated(torch.float32, "token", names) == ("input", "col") and len(timed) == 1
+    fused_auto.cache_path().write_text("{not json")
+    fused_auto.calibrated.cache_clear()
+    assert fused_auto.calibrated(torch.float32, "token", names) == ("input", "col") and len(timed) == 2
+    monkeypatch.setenv("PROBSFT_CACHE_DIR", "/proc/probsft-cannot-write-here")
+    fused_auto.calibrated.cache_clear()
+    assert fused_auto.calibrated(torch.float32, "token", names) == ("input", "col") and len(timed) == 3
+
+
+def test_time_candidates_runs_the_fused_loss_for_each():
     from probsft.theory import fused_auto
 
-    seconds = fused_auto.time_layouts(torch.float32, shape=(8, 16, 64), rounds=1)
-    assert set(seconds) == set(fused_auto.LAYOUTS) and all(0 < t < 60 for t in seconds.values())
+    names = fused_auto.candidates(["input"], fused_auto.LAYOUTS)
+    seconds = fused_auto.time_candidates(torch.float32, "token", names, shape=(8, 16, 64), rounds=1)
+    assert set(seconds) == set(names) and all(0 < t < 60 for t in seconds.values())
 
 
 @pytest.mark.parametrize("spec", ["nll", "-p", "dft", "alpha(5)@p<=0.9"])
