@@ -15,7 +15,8 @@ CPU features are read once (:func:`cpu_features`).
   * layout of a logits chunk: "row" ([C, V] row-major, as ``h @ W.T`` gives it) or "col" (vocab-major,
     ``W @ h.T`` = [V, C] row-major, used through its transpose). Same GEMMs, same result up to float
     rounding; which one the BLAS runs faster depends on the CPU and its library (AMD EPYC, AVX2, MKL:
-    the three products of a chunk take 0.84-0.94x the time vocab-major). CUDA: "row" (benchmarked).
+    the three products of a chunk take 0.80-0.95x the time vocab-major, benchmarks/bench_layouts.py).
+    CUDA: "row" (benchmarked).
 On CPU the (gemm, layout) candidates left open are **calibrated** once per machine
 (:func:`calibrated`): one forward + backward of the fused loss itself on a small problem per candidate,
 interleaved, best of 3 (a second or two on 2 cores), and the fastest is cached in a JSON
