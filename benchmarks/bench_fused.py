@@ -325,12 +325,14 @@ def main():
 def layout_calibration(dtypes, torch):
     """One line per weight dtype: what "ours" runs here (schedule, GEMM dtype, layout) and the
     calibration behind it (probsft.theory.fused_auto; measured now if none is cached)."""
+    import probsft
     from probsft.theory import fused_auto
 
     lines = []
     for name in dtypes:
         W = torch.zeros(1, 1, dtype=getattr(torch, name))
-        _, schedule, gemm, layout = fused_auto.choose(W, 1, "auto", "auto", "auto")
+        _, schedule, gemm, layout = fused_auto.choose(W, 1, "auto", "auto", "auto",
+                                                      loss=probsft.fused_linear_loss)
         prefix, _, suffix = fused_auto.machine_key(W.dtype, schedule, ("*",)).partition("*")
         timed = {k: v for k, v in fused_auto.read_calibration().items()
                  if k.startswith(prefix) and k.endswith(suffix)}

@@ -43,10 +43,10 @@ no GEMM work; on CUDA they are kept (finding them would be a host sync).
 Memory: a pass holds one float32 [C, V] (or [N, S]) logits buffer, reused by its chunks (token
 statistics, for DEFT/EAFT, are computed 32 rows at a time, so their temporaries stay small).
 chunk_size=None picks C = min(2^25 / V, max(128, N / 6)) tokens, rounded down to a multiple of 64
-(aligned GEMM operands): at most 128 MiB of float32 logits,
-and at most a sixth of the N x V logits (naive's working memory holds at least two such arrays), so
-from N >= 768 tokens on the working memory stays under 0.1x naive's (tests/theory/
-test_fused_memory.py counts it); vocabulary slices likewise S = min(2^25 / N, max(1024, V / 6)).
+(aligned GEMM operands): at most 128 MiB of float32 logits, and at most a sixth of the N x V logits
+(naive's working memory holds at least two such arrays), so from N >= 768 tokens on the working
+memory stays under 0.1x naive's (tests/theory/test_fused_memory.py counts it); vocabulary slices
+likewise S = min(2^25 / N, max(1024, V / 6)), the vocabulary pass's tokens padded to a multiple of 64.
 Float32 for bf16/fp16 inputs: logits of a chunk are upcast; log-sum-exp, f, s and sums are float32.
 With schedule="token", dW and db accumulate in float32 across chunks; on CUDA (torch >= 2.8) the dW
 GEMM writes float32 directly; on CPU (no bf16->fp32 GEMM) each chunk's bf16 product is added,
@@ -147,7 +147,7 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
     if impl == "cce" and (bias is not None or obj.token_stats or not fused_cce.available()):
         impl = "auto"       # no bias / no sum q^2 (deft) in CCE, or package missing: our own kernel
     impl, schedule, gemm, layout = choose(lm_head_weight, n_tokens, impl, schedule, gemm,
-                                          "row" if impl == "cce" else layout)
+                                          "row" if impl == "cce" else layout, fused_linear_loss)
     if chunk_size is None:
         chunk_size = _auto_width(n_tokens, V, _AUTO_MIN[0])
     if vocab_chunk_size is None:

@@ -72,8 +72,10 @@ def low_precision_gemm_units(dtype) -> bool:
 
 
 def choose(weight: torch.Tensor, n_tokens: int, impl: str, schedule: str, gemm: str,
-           layout: str = "auto"):
-    """(impl, schedule, gemm dtype, layout) for ``weight`` [V, H] and n_tokens; explicit choices kept."""
+           layout: str = "auto", loss=None):
+    """(impl, schedule, gemm dtype, layout) for ``weight`` [V, H] and n_tokens; explicit choices kept.
+    ``loss``: the fused loss function that a calibration times (passed in by probsft.theory.fused,
+    which imports this module, so that the imports point one way)."""
     low = weight.dtype in LOW
     cpu = weight.device.type == "cpu"
     if schedule == "auto":
@@ -88,7 +90,7 @@ def choose(weight: torch.Tensor, n_tokens: int, impl: str, schedule: str, gemm: 
     layouts = (layout,) if layout != "auto" else LAYOUTS if cpu else ("row",)
     slow_low = low and cpu and not units and "input" in gemms        # bf16 GEMMs without units
     if len(gemms) * len(layouts) > 1 and not slow_low:
-        gemm, layout = calibrated(weight.dtype, schedule, candidates(gemms, layouts))
+        gemm, layout = calibrated(weight.dtype, schedule, candidates(gemms, layouts), loss)
     else:
         gemm, layout = gemms[0], layouts[0] if len(layouts) == 1 else "row"
     gemm_dtype = torch.float32 if gemm == "float32" and low else weight.dtype
@@ -117,12 +119,11 @@ def machine_key(dtype, schedule: str, names: tuple) -> str:
             + " ".join(names) + " | N,H,V " + ",".join(map(str, CALIBRATION_SHAPE)))
 
 
-def time_candidates(dtype, schedule: str, names: tuple, shape=CALIBRATION_SHAPE,
+def time_candidates(dtype, schedule: str, names: tuple, loss, shape=CALIBRATION_SHAPE,
                     rounds=CALIBRATION_ROUNDS) -> dict:
     """{"gemm/layout": seconds}: the best of ``rounds`` interleaved forward + backward runs of the fused
-    NLL on CPU (``shape`` = tokens, hidden, vocabulary; two token chunks) for each candidate."""
-    from probsft.theory.fused import fused_linear_loss       # fused imports this module
-
+    NLL ``loss`` (fused_linear_loss) on CPU (``shape`` = tokens, hidden, vocabulary; two token
+    chunks) for each candidate."""
     N, H, V = shape
     gen = torch.Generator().manual_seed(0)
     h = (torch.randn(N, H, generator=gen) * 0.5).to(dtype).requires_grad_()
@@ -134,15 +135,15 @@ def time_candidates(dtype, schedule: str, names: tuple, shape=CALIBRATION_SHAPE,
             gemm, layout = name.split("/")
             h.grad = W.grad = None
             t0 = time.perf_counter()
-            fused_linear_loss(h, W, y, "nll", chunk_size=max(1, N // 2), schedule=schedule,
-                              gemm=gemm, layout=layout, impl="eager").backward()
+            loss(h, W, y, "nll", chunk_size=max(1, N // 2), schedule=schedule, gemm=gemm,
+                 layout=layout, impl="eager").backward()
             if round_:
                 best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
 @functools.cache
-def calibrated(dtype, schedule: str, names: tuple) -> tuple:
+def calibrated(dtype, schedule: str, names: tuple, loss) -> tuple:
     """(gemm, layout): this machine's fastest candidate for ``dtype`` weights, read from the cache
     file, or measured by :func:`time_candidates` and written there (kept in memory only where the
     file cannot be written)."""
@@ -150,7 +151,7 @@ def calibrated(dtype, schedule: str, names: tuple) -> tuple:
     entries = read_calibration(path)
     choice = entries.get(key, {}).get("choice") if isinstance(entries.get(key), dict) else None
     if choice not in names:
-        seconds = time_candidates(dtype, schedule, names)
+        seconds = time_candidates(dtype, schedule, names, loss)
         choice = min(seconds, key=seconds.get)
         entries[key] = {"choice": choice, "seconds": seconds, "shape": list(CALIBRATION_SHAPE),
                         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

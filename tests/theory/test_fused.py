@@ -296,6 +296,9 @@ def test_a_non_positive_token_count_is_an_error_not_a_nan(n):
                                                     num_items_in_batch=torch.tensor(7)))
 
 
+LOSS = probsft.fused_linear_loss
+
+
 @pytest.fixture
 def fake_calibration(tmp_path, monkeypatch):
     """fused_auto with a temporary cache and a fake timer: ``timed`` lists each timing's candidates;
@@ -305,7 +308,8 @@ def fake_calibration(tmp_path, monkeypatch):
     monkeypatch.setenv("PROBSFT_CACHE_DIR", str(tmp_path / "cache"))
     timed = []
 
-    def fake(dtype, schedule, names, *a, **k):
+    def fake(dtype, schedule, names, loss, *a, **k):
+        assert loss is probsft.fused_linear_loss
         timed.append(names)
         return {name: 0.1 if name == "float32/col" else 0.2 if name.endswith("/col") else 0.3
                 for name in names}
@@ -324,19 +328,20 @@ def test_auto_rule_follows_the_cpu_features(units, fake_calibration, monkeypatch
     fused_auto, timed = fake_calibration
     monkeypatch.setattr(fused_auto, "low_precision_gemm_units", lambda dtype: units)
     W16, W32 = torch.zeros(4, 3, dtype=torch.bfloat16), torch.zeros(4, 3)
-    impl, schedule, gemm, layout = fused_auto.choose(W16, 8, "auto", "auto", "auto")
+    impl, schedule, gemm, layout = fused_auto.choose(W16, 8, "auto", "auto", "auto", loss=LOSS)
     assert schedule == "vocab" and impl == "eager" and layout == "col"
     assert timed[-1] == (("input/row", "input/col", "float32/row", "float32/col") if units else
                          ("float32/row", "float32/col"))
     assert gemm == torch.float32                       # the fake timer's fastest
-    assert fused_auto.choose(W32, 8, "auto", "auto", "auto")[1:] == ("token", torch.float32, "col")
+    assert fused_auto.choose(W32, 8, "auto", "auto", "auto", loss=LOSS)[1:] == \
+        ("token", torch.float32, "col")
     assert timed[-1] == ("input/row", "input/col")
     n = len(timed)
     assert fused_auto.choose(W16, 8, "eager", "token", "input", "row") == \
         ("eager", "token", torch.bfloat16, "row")
-    assert fused_auto.choose(W16, 8, "auto", "auto", "input")[2:] == \
+    assert fused_auto.choose(W16, 8, "auto", "auto", "input", loss=LOSS)[2:] == \
         ((torch.bfloat16, "col") if units else (torch.bfloat16, "row"))     # no bf16 timing w/o units
-    assert fused_auto.choose(W32.to("meta"), 8, "auto", "auto", "auto")[1:] == \
+    assert fused_auto.choose(W32.to("meta"), 8, "auto", "auto", "auto", loss=LOSS)[1:] == \
         ("token", torch.float32, "row")
     assert len(timed) == n + units
     with pytest.raises(probsft.UserError, match="gemm"):
@@ -349,24 +354,29 @@ def test_calibration_is_measured_once_per_machine_and_cached(fake_calibration, m
     an unwritable cache directory still gives a choice."""
     fused_auto, timed = fake_calibration
     names = fused_auto.candidates(["input"], fused_auto.LAYOUTS)
-    assert fused_auto.calibrated(torch.float32, "token", names) == ("input", "col")
+
+    def choice():
+        return fused_auto.calibrated(torch.float32, "token", names, LOSS)
+
+    assert choice() == ("input", "col")
     entry = fused_auto.read_calibration()[fused_auto.machine_key(torch.float32, "token", names)]
     assert entry["choice"] == "input/col" and entry["seconds"] == {"input/row": 0.3, "input/col": 0.2}
     fused_auto.calibrated.cache_clear()                                    # a new process
-    assert fused_auto.calibrated(torch.float32, "token", names) == ("input", "col") and len(timed) == 1
+    assert choice() == ("input", "col") and len(timed) == 1
     fused_auto.cache_path().write_text("{not json")
     fused_auto.calibrated.cache_clear()
-    assert fused_auto.calibrated(torch.float32, "token", names) == ("input", "col") and len(timed) == 2
+    assert choice() == ("input", "col") and len(timed) == 2
     monkeypatch.setenv("PROBSFT_CACHE_DIR", "/proc/probsft-cannot-write-here")
     fused_auto.calibrated.cache_clear()
-    assert fused_auto.calibrated(torch.float32, "token", names) == ("input", "col") and len(timed) == 3
+    assert choice() == ("input", "col") and len(timed) == 3
 
 
 def test_time_candidates_runs_the_fused_loss_for_each():
     from probsft.theory import fused_auto
 
     names = fused_auto.candidates(["input"], fused_auto.LAYOUTS)
-    seconds = fused_auto.time_candidates(torch.float32, "token", names, shape=(8, 16, 64), rounds=1)
+    seconds = fused_auto.time_candidates(torch.float32, "token", names, LOSS, shape=(8, 16, 64),
+                                         rounds=1)
     assert set(seconds) == set(names) and all(0 < t < 60 for t in seconds.values())
 
 
