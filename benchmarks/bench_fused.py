@@ -5,12 +5,13 @@ Methods (each case in a fresh subprocess):
   chunked  torchtune-style chunked CE: chunk the hidden states, upcast each logits chunk (autograd)
   cce      Apple cut-cross-entropy, impl="torch_compile" (its Triton kernel needs CUDA); NLL only
   trl      TRL's fused LM head (trl.kernels.chunked_logprob) -> per-token log p, then f(log p)
-  ours     probsft.fused_linear_loss with its defaults (impl/schedule/gemm "auto": the rule of
-           theory/fused_auto.py for this CPU and dtype)
+  ours     probsft.fused_linear_loss with its defaults (impl/schedule/gemm/layout "auto": the rule
+           and the per-machine calibration of theory/fused_auto.py for this CPU and dtype)
   ours-IMPL-SCHEDULE-GEMM[-LAYOUT][@C]  an explicit choice, e.g. ours-eager-vocab-input (bf16
            GEMMs), ours-compile-token-float32 (torch.compile, one pass, float32 GEMMs),
            ours-eager-token-auto-row (logits chunks row-major, not calibrated); @C: chunk_size C
-           tokens (default: about 2^25 / V); each part may be "auto" (LAYOUT defaults to "auto")
+           tokens (default: min(2^25 / V, max(128, N / 6)) in multiples of 64); each part may be
+           "auto" (LAYOUT defaults to "auto")
   ours-token, ours-compile  older names of ours-auto-token-auto and ours-compile-auto-auto
 Memory: peak RSS beyond the inputs and weights ("peak"), and the same less the weight gradient every
 method must return in the weight's dtype ("work" = the loss's working memory). The child resets
@@ -22,7 +23,7 @@ produced by every method is included in "peak". Time: the best of --repeats forw
 
 The run first prints the CPU features probsft saw (theory/fused_auto.py: AVX2, AVX512, AVX512-BF16,
 AMX): bf16 GEMMs are fast only with AVX512-BF16/AMX, which decides the "auto" rule; then this
-machine's layout calibration (the cached one, or measured now), which "ours" uses.
+machine's calibration of GEMM dtype and layout (the cached one, or measured now), which "ours" uses.
 
 Run:  python benchmarks/bench_fused.py            (Qwen2.5-0.5B head at N=4096, Llama-3.2-1B head at
                                                    N=8192; ~35 min on 2 cores, peak ~13 GB)
