@@ -2,6 +2,7 @@
 
 Methods (each case in a fresh subprocess):
   naive    the authors' path: full logits h @ W.T, float32 log_softmax, gather, f(p), masked mean
+           (an adaptive f, deft/eaft: Objective.loss on the full logits, statistics included)
   chunked  torchtune-style chunked CE: chunk the hidden states, upcast each logits chunk (autograd)
   cce      Apple cut-cross-entropy, impl="torch_compile" (its Triton kernel needs CUDA); NLL only
   trl      TRL's fused LM head (trl.kernels.chunked_logprob) -> per-token log p, then f(log p)
@@ -77,7 +78,10 @@ def _loss_fn(method, obj, chunk):
         vals = torch.where(counted, obj.f_of_logp(logp), torch.zeros_like(logp))
         return vals.sum() / counted.sum().clamp(min=1)
 
-    if method == "naive":
+    if method == "naive" and obj.token_stats:   # adaptive f: the statistics (DEFT's sum q^2,
+        def fn(h, W, y):                       # EAFT's top-K entropy) from the same full logits
+            return obj.loss((h @ W.T).float(), y)
+    elif method == "naive":
         def fn(h, W, y):
             logp = torch.log_softmax((h @ W.T).float(), -1)                 # [N, V] float32
             return masked_mean(logp.gather(-1, y.clamp(min=0)[:, None]).squeeze(-1), y)
