@@ -69,7 +69,7 @@ from probsft.theory.fused_auto import choose
 from probsft.theory.losses import (IGNORE_INDEX, REDUCTIONS, check_num_items, finite_flags,
                                    flat_labels, raise_if_not_finite, reduce_tokens, token_terms)
 from probsft.theory.spec import parse
-from probsft.theory.statistics import token_stats_torch
+from probsft.theory.statistics import split_from_exp, token_stats_from_exp, token_stats_torch
 
 IMPLS = ("auto", "eager", "compile", "cce")
 SCHEDULES = ("auto", "token", "vocab")
@@ -336,14 +336,19 @@ def _token_math(obj, z, y, valid, want_grad):
     """Per chunk: lse [C], f·1{counted} [C], counted [C], s·1{counted} [C], G [C, V] or None.
     z [C, V] is overwritten. Three passes over it: the row maximum m, e = exp(z - m) in place with its
     sum S (lse = m + log S), and G = e·s/S in place (torch.logsumexp would make two [C, V]
-    temporaries and G another exp pass). An adaptive objective's token statistics (DEFT's sum q^2)
-    come from the same chunk z, before it is overwritten; both schedules run this token pass, so
-    both get them."""
-    stats = _chunk_stats(obj.token_stats, z) if obj.token_stats else {}
+    temporaries and G another exp pass). An adaptive objective's token statistics come from the
+    same chunk: those with a ``from_exp`` (DEFT's sum q^2, EAFT's top-K entropy) from e after the
+    exp pass (one more read of e), the others from z before it is overwritten; both schedules run
+    this token pass, so both get them."""
+    on_z, on_e = split_from_exp(obj.token_stats)
+    stats = _row_blocks(lambda zb: token_stats_torch(on_z, zb, torch.logsumexp(zb, dim=-1)), z) \
+        if on_z else {}
     zy = z.gather(-1, y[:, None]).squeeze(-1)
     m = z.amax(-1)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))      # all -inf: lse = -inf; inf/nan:
     S = z.sub_(m[:, None]).exp_().sum(-1)                             # lse non-finite, then refused
+    if on_e:
+        stats.update(_row_blocks(lambda eb, Sb: token_stats_from_exp(on_e, eb, Sb), z, S))  # z: e
     lse = m + S.log()
     cnt, vals, s = token_terms(obj, zy - lse, valid, stats)
     if not want_grad:
@@ -353,11 +358,12 @@ def _token_math(obj, z, y, valid, want_grad):
     return lse, vals, cnt, s, G
 
 
-def _chunk_stats(names, z):
-    """Token statistics of a chunk z [C, V], _STATS_ROWS rows at a time: their temporaries
-    (torch.logsumexp's, 2z, top-K) stay [_STATS_ROWS, V] instead of [C, V]."""
-    parts = [token_stats_torch(names, zb, torch.logsumexp(zb, dim=-1)) for zb in z.split(_STATS_ROWS)]
-    return {n: torch.cat([part[n] for part in parts]) for n in names}
+def _row_blocks(stats_of, *rows):
+    """Token statistics {name: [C]} of a chunk, ``stats_of`` applied to _STATS_ROWS rows at a time
+    of the [C, ...] tensors ``rows``: their temporaries (torch.logsumexp's, 2z, e·e, top-K
+    candidates) stay [_STATS_ROWS, V] instead of [C, V]."""
+    parts = [stats_of(*block) for block in zip(*(r.split(_STATS_ROWS) for r in rows))]
+    return {n: torch.cat([part[n] for part in parts]) for n in parts[0]}
 
 
 @functools.lru_cache(maxsize=64)

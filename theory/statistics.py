@@ -46,10 +46,21 @@ class TokenStatistic:
     torch_fn: Callable
     numpy_fn: Callable
     samples: tuple = ()        # exact values across the statistic's range (for the class)
+    from_exp: Callable | None = None
+    """Optional: the same value from a pass's exponentials, ``from_exp(e [N, V], S [N]) -> [N]``
+    with e = exp(z - max z) row-wise and S = sum_j e_j; the fused loss, which has e anyway, then
+    reads e once instead of running ``torch_fn`` over z (tests/theory/test_statistics.py checks
+    both agree)."""
 
 
 def _sumsq_torch(z, lse):
     return torch.exp(torch.logsumexp(2 * z, dim=-1) - 2 * lse)
+
+
+def _sumsq_from_exp(e, S):
+    """sum_j q_j^2 = sum_j e_j^2 / S^2: one read of e, no temporary (e <= 1 with a 1 in each
+    finite row, so sum e^2 >= 1 does not underflow)."""
+    return torch.linalg.vecdot(e, e) / (S * S)
 
 
 def _sumsq_numpy(z):
@@ -70,11 +81,44 @@ def _entropy_numpy(z):
         return lse - np.sum(np.where(q > 0, q * z, 0.0), axis=-1)        # 0·log 0 = 0
 
 
+_TOPK_BLOCK = 128   # entries per block of topk_values's first stage
+
+
+def topk_values(z, k):
+    """The k largest values of z [..., V] along the last dimension, as ``torch.topk(z, k).values``
+    (descending), exact, in two stages when V is large: the maxima of blocks of 128 consecutive
+    entries (one read of z), then torch.topk over the entries of the k blocks with the largest
+    maxima (and the last partial block). Exact: were one of the k largest values x in a block left
+    out, the k chosen blocks' maxima would be k entries >= x. torch.topk straight over a vocab-major
+    chunk (z a transposed view, as the fused loss's "col" layout makes) is ~6x slower than this."""
+    V = z.shape[-1]
+    blocks = V // _TOPK_BLOCK
+    if blocks <= 4 * k:
+        return torch.topk(z, k, dim=-1).values
+    main = z[..., :blocks * _TOPK_BLOCK].unflatten(-1, (blocks, _TOPK_BLOCK))   # [..., nb, B]
+    maxima = torch.amax(main, -1, out=torch.empty_like(main[..., 0]))  # strides as z's: one
+    best = torch.topk(maxima, k, dim=-1).indices                  # read (~20x faster vocab-major)
+    cand = main.gather(-2, best[..., None].expand(*best.shape, _TOPK_BLOCK)).flatten(-2)
+    if blocks * _TOPK_BLOCK < V:
+        cand = torch.cat([cand, z[..., blocks * _TOPK_BLOCK:]], dim=-1)          # [..., <= (k+1) B]
+    return torch.topk(cand, k, dim=-1).values
+
+
 def _topk_entropy_torch(z, lse, k):
-    top = torch.topk(z, min(k, z.shape[-1]), dim=-1).values          # [N, K]
+    top = topk_values(z, min(k, z.shape[-1]))                         # [N, K]
     logq = top - torch.logsumexp(top, dim=-1, keepdim=True)           # renormalised over the K
     q = torch.exp(logq)
     return -torch.where(q > 0, q * logq, torch.zeros_like(q)).sum(-1)    # 0·log 0 = 0
+
+
+def _topk_entropy_from_exp(e, S, k):
+    """H_K from e = exp(z - max z): the K largest e are the K largest z, and q renormalised over
+    them is e / sum(top e) (an e that underflows to 0 adds 0·log 0 = 0, as its q < 1e-37 would)."""
+    top = topk_values(e, min(k, e.shape[-1]))                         # [N, K]
+    total = top.sum(-1, keepdim=True)
+    q = top / total
+    logq = top.log() - total.log()
+    return -torch.where(q > 0, q * logq, torch.zeros_like(q)).sum(-1)
 
 
 def _topk_entropy_numpy(z, k):
@@ -91,7 +135,8 @@ TOKEN_STATS: dict[str, TokenStatistic] = {s.name: s for s in [
     TokenStatistic("sumsq", sympy.Symbol("sumsq", positive=True),
                    "sum_j q_j^2 of the next-token distribution (1/V uniform ... 1 one-hot)",
                    _sumsq_torch, _sumsq_numpy,
-                   (sympy.Rational(1, 1000), sympy.Rational(1, 4), sympy.Integer(1))),
+                   (sympy.Rational(1, 1000), sympy.Rational(1, 4), sympy.Integer(1)),
+                   _sumsq_from_exp),
     TokenStatistic("entropy", sympy.Symbol("entropy", nonnegative=True),
                    "entropy H(q) of the next-token distribution, nats",
                    _entropy_torch, _entropy_numpy,
@@ -117,7 +162,8 @@ def _topk_statistic(k: int) -> TokenStatistic:
                           f"entropy of q over the {k} largest logits, renormalised, nats (<= ln {k})",
                           functools.partial(_topk_entropy_torch, k=k),
                           functools.partial(_topk_entropy_numpy, k=k),
-                          (log_k / 100, log_k / 2, log_k))
+                          (log_k / 100, log_k / 2, log_k),
+                          functools.partial(_topk_entropy_from_exp, k=k))
 
 
 def token_statistic(name: str) -> TokenStatistic | None:
@@ -173,6 +219,20 @@ def token_stats_torch(names, z, lse) -> dict:
     (any leading shape: z [..., V], lse [...] -> [...])."""
     with torch.no_grad():
         return {n: token_statistic(n).torch_fn(z, lse) for n in names}
+
+
+def split_from_exp(names) -> tuple[tuple, tuple]:
+    """(names computed from logits z, names computed from exponentials e): a statistic with a
+    ``from_exp`` goes to the second group."""
+    exp = tuple(n for n in names if token_statistic(n).from_exp is not None)
+    return tuple(n for n in names if n not in exp), exp
+
+
+def token_stats_from_exp(names, e, S) -> dict:
+    """{name: [N] detached} from e = exp(z - max z) [N, V] and S = sum_j e_j [N], for statistics
+    that have a ``from_exp`` (see :func:`split_from_exp`)."""
+    with torch.no_grad():
+        return {n: token_statistic(n).from_exp(e, S) for n in names}
 
 
 def token_stats_numpy(names, z) -> dict:
