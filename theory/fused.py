@@ -82,6 +82,7 @@ _STATS_ROWS = 32                  # rows per block of a chunk's token statistics
 _ALIGN = 64                       # automatic chunks and the vocabulary pass's tokens: multiples of 64
                                   # (a [V, 261] logits chunk ran 119 GFLOP/s vs 142 for [V, 256])
 _VOCAB_SLICE = 16384              # rows of dW per bf16 product on CPU (bounds the temporary)
+_COMPACT_VOCAB = 4096             # vocabulary rows per block when live tokens are moved in place
 
 
 def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, ignore_index=IGNORE_INDEX,
@@ -206,7 +207,7 @@ class _FusedLinearObjective(torch.autograd.Function):
             if keep:
                 lse_all[lo:hi], s_all[lo:hi] = lse, s
             if want_G:
-                grads.add(G, h, W, lo, hi)
+                grads.add(G, h, W, lo, hi, _live_rows(s))
             del z, G
         raise_if_not_finite(obj, flags)                                   # one host sync
         if grad_now and by_vocab:
@@ -240,7 +241,7 @@ class _FusedLinearObjective(torch.autograd.Function):
                 hi = min(lo + ctx.chunk, h.shape[0])
                 G = _softmax_grad_(_logits(h[lo:hi], W, b, ctx.gemm, ctx.layout, scratch),
                                    lse_all[lo:hi], y[lo:hi], coef_all[lo:hi])
-                grads.add(G, h, W, lo, hi)
+                grads.add(G, h, W, lo, hi, _live_rows(coef_all[lo:hi]))
         if by_vocab:
             _vocab_pass(grads.gW, h, W, b, y, lse_all, coef_all, ctx.impl, ctx.width, ctx.gemm,
                         ctx.layout)
@@ -262,6 +263,38 @@ def _trained_rows(valid):
     if valid.device.type != "cpu" or bool(valid.all()):
         return None
     return valid.nonzero().squeeze(1)
+
+
+def _live_rows(weight):
+    """Indices [k] of a chunk's tokens whose logit-gradient weight (s_f, or grad_out·s_f) is not 0,
+    when some is 0 and leaving the others out pays: on CPU (no host sync). Their G rows are exactly
+    0 (a thresholded f below its threshold, a token outside the interval), so the dhidden and dW
+    GEMMs can skip them. None otherwise: every row live, or CUDA."""
+    if weight.device.type != "cpu":
+        return None
+    live = weight != 0
+    return None if bool(live.all()) else live.nonzero().squeeze(1)
+
+
+def _compact_rows_(G, rows):
+    """G [C, V] whose rows outside ``rows`` (ascending indices [k]) are zero -> [k, V], those rows in
+    order, moved in place to the front of G's own storage (its first k rows when row-major, its first
+    k columns of the [V, C] buffer when vocab-major), so no [k, V] copy is made; a block of 32 rows
+    (or 4096 vocabulary rows) at a time goes through a small temporary. Sources never lie before
+    their targets, so no row is overwritten before it is read."""
+    k = rows.numel()
+    if G.is_contiguous():
+        for j in range(0, k, _STATS_ROWS):
+            block = rows[j:j + _STATS_ROWS]
+            G[j:j + block.numel()] = G.index_select(0, block)
+        return G[:k]
+    Gt = G.t()
+    if Gt.is_contiguous():                                              # vocab-major [V, C]
+        for v in range(0, Gt.shape[0], _COMPACT_VOCAB):
+            block = Gt[v:v + _COMPACT_VOCAB]
+            block[:, :k] = block.index_select(1, rows)
+        return Gt[:, :k].t()
+    return G.index_select(0, rows)
 
 
 def _compute_dtype(dtype):
@@ -388,21 +421,37 @@ class _GradBuffers:
         self.gb = torch.zeros(W.shape[0], dtype=acc, device=W.device) if need[2] and b is not None \
             else None
 
-    def add(self, G, h, W, lo, hi):
-        """Fold one chunk's logit gradient G [C, V] (compute dtype) into the three gradients."""
+    def add(self, G, h, W, lo, hi, rows=None):
+        """Fold one chunk's logit gradient G [C, V] (compute dtype, rows lo:hi of h) into the three
+        gradients. ``rows`` (from :func:`_live_rows`): the only rows of G that are not zero; the
+        GEMMs then run on those k rows (G compacted in place), and the other rows of dhidden are 0."""
+        if rows is None:
+            self._add(G, h[lo:hi], W, slice(lo, hi))
+            return
+        if self.gh is not None:
+            self.gh[lo:hi] = 0
+        if rows.numel():
+            self._add(_compact_rows_(G, rows), h[lo:hi].index_select(0, rows), W, rows + lo)
+
+    def _add(self, G, hc, W, where):
+        """G [k, V], hc [k, H]: dhidden rows ``where`` (a slice, or indices [k]) = G W; dW += G^T hc;
+        dbias += the column sums of G."""
         if self.gb is not None:
             self.gb += G.sum(0)
         if self.gemm != W.dtype:                                        # float32 GEMMs, bf16 W
             if self.gh is not None:
-                self.gh[lo:hi] = _rows_mm(G, W, self.gemm)
+                self.gh[where] = _rows_mm(G, W, self.gemm).to(self.gh.dtype)
             if self.gW is not None and not self.by_vocab:               # float32 accumulator
-                self.gW.addmm_(G.t().to(self.gemm), h[lo:hi].to(self.gemm))
+                self.gW.addmm_(G.t().to(self.gemm), hc.to(self.gemm))
             return
         G = G.to(W.dtype)                                               # GEMMs in the input dtype
         if self.gh is not None:
-            torch.mm(G, W, out=self.gh[lo:hi])                          # [C, V] @ [V, H]
+            if isinstance(where, slice):
+                torch.mm(G, W, out=self.gh[where])                      # [C, V] @ [V, H]
+            else:
+                self.gh.index_copy_(0, where, G @ W)                    # [k, H]
         if self.gW is not None and not self.by_vocab:
-            _addmm_acc(self.gW, G.t(), h[lo:hi])                        # [V, C] @ [C, H]
+            _addmm_acc(self.gW, G.t(), hc)                              # [V, k] @ [k, H]
 
     def finish(self):
         gW = None if self.gW is None else self.gW.to(self.dtypes[1])
@@ -415,6 +464,9 @@ def _vocab_pass(gW, h, W, b, y, lse, coef, impl, width, gemm, layout):
     into ``gW`` (W's dtype) directly; G_s = coef·(softmax - e_y) restricted to the slice's columns."""
     V = W.shape[0]
     slice_grad = _slice_math(impl)
+    rows = _live_rows(coef)
+    if rows is not None:     # tokens of weight 0 give G columns of 0: left out of both GEMMs (CPU)
+        h, y, lse, coef = (x.index_select(0, rows) for x in (h, y, lse, coef))
     h = h.to(gemm)                                                      # once, not per slice
     pad = -h.shape[0] % _ALIGN
     if pad:        # zero tokens with coefficient 0 (and lse = max: exp underflows, no inf * 0) make

@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import probsft
 from probsft.theory.losses import counted_tokens
@@ -101,6 +102,58 @@ def test_all_masked_gives_zero_loss_and_zero_grads(schedule, layout):
     loss.backward()
     assert float(loss) == 0.0
     assert all(float(t.grad.abs().max()) == 0.0 for t in (h, W, b))
+
+
+class _GemmRows(TorchDispatchMode):
+    """Token rows of the GEMMs contracted over the vocabulary: [k, V] @ [V, H] (dhidden) and
+    [S, n] @ [n, H] with n tokens (the vocabulary pass's dW); ``mm``/``addmm``/``addmm_``."""
+
+    def __init__(self, V, H):
+        super().__init__()
+        self.V, self.H, self.dh_rows, self.vocab_pass_tokens = V, H, 0, set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in ("mm", "addmm", "addmm_"):
+            a, b = args[-2:]
+            if tuple(b.shape) == (self.V, self.H):
+                self.dh_rows += a.shape[0]
+            elif b.shape[1] == self.H and a.shape[0] < self.V and a.shape[1] != self.H:
+                self.vocab_pass_tokens.add(a.shape[1])
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("schedule", ["token", "vocab"])
+@pytest.mark.parametrize("layout", ["row", "col"])
+def test_tokens_of_weight_zero_are_left_out_of_the_gradient_gemms(reduction, schedule, layout):
+    """A thresholded f gives the tokens below its threshold s_f = 0, so their rows of G are 0: on CPU
+    the dhidden GEMMs run on the other tokens only (a chunk with none of them runs none), and so do
+    the vocabulary pass's (30 live tokens padded to 64, not 150 to 192); values and gradients stay
+    the naive path's."""
+    obj = probsft.objective("p@p>=0.2")
+    N, H, V = 150, 8, 40
+    h, W, b, y = _inputs(N, H, V, scale=3.0)
+    z = (h @ W.T + b).detach()
+    y = z.argmin(-1)                                                  # p tiny: below the threshold
+    live = torch.zeros(N, dtype=torch.bool)      # chunks of 48: 18 live tokens, none, 9, 3
+    live[1:40:2] = live[128:150:2] = True
+    live[[3, 5]] = False
+    live[101] = True
+    y[live] = z[live].argmax(-1)
+    p = torch.softmax(z, -1).gather(-1, y[:, None]).squeeze(-1)
+    assert torch.equal(p >= 0.2, live)           # exactly the live tokens pass the threshold
+    n_live = int(live.sum())
+    upstream = torch.randn(N, dtype=torch.float64) if reduction == "none" else None
+    with _GemmRows(V, H) as gemms:
+        (vn, gn), (vf, gf) = _both(obj, h, W, b, y, upstream, reduction=reduction, chunk_size=48,
+                                   schedule=schedule, vocab_chunk_size=16, layout=layout)
+    _assert_close(vf, vn)
+    for a, c in zip(gf, gn):
+        _assert_close(a, c)
+    assert gemms.dh_rows == n_live + N           # ours: the live tokens; naive: all N
+    if schedule == "vocab":
+        assert gemms.vocab_pass_tokens == {64}   # 30 live tokens padded to 64
 
 
 def _error_bounds(obj, h, W, b, y, dtype):
