@@ -6,7 +6,9 @@ the per-machine calibration decides between, at the shapes of issue 26.
     python benchmarks/bench_layouts.py                      # 3 heads x chunk sizes, ~2 min on 2 cores
     python benchmarks/bench_layouts.py --shapes h1024-v65536 --chunks 256 512
 
-Prints GFLOP/s per layout and col / row time (< 1: the vocab-major layout is faster here).
+Prints GFLOP/s per layout and col / row time (< 1: the vocab-major layout is faster here), after a
+reference: one square --square^3 GEMM in the same dtype, the BLAS's own rate on this CPU (a chunk
+near it has no layout left to gain).
 """
 
 from __future__ import annotations
@@ -26,15 +28,28 @@ def products(h, W, G, GT, gh, gW):
             "col": lambda: (W @ h.t(), torch.mm(GT.t(), W, out=gh), gW.addmm_(GT, h))}
 
 
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--chunks", nargs="+", type=int, default=[128, 256, 512])
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--square", type=int, default=4096, help="side of the reference GEMM (0: none)")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     print(cpu_line(), flush=True)
+    if args.square:
+        a, b = (torch.randn(args.square, args.square).to(dtype) for _ in range(2))
+        best = min(_timed(lambda: a @ b) for _ in range(args.rounds + 1))
+        print(f"reference: {args.square}^3 {args.dtype} GEMM {2 * args.square ** 3 / best / 1e9:.1f} "
+              f"GFLOP/s", flush=True)
+        del a, b
     print(f"{'shape':14s} {'C':>5s} {'row GF/s':>9s} {'col GF/s':>9s} {'col/row time':>12s}")
     for name in args.shapes:
         H, V = SHAPES[name]
