@@ -174,6 +174,16 @@ MUTATIONS = [
              "            pass",
              ("tests/theory/test_fused.py::test_tokens_of_weight_zero_are_left_out_of_the_gradient_gemms",),
              "a vocab-major chunk's live columns are not moved to the front before the GEMMs"),
+    Mutation("token-buffer-kept-into-vocab-pass", "theory/fused.py",
+             "        del scratch                  # freed before the vocabulary pass allocates its own buffer\n",
+             "",
+             ("tests/theory/test_fused_memory.py::test_bf16_working_memory_is_at_most_a_tenth_of_naive",),
+             "the token pass's logits buffer stays alive through the vocabulary pass (bf16: 0.12x naive)"),
+    Mutation("upcast-slices-large", "theory/fused.py",
+             "_SLICE_ELEMENTS = 1 << 21 ",
+             "_SLICE_ELEMENTS = 1 << 23 ",
+             ("tests/theory/test_fused_memory.py::test_bf16_working_memory_is_at_most_a_tenth_of_naive",),
+             "float32 upcasts of W in slices 4x larger: the bf16 working memory passes 0.1x naive"),
 ]
 
 

@@ -30,7 +30,7 @@ Design:
                [V, H] accumulator at all. One GEMM more than "token".
       "auto"   "vocab" for bf16/fp16 weights on CPU (memory), "token" otherwise.
   * gemm: "input" runs the GEMMs in the input dtype; "float32" upcasts bf16/fp16 operands slice by
-    slice (W in vocabulary slices of _VOCAB_SLICE rows, never a whole float32 copy) for CPUs without
+    slice (W in vocabulary slices of 2^21 / H rows, 8 MiB in float32, never a whole copy) for CPUs without
     bf16/fp16 GEMM units, where a bf16 GEMM is several times slower than a float32 one.
   * layout: a logits chunk is "row" ([C, V] row-major) or "col" (vocab-major: [V, C] row-major,
     used through its transpose view [C, V]); the GEMMs and the elementwise work are the same, only
@@ -81,7 +81,8 @@ _AUTO_MIN = (128, 1024)           # ... but no fewer tokens / vocabulary rows th
 _STATS_ROWS = 32                  # rows per block of a chunk's token statistics (DEFT, EAFT)
 _ALIGN = 64                       # automatic chunks and the vocabulary pass's tokens: multiples of 64
                                   # (a [V, 261] logits chunk ran 119 GFLOP/s vs 142 for [V, 256])
-_VOCAB_SLICE = 16384              # rows of dW per bf16 product on CPU (bounds the temporary)
+_SLICE_ELEMENTS = 1 << 21         # elements of a [rows, H] upcast or product temporary (8 MiB float32):
+                                  # 16384-row slices took 64-128 MiB at H 1024-2048, over the bound
 _COMPACT_VOCAB = 4096             # vocabulary rows per block when live tokens are moved in place
 
 
@@ -209,6 +210,7 @@ class _FusedLinearObjective(torch.autograd.Function):
             if want_G:
                 grads.add(G, h, W, lo, hi, _live_rows(s))
             del z, G
+        del scratch                  # freed before the vocabulary pass allocates its own buffer
         raise_if_not_finite(obj, flags)                                   # one host sync
         if grad_now and by_vocab:
             _vocab_pass(grads.gW, h, W, b, y, lse_all, s_all, impl, ctx.width, ctx.gemm, ctx.layout)
@@ -242,6 +244,7 @@ class _FusedLinearObjective(torch.autograd.Function):
                 G = _softmax_grad_(_logits(h[lo:hi], W, b, ctx.gemm, ctx.layout, scratch),
                                    lse_all[lo:hi], y[lo:hi], coef_all[lo:hi])
                 grads.add(G, h, W, lo, hi, _live_rows(coef_all[lo:hi]))
+            scratch = G = None                              # before the vocabulary pass's buffer
         if by_vocab:
             _vocab_pass(grads.gW, h, W, b, y, lse_all, coef_all, ctx.impl, ctx.width, ctx.gemm,
                         ctx.layout)
@@ -297,6 +300,12 @@ def _compact_rows_(G, rows):
     return G.index_select(0, rows)
 
 
+def _slice_rows(H):
+    """Rows per slice of a [V, H] operand upcast or produced in float32 on CPU: 2^21 / H (at least
+    _ALIGN), so that temporary stays 8 MiB whatever H is."""
+    return max(_ALIGN, _SLICE_ELEMENTS // max(1, H))
+
+
 def _compute_dtype(dtype):
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
@@ -334,23 +343,26 @@ def _logits(h, W, b, gemm, layout, scratch=None):
             torch.addmm(b[:, None] if col else b, a, c, out=out)
         return out.t() if col else out
     hg = h.to(gemm)
-    for v in range(0, V, _VOCAB_SLICE):
-        Ws = W[v:v + _VOCAB_SLICE].to(gemm)
-        bs = None if b is None else b[v:v + _VOCAB_SLICE].to(gemm)
+    step = _slice_rows(W.shape[1])
+    for v in range(0, V, step):
+        Ws = W[v:v + step].to(gemm)
+        bs = None if b is None else b[v:v + step].to(gemm)
         if col and bs is None:
-            torch.mm(Ws, hg.t(), out=out[v:v + _VOCAB_SLICE])
+            torch.mm(Ws, hg.t(), out=out[v:v + step])
         elif col:
-            torch.addmm(bs[:, None], Ws, hg.t(), out=out[v:v + _VOCAB_SLICE])
+            torch.addmm(bs[:, None], Ws, hg.t(), out=out[v:v + step])
         else:
-            out[:, v:v + _VOCAB_SLICE] = hg @ Ws.t() if bs is None else torch.addmm(bs, hg, Ws.t())
+            out[:, v:v + step] = hg @ Ws.t() if bs is None else torch.addmm(bs, hg, Ws.t())
+        del Ws, bs                                   # before the next slice's: one alive at a time
     return out.t() if col else out
 
 
 def _rows_mm(G, W, gemm):
     """G [C, V] @ W [V, H] in ``gemm`` precision, W upcast slice by slice (contraction over V)."""
     out = torch.zeros(G.shape[0], W.shape[1], dtype=gemm, device=G.device)
-    for v in range(0, W.shape[0], _VOCAB_SLICE):
-        out.addmm_(G[:, v:v + _VOCAB_SLICE].to(gemm), W[v:v + _VOCAB_SLICE].to(gemm))
+    step = _slice_rows(W.shape[1])
+    for v in range(0, W.shape[0], step):
+        out.addmm_(G[:, v:v + step].to(gemm), W[v:v + step].to(gemm))
     return out
 
 
@@ -485,8 +497,11 @@ def _vocab_pass(gW, h, W, b, y, lse, coef, impl, width, gemm, layout):
                        torch.where(inside, -coef, torch.zeros_like(coef))[:, None])
         if gemm == W.dtype:
             torch.mm(G.to(W.dtype).t(), h, out=gW[v0:v1])             # [S, N] @ [N, H]
-        else:
-            gW[v0:v1] = G.t() @ h                                     # float32 GEMM, one rounding
+        else:                                    # float32 GEMMs, one rounding, [rows, H] at a time
+            step = _slice_rows(h.shape[1])
+            for a in range(0, v1 - v0, step):
+                e = min(a + step, v1 - v0)
+                gW[v0 + a:v0 + e] = G.t()[a:e] @ h
         del z, G
 
 
@@ -509,5 +524,6 @@ def _addmm_acc(acc, a, b):
     elif acc.is_cuda:
         torch.addmm(acc, a, b, out_dtype=acc.dtype, out=acc)
     else:                                                               # CPU: no bf16 -> fp32 GEMM
-        for v in range(0, acc.shape[0], _VOCAB_SLICE):
-            acc[v:v + _VOCAB_SLICE] += a[v:v + _VOCAB_SLICE] @ b
+        step = _slice_rows(acc.shape[1])
+        for v in range(0, acc.shape[0], step):
+            acc[v:v + step] += a[v:v + step] @ b

@@ -196,7 +196,7 @@ def _error_bounds(obj, h, W, b, y, dtype):
 def test_bf16_is_as_accurate_as_the_naive_bf16_path(schedule, gemm, layout, monkeypatch):
     """bf16 inputs: fused errors vs a float64 reference are no larger than the naive bf16 path's,
     with bf16 GEMMs and with float32 GEMMs (W upcast slice by slice: slices of 300 rows here)."""
-    monkeypatch.setattr("probsft.theory.fused._VOCAB_SLICE", 300)
+    monkeypatch.setattr("probsft.theory.fused._SLICE_ELEMENTS", 300 * 32)
     obj = probsft.objective("p")
     h64, W64, b64, y = _inputs(300, 32, 1000, scale=0.5, masked=(0, 7))
     (ref, gref), _ = _both(obj, h64, W64, b64, y)
