@@ -60,9 +60,10 @@ def main():
     from probsft.theory import fused
     from probsft.validate.train import FinetuneConfig, finetune
 
-    # the fused loss leaves masked tokens out on CPU only (one mask read per micro-batch, free
-    # there); on CUDA it keeps them and reads nothing: count the CUDA path
-    fused._trained_rows = lambda valid: None
+    # the fused loss leaves masked tokens (and tokens of gradient weight 0) out on CPU only (a mask
+    # read per micro-batch and chunk, free there); on CUDA it keeps them and reads nothing: count
+    # the CUDA path
+    fused._cpu_rows = lambda mask: None
 
     new_model, tok, examples = setup("tiny", None, "t_sh1", 64)
     rows = {}

@@ -165,7 +165,7 @@ MUTATIONS = [
              ("tests/theory/test_statistics.py",),
              "the two-stage top-k keeps k - 1 blocks, losing a top value alone in its block"),
     Mutation("weight-zero-rows-kept", "theory/fused.py",
-             "    live = weight != 0\n",
+             "    return _cpu_rows(weight != 0)\n",
              "    return None\n",
              ("tests/theory/test_fused.py::test_tokens_of_weight_zero_are_left_out_of_the_gradient_gemms",),
              "tokens of gradient weight 0 run the dhidden and dW GEMMs after all (exact, slower)"),

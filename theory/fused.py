@@ -164,7 +164,7 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         out, counted = fused_cce.per_token_loss(obj, flat_h, lm_head_weight, safe_y, valid)
         out = out if per_token else out.sum()
     else:
-        rows = _trained_rows(valid)                # CPU: the masked tokens are left out (no work)
+        rows = _cpu_rows(valid)                # CPU: the masked tokens are left out (no work)
         h_in, y_in, v_in = (flat_h, safe_y, valid) if rows is None else \
             (flat_h[rows], safe_y[rows], valid[rows])                    # [n, H], [n], [n]
         out, counted = _FusedLinearObjective.apply(h_in, lm_head_weight, bias, y_in, v_in, obj,
@@ -259,24 +259,21 @@ def _auto_width(n, other, least):
     return rows - rows % _ALIGN if rows >= _ALIGN else max(1, rows)
 
 
-def _trained_rows(valid):
-    """Indices [n] of the trained (unmasked) tokens when leaving the others out pays: on CPU, where
-    reading the mask on the host costs nothing, and some token is masked. None otherwise (CUDA: no
-    host sync; the masked rows then cost a GEMM row each, and give zero gradient either way)."""
-    if valid.device.type != "cpu" or bool(valid.all()):
+def _cpu_rows(mask):
+    """Indices [n] where ``mask`` [n] holds, when leaving the other rows out pays: on CPU, where
+    reading the mask on the host costs nothing, and some row is False. None otherwise (CUDA: no host
+    sync; the other rows then cost a GEMM row each, and give zero gradient either way). Used for
+    the masked tokens (``valid``) and for tokens of gradient weight 0 (:func:`_live_rows`)."""
+    if mask.device.type != "cpu" or bool(mask.all()):
         return None
-    return valid.nonzero().squeeze(1)
+    return mask.nonzero().squeeze(1)
 
 
 def _live_rows(weight):
-    """Indices [k] of a chunk's tokens whose logit-gradient weight (s_f, or grad_out·s_f) is not 0,
-    when some is 0 and leaving the others out pays: on CPU (no host sync). Their G rows are exactly
-    0 (a thresholded f below its threshold, a token outside the interval), so the dhidden and dW
-    GEMMs can skip them. None otherwise: every row live, or CUDA."""
-    if weight.device.type != "cpu":
-        return None
-    live = weight != 0
-    return None if bool(live.all()) else live.nonzero().squeeze(1)
+    """Indices [k] of a chunk's tokens whose logit-gradient weight (s_f, or grad_out·s_f) is not 0
+    (CPU, some 0; else None): the others' G rows are exactly 0 (a thresholded f below its
+    threshold), so the dhidden and dW GEMMs can skip them."""
+    return _cpu_rows(weight != 0)
 
 
 def _compact_rows_(G, rows):
