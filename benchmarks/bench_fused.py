@@ -23,8 +23,9 @@ produced by every method is included in "peak". Time: the best of --repeats forw
 (wall clock); ratios are to "naive" of the same shape and objective, measured in the same run.
 
 The run first prints the CPU features probsft saw (theory/fused_auto.py: AVX2, AVX512, AVX512-BF16,
-AMX): bf16 GEMMs are fast only with AVX512-BF16/AMX, which decides the "auto" rule; then this
-machine's calibration of GEMM dtype and layout (the cached one, or measured now), which "ours" uses.
+AMX): bf16 GEMMs are fast only with AVX512-BF16/AMX, which decides the "auto" rule; then what "ours"
+runs at each size (schedule, GEMM dtype, layout, chunk) and this machine's calibrations behind it
+(the cached ones, or measured now).
 
 Run:  python benchmarks/bench_fused.py            (Qwen2.5-0.5B head at N=4096, Llama-3.2-1B head at
                                                    N=8192; ~35 min on 2 cores, peak ~13 GB)
@@ -286,7 +287,7 @@ def main():
 
     cpu_line = machine_line() + " at start"
     print(cpu_line, flush=True)
-    calibration = layout_calibration(dtypes, torch)
+    calibration = what_ours_runs(dtypes, sizes, torch)
     print(calibration, flush=True)
     cpu_line += "\n\n" + calibration
     out = Path(args.out)
@@ -327,24 +328,30 @@ def main():
     print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
 
 
-def layout_calibration(dtypes, torch):
-    """One line per weight dtype: what "ours" runs here (schedule, GEMM dtype, layout) and the
-    calibration behind it (probsft.theory.fused_auto; measured now if none is cached)."""
-    import probsft
+def what_ours_runs(dtypes, sizes, torch):
+    """One line per weight dtype and size: what "ours" runs there (schedule, GEMM dtype, layout,
+    chunk: probsft.theory.fused.plan, which calibrates now if nothing is cached), and per dtype the
+    cached calibrations behind it (probsft.theory.fused_auto)."""
     from probsft.theory import fused_auto
+    from probsft.theory.fused import plan
 
     lines = []
     for name in dtypes:
-        W = torch.zeros(1, 1, dtype=getattr(torch, name))
-        _, schedule, gemm, layout = fused_auto.choose(W, 1, "auto", "auto", "auto",
-                                                      loss=probsft.fused_linear_loss)
-        prefix, _, suffix = fused_auto.machine_key(W.dtype, schedule, ("*",)).partition("*")
-        timed = {k: v for k, v in fused_auto.read_calibration().items()
-                 if k.startswith(prefix) and k.endswith(suffix)}
-        how = "; ".join(f"calibrated {e.get('measured', '?')}: " + ", ".join(
-            f"{k} {v:.3f} s" for k, v in e.get("seconds", {}).items()) for e in timed.values())
-        lines.append(f"ours for {name}: {schedule} schedule, {str(gemm).replace('torch.', '')} GEMMs, "
-                     f"{layout} layout ({how or 'by rule, not timed'}; {fused_auto.cache_path()})")
+        dtype = getattr(torch, name)
+        for shape, n in sizes.items():
+            H, V = SHAPES[shape]
+            run = plan(torch.zeros((), dtype=dtype).expand(V, H), n)
+            lines.append(f"ours for {name} at {shape} N {n}: {run['schedule']} schedule, "
+                         f"{str(run['gemm']).replace('torch.', '')} GEMMs, {run['layout']} layout, "
+                         f"chunks of {run['chunk_size']} tokens")
+        prefix, _, suffix = fused_auto.machine_key(dtype, ("*",)).partition("*")
+        timed = [e for k, e in fused_auto.read_calibration().items()     # this format's only
+                 if k.startswith(prefix) and k.endswith(suffix)
+                 and all(c.count("/") == 2 for c in e.get("seconds", {}))]
+        lines += [f"  {name} calibration {e.get('measured', '?')}: " + ", ".join(
+            f"{k} {v:.3f} s" for k, v in e.get("seconds", {}).items()) for e in timed] or \
+            [f"  {name}: by rule, not timed"]
+    lines.append(f"  (calibration cache: {fused_auto.cache_path()})")
     return "\n".join(lines)
 
 

@@ -184,6 +184,21 @@ MUTATIONS = [
              "_SLICE_ELEMENTS = 1 << 23 ",
              ("tests/theory/test_fused_memory.py::test_bf16_working_memory_is_at_most_a_tenth_of_naive",),
              "float32 upcasts of W in slices 4x larger: the bf16 working memory passes 0.1x naive"),
+    Mutation("token-fits-ignores-accumulator", "theory/fused.py",
+             "return 4 * (V * H + min(V",
+             "return 4 * (min(V",
+             ("tests/theory/test_fused.py::test_plan_says_what_runs_and_keeps_bf16_within_the_memory_bound",),
+             "the bf16 token schedule's budget forgets its float32 [V, H] accumulator"),
+    Mutation("bf16-token-schedule-always", "theory/fused_auto.py",
+             "    elif low and cpu and token_fits:",
+             "    elif low and cpu:",
+             ("tests/theory/test_fused_memory.py::test_bf16_working_memory_is_at_most_a_tenth_of_naive",),
+             "bf16 weights on CPU take the token schedule even where its accumulator breaks the bound"),
+    Mutation("bf16-token-schedule-never", "theory/fused_auto.py",
+             "    elif low and cpu and token_fits:",
+             "    elif False:",
+             ("tests/theory/test_fused_memory.py::test_bf16_takes_the_token_schedule_where_its_accumulator_fits",),
+             "bf16 weights on CPU keep the vocabulary schedule (one GEMM more) where the token one fits"),
 ]
 
 

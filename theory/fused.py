@@ -28,15 +28,16 @@ Design:
                dW_s = G_s^T h in one GEMM over all N tokens (2 GEMMs), straight into the gradient in
                the weight's dtype: float32 accumulation inside the GEMM, one rounding, and no
                [V, H] accumulator at all. One GEMM more than "token".
-      "auto"   "vocab" for bf16/fp16 weights on CPU (memory), "token" otherwise.
+      "auto"   "token", except for bf16/fp16 weights on CPU where its accumulator would break the
+               memory bound (fewer than about 5 (H + C) tokens): "vocab" there (:func:`plan`).
   * gemm: "input" runs the GEMMs in the input dtype; "float32" upcasts bf16/fp16 operands slice by
     slice (W in vocabulary slices of 2^21 / H rows, 8 MiB in float32, never a whole copy) for CPUs without
     bf16/fp16 GEMM units, where a bf16 GEMM is several times slower than a float32 one.
   * layout: a logits chunk is "row" ([C, V] row-major) or "col" (vocab-major: [V, C] row-major,
     used through its transpose view [C, V]); the GEMMs and the elementwise work are the same, only
     the memory order differs, and with it the BLAS speed (probsft.theory.fused_auto).
-  * impl/schedule/gemm/layout "auto": the per-CPU, per-dtype rule of probsft.theory.fused_auto (gemm
-    and layout calibrated once per machine where the CPU decides).
+  * impl/schedule/gemm/layout "auto": the per-CPU, per-dtype rule of probsft.theory.fused_auto (what
+    the CPU decides calibrated once per machine); :func:`plan` says what a call will run.
 Masked tokens: on CPU the tokens whose label is ignore_index are left out before the chunks (their
 f, s and gradient rows are zero anyway; prompts are often a large share of an SFT batch), so they cost
 no GEMM work; on CUDA they are kept (finding them would be a host sync).
@@ -109,7 +110,7 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
         gemm: "auto", "input" (GEMMs in the input dtype) or "float32" (bf16/fp16 operands upcast
             slice by slice, for CPUs without bf16/fp16 GEMM units); see probsft.theory.fused_auto.
         layout: "auto", "row" or "col": the memory order of a logits chunk (module doc). On CPU
-            "auto" gemm and layout are calibrated once per machine and cached
+            "auto" choices are calibrated once per machine and cached
             (probsft.theory.fused_auto.cache_path).
     Returns:
         a scalar (mean/sum) or per-token values shaped like labels (none), float32 for bf16 inputs.
@@ -145,18 +146,12 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
     V, H = lm_head_weight.shape
     if bias is not None and tuple(bias.shape) != (V,):
         raise UserError(f"bias must be [V] = [{V}], got {tuple(bias.shape)}")
-    n_tokens = max(1, labels.numel())
     if impl == "cce" and (bias is not None or obj.token_stats or not fused_cce.available()):
         impl = "auto"       # no bias / no sum q^2 (deft) in CCE, or package missing: our own kernel
-    impl, schedule, gemm, layout = choose(lm_head_weight, n_tokens, impl, schedule, gemm,
-                                          "row" if impl == "cce" else layout, fused_linear_loss)
-    if chunk_size is None:
-        chunk_size = _auto_width(n_tokens, V, _AUTO_MIN[0])
-    if vocab_chunk_size is None:
-        vocab_chunk_size = min(V, _auto_width(V, n_tokens, _AUTO_MIN[1]))
-    for name, value in (("chunk_size", chunk_size), ("vocab_chunk_size", vocab_chunk_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UserError(f"{name} must be a positive int, got {value!r}")
+    run = plan(lm_head_weight, labels.numel(), impl, schedule, gemm,
+               "row" if impl == "cce" else layout, chunk_size, vocab_chunk_size)
+    impl, schedule, gemm, layout, chunk_size, vocab_chunk_size = (
+        run[k] for k in ("impl", "schedule", "gemm", "layout", "chunk_size", "vocab_chunk_size"))
     flat_h = hidden.reshape(-1, H)                                  # [N, H]
     valid, safe_y = flat_labels(labels, V, ignore_index)           # [N], [N]
     per_token = reduction == "none"
@@ -176,6 +171,40 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
     if per_token:
         return out.reshape(labels.shape)
     return reduce_tokens(out, counted, reduction, num_items_in_batch)   # out: the sum already
+
+
+def plan(lm_head_weight, n_tokens, impl="auto", schedule="auto", gemm="auto", layout="auto",
+         chunk_size=None, vocab_chunk_size=None) -> dict:
+    """What :func:`fused_linear_loss` runs for ``n_tokens`` tokens (labels.numel(), masked ones
+    included) and this [V, H] weight (its dtype and device): {"impl", "schedule", "gemm" (the GEMMs'
+    torch dtype), "layout", "chunk_size", "vocab_chunk_size"}, every "auto"/None resolved (on CPU the
+    first call per machine may calibrate, probsft.theory.fused_auto). The weight's values are not
+    read: ``torch.zeros((), dtype=d).expand(V, H)`` describes a head without allocating it."""
+    V, H = lm_head_weight.shape
+    n_tokens = max(1, n_tokens)
+    if chunk_size is None:
+        chunk_size = _auto_width(n_tokens, V, _AUTO_MIN[0])
+    if vocab_chunk_size is None:
+        vocab_chunk_size = min(V, _auto_width(V, n_tokens, _AUTO_MIN[1]))
+    for name, value in (("chunk_size", chunk_size), ("vocab_chunk_size", vocab_chunk_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"{name} must be a positive int, got {value!r}")
+    impl, schedule, gemm, layout = choose(lm_head_weight, _token_fits(n_tokens, V, H, chunk_size),
+                                          impl, schedule, gemm, layout, fused_linear_loss)
+    return {"impl": impl, "schedule": schedule, "gemm": gemm, "layout": layout,
+            "chunk_size": chunk_size, "vocab_chunk_size": vocab_chunk_size}
+
+
+def _token_fits(n, V, H, chunk):
+    """Whether the token schedule keeps bf16/fp16 weights within the memory bound although it sums
+    dW in a float32 [V, H] accumulator: that accumulator, one float32 slice of W (upcast for a
+    float32 GEMM), the chunk's float32 logits [C, V] and its [C, H] float32 operands (hidden upcast,
+    dhidden product, its rounding) together within a tenth of the 8·n·V bytes naive holds at least
+    (float32 logits and their gradient). From about n >= 5 (H + C) tokens on; the vocabulary
+    schedule, which needs no accumulator, costs one GEMM more (0.75-0.78x the time without bf16 GEMM
+    units, docs/performance.md)."""
+    C = min(chunk, n)
+    return 4 * (V * H + min(V, _slice_rows(H)) * H + C * (V + 3 * H)) <= 0.8 * n * V
 
 
 class _FusedLinearObjective(torch.autograd.Function):

@@ -2,9 +2,13 @@
 device, CPU and dtype: rules where one choice is right everywhere, a calibration where the CPU decides.
 
 CPU features are read once (:func:`cpu_features`).
-  * schedule: "vocab" for bf16/fp16 weights on CPU (no float32 [V, H] accumulator: the memory bound),
-    "token" otherwise (float32 weights: the accumulator is the gradient itself, and one GEMM fewer;
-    CUDA: as measured in gpu_fused.py).
+  * schedule: "token" (3 GEMMs) for float32 weights (the float32 [V, H] accumulator is the gradient
+    itself) and on CUDA (as measured in gpu_fused.py). For bf16/fp16 weights on CPU the accumulator
+    is extra memory: "token" where it fits the memory bound at this token count (probsft.theory.fused
+    decides, from about N >= 5 (H + C) tokens on), "vocab" (4 GEMMs, no accumulator) where it does
+    not. Where both fit and the CPU has GEMM units for the dtype, the schedule is calibrated with the
+    GEMM dtype (bf16 GEMMs may make the fourth GEMM cheap); without units both schedules run the
+    same float32 GEMMs, so "token" by rule (0.75-0.78x the time of "vocab", docs/performance.md).
   * impl: "eager" (torch.compile of the elementwise chunk work did not pay on CPU).
   * gemm (bf16/fp16 weights): "input" runs the GEMMs in bf16, "float32" upcasts the operands slice by
     slice. On a CPU without GEMM units for the dtype (no AVX512-BF16/AMX for bf16, no
@@ -17,10 +21,10 @@ CPU features are read once (:func:`cpu_features`).
     rounding; which one the BLAS runs faster depends on the CPU and its library (AMD EPYC, AVX2, MKL:
     the three products of a chunk take 0.80-0.95x the time vocab-major, benchmarks/bench_layouts.py).
     CUDA: "row" (benchmarked).
-On CPU the (gemm, layout) candidates left open are **calibrated** once per machine
+On CPU the (schedule, gemm, layout) candidates left open are **calibrated** once per machine
 (:func:`calibrated`): one forward + backward of the fused loss itself on a small problem per candidate,
 interleaved, best of 3 (a second or two on 2 cores), and the fastest is cached in a JSON
-file (:func:`cache_path`) keyed by CPU model, capability, torch version, threads, dtype, schedule,
+file (:func:`cache_path`) keyed by CPU model, capability, torch version, threads, dtype,
 candidates and the problem's shape, so every later process on that machine makes the same choice.
 """
 
@@ -71,35 +75,42 @@ def low_precision_gemm_units(dtype) -> bool:
     return f["avx512_fp16"] or f["amx_fp16"]
 
 
-def choose(weight: torch.Tensor, n_tokens: int, impl: str, schedule: str, gemm: str,
+def choose(weight: torch.Tensor, token_fits: bool, impl: str, schedule: str, gemm: str,
            layout: str = "auto", loss=None):
-    """(impl, schedule, gemm dtype, layout) for ``weight`` [V, H] and n_tokens; explicit choices kept.
+    """(impl, schedule, gemm dtype, layout) for ``weight`` [V, H]; explicit choices kept.
+    ``token_fits``: whether the token schedule's float32 [V, H] accumulator keeps bf16/fp16 weights
+    within the memory bound at this token count (probsft.theory.fused decides: it knows the memory).
     ``loss``: the fused loss function that a calibration times (passed in by probsft.theory.fused,
     which imports this module, so that the imports point one way)."""
     low = weight.dtype in LOW
     cpu = weight.device.type == "cpu"
-    if schedule == "auto":
-        schedule = "vocab" if low and cpu else "token"
+    units = low and cpu and low_precision_gemm_units(weight.dtype)
+    if schedule != "auto":
+        schedules = (schedule,)
+    elif low and cpu and token_fits:     # without units both run float32 GEMMs, 3 vs 4: token
+        schedules = ("token", "vocab") if units and gemm != "float32" else ("token",)
+    else:
+        schedules = ("vocab",) if low and cpu else ("token",)
     if impl == "auto":
         impl = "eager"
-    units = low and cpu and low_precision_gemm_units(weight.dtype)
     if gemm != "auto":
         gemms = (gemm,)
     else:
         gemms = GEMMS if units else ("float32",) if low and cpu else ("input",)
     layouts = (layout,) if layout != "auto" else LAYOUTS if cpu else ("row",)
     slow_low = low and cpu and not units and "input" in gemms        # bf16 GEMMs without units
-    if len(gemms) * len(layouts) > 1 and not slow_low:
-        gemm, layout = calibrated(weight.dtype, schedule, candidates(gemms, layouts), loss)
+    names = candidates(schedules, gemms, layouts)
+    if len(names) > 1 and not slow_low:
+        schedule, gemm, layout = calibrated(weight.dtype, names, loss)
     else:
-        gemm, layout = gemms[0], layouts[0] if len(layouts) == 1 else "row"
+        schedule, gemm, layout = schedules[0], gemms[0], layouts[0] if len(layouts) == 1 else "row"
     gemm_dtype = torch.float32 if gemm == "float32" and low else weight.dtype
     return impl, schedule, gemm_dtype, layout
 
 
-def candidates(gemms, layouts) -> tuple:
-    """The (gemm, layout) pairs to time, as "gemm/layout" names."""
-    return tuple(f"{g}/{lay}" for g in gemms for lay in layouts)
+def candidates(schedules, gemms, layouts) -> tuple:
+    """The (schedule, gemm, layout) triples to time, as "schedule/gemm/layout" names."""
+    return tuple(f"{s}/{g}/{lay}" for s in schedules for g in gemms for lay in layouts)
 
 
 def cache_path() -> Path:
@@ -110,20 +121,20 @@ def cache_path() -> Path:
     return Path(root) / "fused_calibration.json"
 
 
-def machine_key(dtype, schedule: str, names: tuple) -> str:
+def machine_key(dtype, names: tuple) -> str:
     """What a calibration depends on: CPU model and capability, torch version, threads, the weight
-    dtype, the schedule, the candidates and the problem timed."""
+    dtype, the candidates and the problem timed."""
     f = cpu_features()
     return (f"{f['model']} | {f['capability']} | torch {torch.__version__} | "
-            f"{torch.get_num_threads()} threads | {str(dtype).replace('torch.', '')} | {schedule} | "
+            f"{torch.get_num_threads()} threads | {str(dtype).replace('torch.', '')} | "
             + " ".join(names) + " | N,H,V " + ",".join(map(str, CALIBRATION_SHAPE)))
 
 
-def time_candidates(dtype, schedule: str, names: tuple, loss, shape=CALIBRATION_SHAPE,
+def time_candidates(dtype, names: tuple, loss, shape=CALIBRATION_SHAPE,
                     rounds=CALIBRATION_ROUNDS) -> dict:
-    """{"gemm/layout": seconds}: the best of ``rounds`` interleaved forward + backward runs of the fused
-    NLL ``loss`` (fused_linear_loss) on CPU (``shape`` = tokens, hidden, vocabulary; two token
-    chunks) for each candidate."""
+    """{"schedule/gemm/layout": seconds}: the best of ``rounds`` interleaved forward + backward runs
+    of the fused NLL ``loss`` (fused_linear_loss) on CPU (``shape`` = tokens, hidden, vocabulary;
+    two token chunks) for each candidate."""
     N, H, V = shape
     gen = torch.Generator().manual_seed(0)
     h = (torch.randn(N, H, generator=gen) * 0.5).to(dtype).requires_grad_()
@@ -132,7 +143,7 @@ def time_candidates(dtype, schedule: str, names: tuple, loss, shape=CALIBRATION_
     best = dict.fromkeys(names, float("inf"))
     for round_ in range(rounds + 1):                                  # round 0: warm-up
         for name in names:
-            gemm, layout = name.split("/")
+            schedule, gemm, layout = name.split("/")
             h.grad = W.grad = None
             t0 = time.perf_counter()
             loss(h, W, y, "nll", chunk_size=max(1, N // 2), schedule=schedule, gemm=gemm,
@@ -143,15 +154,15 @@ def time_candidates(dtype, schedule: str, names: tuple, loss, shape=CALIBRATION_
 
 
 @functools.cache
-def calibrated(dtype, schedule: str, names: tuple, loss) -> tuple:
-    """(gemm, layout): this machine's fastest candidate for ``dtype`` weights, read from the cache
+def calibrated(dtype, names: tuple, loss) -> tuple:
+    """(schedule, gemm, layout): this machine's fastest candidate for ``dtype`` weights, read from the cache
     file, or measured by :func:`time_candidates` and written there (kept in memory only where the
     file cannot be written)."""
-    key, path = machine_key(dtype, schedule, names), cache_path()
+    key, path = machine_key(dtype, names), cache_path()
     entries = read_calibration(path)
     choice = entries.get(key, {}).get("choice") if isinstance(entries.get(key), dict) else None
     if choice not in names:
-        seconds = time_candidates(dtype, schedule, names, loss)
+        seconds = time_candidates(dtype, names, loss)
         choice = min(seconds, key=seconds.get)
         entries[key] = {"choice": choice, "seconds": seconds, "shape": list(CALIBRATION_SHAPE),
                         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

@@ -355,16 +355,16 @@ LOSS = probsft.fused_linear_loss
 @pytest.fixture
 def fake_calibration(tmp_path, monkeypatch):
     """fused_auto with a temporary cache and a fake timer: ``timed`` lists each timing's candidates;
-    the fake makes "float32/col" the fastest, then any other "/col"."""
+    the fake makes "vocab/input/col" the fastest, then any other ".../col"."""
     from probsft.theory import fused_auto
 
     monkeypatch.setenv("PROBSFT_CACHE_DIR", str(tmp_path / "cache"))
     timed = []
 
-    def fake(dtype, schedule, names, loss, *a, **k):
+    def fake(dtype, names, loss, *a, **k):
         assert loss is probsft.fused_linear_loss
         timed.append(names)
-        return {name: 0.1 if name == "float32/col" else 0.2 if name.endswith("/col") else 0.3
+        return {name: 0.1 if name == "vocab/input/col" else 0.2 if name.endswith("/col") else 0.3
                 for name in names}
 
     monkeypatch.setattr(fused_auto, "time_candidates", fake)
@@ -375,30 +375,65 @@ def fake_calibration(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("units", [False, True])
 def test_auto_rule_follows_the_cpu_features(units, fake_calibration, monkeypatch):
-    """bf16 on a CPU without bf16 GEMM units: float32 GEMMs by rule, only the layout timed; with units:
-    bf16 and float32 GEMMs both timed; float32 weights: the token schedule, layouts timed. Explicit
-    choices are kept; non-CPU devices are never timed; bf16 GEMMs are never timed without units."""
+    """bf16 on a CPU without bf16 GEMM units: float32 GEMMs by rule, the token schedule where its
+    accumulator fits (both schedules run the same float32 GEMMs, token one fewer) and the vocabulary
+    schedule where it does not, only the layout timed; with units: bf16 and float32 GEMMs both timed,
+    and both schedules where the token schedule fits; float32 weights: the token schedule, layouts
+    timed. Explicit choices are kept; non-CPU devices are never timed; bf16 GEMMs are never timed
+    without units."""
     fused_auto, timed = fake_calibration
     monkeypatch.setattr(fused_auto, "low_precision_gemm_units", lambda dtype: units)
     W16, W32 = torch.zeros(4, 3, dtype=torch.bfloat16), torch.zeros(4, 3)
-    impl, schedule, gemm, layout = fused_auto.choose(W16, 8, "auto", "auto", "auto", loss=LOSS)
-    assert schedule == "vocab" and impl == "eager" and layout == "col"
-    assert timed[-1] == (("input/row", "input/col", "float32/row", "float32/col") if units else
-                         ("float32/row", "float32/col"))
-    assert gemm == torch.float32                       # the fake timer's fastest
-    assert fused_auto.choose(W32, 8, "auto", "auto", "auto", loss=LOSS)[1:] == \
+    gemms = ("input", "float32") if units else ("float32",)
+    for fits in (False, True):
+        impl, schedule, gemm, layout = fused_auto.choose(W16, fits, "auto", "auto", "auto", loss=LOSS)
+        schedules = ("token", "vocab") if fits and units else ("token",) if fits else ("vocab",)
+        assert timed[-1] == fused_auto.candidates(schedules, gemms, fused_auto.LAYOUTS)
+        assert impl == "eager" and layout == "col"                      # the fake timer's fastest
+        assert (schedule, gemm) == (("vocab", torch.bfloat16) if units else
+                                    ("token" if fits else "vocab", torch.float32))
+    assert fused_auto.choose(W32, False, "auto", "auto", "auto", loss=LOSS)[1:] == \
         ("token", torch.float32, "col")
-    assert timed[-1] == ("input/row", "input/col")
+    assert timed[-1] == ("token/input/row", "token/input/col")
     n = len(timed)
-    assert fused_auto.choose(W16, 8, "eager", "token", "input", "row") == \
-        ("eager", "token", torch.bfloat16, "row")
-    assert fused_auto.choose(W16, 8, "auto", "auto", "input", loss=LOSS)[2:] == \
-        ((torch.bfloat16, "col") if units else (torch.bfloat16, "row"))     # no bf16 timing w/o units
-    assert fused_auto.choose(W32.to("meta"), 8, "auto", "auto", "auto", loss=LOSS)[1:] == \
+    assert fused_auto.choose(W16, True, "eager", "vocab", "input", "row") == \
+        ("eager", "vocab", torch.bfloat16, "row")
+    assert fused_auto.choose(W16, False, "auto", "auto", "input", loss=LOSS)[1:] == \
+        (("vocab", torch.bfloat16, "col") if units else ("vocab", torch.bfloat16, "row"))
+    assert fused_auto.choose(W16, True, "auto", "auto", "float32", loss=LOSS)[1:3] == \
+        ("token", torch.float32)                   # float32 GEMMs: the schedule is not timed
+    assert fused_auto.choose(W32.to("meta"), False, "auto", "auto", "auto", loss=LOSS)[1:] == \
         ("token", torch.float32, "row")
-    assert len(timed) == n + units
+    assert len(timed) == n + 2 * units     # without units: no bf16 GEMM timing, and the token
+                                           # schedule's float32 layouts were timed above already
     with pytest.raises(probsft.UserError, match="gemm"):
         probsft.fused_linear_loss(W32, W32, torch.zeros(4, dtype=torch.long), "nll", gemm="fp8")
+
+
+def test_plan_says_what_runs_and_keeps_bf16_within_the_memory_bound(monkeypatch):
+    """plan(): float32 weights take the token schedule at any N; bf16 weights on CPU take it from
+    the token count on where its float32 [V, H] accumulator fits a tenth of naive's 8·N·V bytes,
+    the vocabulary schedule below; explicit choices and chunk sizes are kept; bad ones are errors."""
+    from probsft.theory import fused, fused_auto
+
+    monkeypatch.setattr(fused_auto, "low_precision_gemm_units", lambda dtype: False)
+    V, H = 4096, 32
+    W16, W32 = (torch.zeros((), dtype=d).expand(V, H) for d in (torch.bfloat16, torch.float32))
+    fits = [n for n in range(64, 8192, 64) if fused._token_fits(n, V, H, fused._auto_width(n, V, 128))]
+    first = fits[0]                 # chunks of about N / 6 leave 0.8 - 0.68 of 8·N·V for 8·V·H:
+    assert 5 * (H + 128) <= first and set(range(68 * H, 8192, 64)) <= set(fits)   # all from 68 H
+    # the accumulator decides: 16 MiB of a 19.2 MiB budget, with the chunk and a slice of W over it
+    assert not fused._token_fits(1536, 16384, 256, 128) and fused._token_fits(1536, 16384, 64, 128)
+    for n in (first - 64, first):
+        run = fused.plan(W16, n, layout="row")
+        assert run["schedule"] == ("token" if n == first else "vocab")
+        assert run["gemm"] == torch.float32 and run["layout"] == "row"
+        assert run["chunk_size"] == fused._auto_width(n, V, 128)
+    assert fused.plan(W32, 64, layout="row")["schedule"] == "token"
+    assert fused.plan(W16, first, schedule="vocab", layout="row", chunk_size=7)["schedule"] == "vocab"
+    assert fused.plan(W16, first, layout="row", chunk_size=7)["chunk_size"] == 7
+    with pytest.raises(probsft.UserError, match="chunk_size must be a positive int"):
+        fused.plan(W16, first, chunk_size=0)
 
 
 def test_calibration_is_measured_once_per_machine_and_cached(fake_calibration, monkeypatch):
@@ -406,30 +441,30 @@ def test_calibration_is_measured_once_per_machine_and_cached(fake_calibration, m
     processes (a cleared in-memory cache) read it without timing; a broken file is measured again;
     an unwritable cache directory still gives a choice."""
     fused_auto, timed = fake_calibration
-    names = fused_auto.candidates(["input"], fused_auto.LAYOUTS)
+    names = fused_auto.candidates(["token"], ["input"], fused_auto.LAYOUTS)
 
     def choice():
-        return fused_auto.calibrated(torch.float32, "token", names, LOSS)
+        return fused_auto.calibrated(torch.float32, names, LOSS)
 
-    assert choice() == ("input", "col")
-    entry = fused_auto.read_calibration()[fused_auto.machine_key(torch.float32, "token", names)]
-    assert entry["choice"] == "input/col" and entry["seconds"] == {"input/row": 0.3, "input/col": 0.2}
+    assert choice() == ("token", "input", "col")
+    entry = fused_auto.read_calibration()[fused_auto.machine_key(torch.float32, names)]
+    assert entry["choice"] == "token/input/col"
+    assert entry["seconds"] == {"token/input/row": 0.3, "token/input/col": 0.2}
     fused_auto.calibrated.cache_clear()                                    # a new process
-    assert choice() == ("input", "col") and len(timed) == 1
+    assert choice() == ("token", "input", "col") and len(timed) == 1
     fused_auto.cache_path().write_text("{not json")
     fused_auto.calibrated.cache_clear()
-    assert choice() == ("input", "col") and len(timed) == 2
+    assert choice() == ("token", "input", "col") and len(timed) == 2
     monkeypatch.setenv("PROBSFT_CACHE_DIR", "/proc/probsft-cannot-write-here")
     fused_auto.calibrated.cache_clear()
-    assert choice() == ("input", "col") and len(timed) == 3
+    assert choice() == ("token", "input", "col") and len(timed) == 3
 
 
 def test_time_candidates_runs_the_fused_loss_for_each():
     from probsft.theory import fused_auto
 
-    names = fused_auto.candidates(["input"], fused_auto.LAYOUTS)
-    seconds = fused_auto.time_candidates(torch.float32, "token", names, LOSS, shape=(8, 16, 64),
-                                         rounds=1)
+    names = fused_auto.candidates(("token", "vocab"), ["input"], fused_auto.LAYOUTS)
+    seconds = fused_auto.time_candidates(torch.float32, names, LOSS, shape=(8, 16, 64), rounds=1)
     assert set(seconds) == set(names) and all(0 < t < 60 for t in seconds.values())
 
 
