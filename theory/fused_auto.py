@@ -23,7 +23,9 @@ CPU features are read once (:func:`cpu_features`).
     CUDA: "row" (benchmarked).
 On CPU the (schedule, gemm, layout) candidates left open are **calibrated** once per machine
 (:func:`calibrated`): one forward + backward of the fused loss itself on a small problem per candidate,
-interleaved, best of 3 (a second or two on 2 cores), and the fastest is cached in a JSON
+interleaved, best of 3 (a second or two on 2 cores; where schedules are timed too, only on CPUs
+with bf16/fp16 GEMM units, a problem 4x larger, :data:`SCHEDULE_CALIBRATION_SHAPE`, not timed on a
+CPU yet), and the fastest is cached in a JSON
 file (:func:`cache_path`) keyed by CPU model, capability, torch version, threads, dtype,
 candidates and the problem's shape, so every later process on that machine makes the same choice.
 """
@@ -43,7 +45,11 @@ from probsft.files import atomic_write_json
 LOW = (torch.bfloat16, torch.float16)
 GEMMS = ("input", "float32")
 LAYOUTS = ("row", "col")
-CALIBRATION_SHAPE = (256, 512, 16384)           # tokens N, hidden H, vocabulary V (chunks of N / 2)
+CALIBRATION_SHAPE = (256, 512, 16384, 128)      # tokens N, hidden H, vocabulary V, chunk C
+# where schedules are timed too: the token schedule's fixed cost (zeroing and rounding its [V, H]
+# accumulator) and per-chunk cost (adding a chunk's product) count less at larger N and C, and it is
+# only a candidate from N of about 5 (H + C) on, so 2 chunks of 128 tokens would bias against it
+SCHEDULE_CALIBRATION_SHAPE = (1024, 512, 16384, 256)
 CALIBRATION_ROUNDS = 3
 
 
@@ -127,15 +133,20 @@ def machine_key(dtype, names: tuple) -> str:
     f = cpu_features()
     return (f"{f['model']} | {f['capability']} | torch {torch.__version__} | "
             f"{torch.get_num_threads()} threads | {str(dtype).replace('torch.', '')} | "
-            + " ".join(names) + " | N,H,V " + ",".join(map(str, CALIBRATION_SHAPE)))
+            + " ".join(names) + " | N,H,V,C " + ",".join(map(str, calibration_shape(names))))
 
 
-def time_candidates(dtype, names: tuple, loss, shape=CALIBRATION_SHAPE,
-                    rounds=CALIBRATION_ROUNDS) -> dict:
+def calibration_shape(names: tuple) -> tuple:
+    """(N, H, V, C) timed for these candidates: larger where they differ in schedule."""
+    schedules = {name.split("/")[0] for name in names}
+    return SCHEDULE_CALIBRATION_SHAPE if len(schedules) > 1 else CALIBRATION_SHAPE
+
+
+def time_candidates(dtype, names: tuple, loss, shape=None, rounds=CALIBRATION_ROUNDS) -> dict:
     """{"schedule/gemm/layout": seconds}: the best of ``rounds`` interleaved forward + backward runs
-    of the fused NLL ``loss`` (fused_linear_loss) on CPU (``shape`` = tokens, hidden, vocabulary;
-    two token chunks) for each candidate."""
-    N, H, V = shape
+    of the fused NLL ``loss`` (fused_linear_loss) on CPU for each candidate; ``shape`` = tokens,
+    hidden, vocabulary, chunk (None: :func:`calibration_shape`)."""
+    N, H, V, C = shape or calibration_shape(names)
     gen = torch.Generator().manual_seed(0)
     h = (torch.randn(N, H, generator=gen) * 0.5).to(dtype).requires_grad_()
     W = (torch.randn(V, H, generator=gen) * 0.02).to(dtype).requires_grad_()
@@ -146,7 +157,7 @@ def time_candidates(dtype, names: tuple, loss, shape=CALIBRATION_SHAPE,
             schedule, gemm, layout = name.split("/")
             h.grad = W.grad = None
             t0 = time.perf_counter()
-            loss(h, W, y, "nll", chunk_size=max(1, N // 2), schedule=schedule, gemm=gemm,
+            loss(h, W, y, "nll", chunk_size=C, schedule=schedule, gemm=gemm,
                  layout=layout, impl="eager").backward()
             if round_:
                 best[name] = min(best[name], time.perf_counter() - t0)
@@ -155,8 +166,8 @@ def time_candidates(dtype, names: tuple, loss, shape=CALIBRATION_SHAPE,
 
 @functools.cache
 def calibrated(dtype, names: tuple, loss) -> tuple:
-    """(schedule, gemm, layout): this machine's fastest candidate for ``dtype`` weights, read from the cache
-    file, or measured by :func:`time_candidates` and written there (kept in memory only where the
+    """(schedule, gemm, layout): this machine's fastest candidate for ``dtype`` weights, read from the
+    cache file, or measured by :func:`time_candidates` and written there (kept in memory only where the
     file cannot be written)."""
     key, path = machine_key(dtype, names), cache_path()
     entries = read_calibration(path)
@@ -164,7 +175,7 @@ def calibrated(dtype, names: tuple, loss) -> tuple:
     if choice not in names:
         seconds = time_candidates(dtype, names, loss)
         choice = min(seconds, key=seconds.get)
-        entries[key] = {"choice": choice, "seconds": seconds, "shape": list(CALIBRATION_SHAPE),
+        entries[key] = {"choice": choice, "seconds": seconds, "shape": list(calibration_shape(names)),
                         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         try:
             atomic_write_json(path, entries)

@@ -464,8 +464,12 @@ def test_time_candidates_runs_the_fused_loss_for_each():
     from probsft.theory import fused_auto
 
     names = fused_auto.candidates(("token", "vocab"), ["input"], fused_auto.LAYOUTS)
-    seconds = fused_auto.time_candidates(torch.float32, names, LOSS, shape=(8, 16, 64), rounds=1)
+    seconds = fused_auto.time_candidates(torch.float32, names, LOSS, shape=(8, 16, 64, 4), rounds=1)
     assert set(seconds) == set(names) and all(0 < t < 60 for t in seconds.values())
+    every = fused_auto.candidates(("token", "vocab"), fused_auto.GEMMS, fused_auto.LAYOUTS)  # units
+    assert len(fused_auto.time_candidates(torch.bfloat16, every, LOSS, (8, 16, 64, 4), 1)) == 8
+    assert fused_auto.calibration_shape(names) == fused_auto.SCHEDULE_CALIBRATION_SHAPE
+    assert fused_auto.calibration_shape(names[:1]) == fused_auto.CALIBRATION_SHAPE
 
 
 @pytest.mark.parametrize("spec", ["nll", "-p", "dft", "alpha(5)@p<=0.9"])
