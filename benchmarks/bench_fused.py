@@ -11,8 +11,8 @@ Methods (each case in a fresh subprocess):
   ours-IMPL-SCHEDULE-GEMM[-LAYOUT][@C]  an explicit choice, e.g. ours-eager-vocab-input (bf16
            GEMMs), ours-compile-token-float32 (torch.compile, one pass, float32 GEMMs),
            ours-eager-token-auto-row (logits chunks row-major, not calibrated); @C: chunk_size C
-           tokens (default: min(2^25 / V, max(128, N / 6)) in multiples of 64); each part may be
-           "auto" (LAYOUT defaults to "auto")
+           tokens (default: min(2^26 / V for float32, 2^25 / V for bf16, max(128, N / 6)) in
+           multiples of 64); each part may be "auto" (LAYOUT defaults to "auto")
   ours-token, ours-compile  older names of ours-auto-token-auto and ours-compile-auto-auto
 Memory: peak RSS beyond the inputs and weights ("peak"), and the same less the weight gradient every
 method must return in the weight's dtype ("work" = the loss's working memory). The child resets

@@ -199,6 +199,11 @@ MUTATIONS = [
              "    elif False:",
              ("tests/theory/test_fused_memory.py::test_bf16_takes_the_token_schedule_where_its_accumulator_fits",),
              "bf16 weights on CPU keep the vocabulary schedule (one GEMM more) where the token one fits"),
+    Mutation("cpu-chunk-cap-for-bf16-too", "theory/fused.py",
+             'wide = lm_head_weight.device.type == "cpu" and lm_head_weight.dtype.itemsize >= 4',
+             'wide = lm_head_weight.device.type == "cpu"',
+             ("tests/theory/test_fused.py::test_plan_says_what_runs_and_keeps_bf16_within_the_memory_bound",),
+             "bf16 chunks grow to 2^26 logits as well, pushing back where the token schedule fits"),
 ]
 
 

@@ -43,8 +43,11 @@ f, s and gradient rows are zero anyway; prompts are often a large share of an SF
 no GEMM work; on CUDA they are kept (finding them would be a host sync).
 Memory: a pass holds one float32 [C, V] (or [N, S]) logits buffer, reused by its chunks (token
 statistics, for DEFT/EAFT, are computed 32 rows at a time, so their temporaries stay small).
-chunk_size=None picks C = min(2^25 / V, max(128, N / 6)) tokens, rounded down to a multiple of 64
-(aligned GEMM operands): at most 128 MiB of float32 logits, and at most a sixth of the N x V logits
+chunk_size=None picks C = min(E / V, max(128, N / 6)) tokens, rounded down to a multiple of 64
+(aligned GEMM operands), E = 2^26 for float32/float64 weights on CPU, else 2^25: at most 256 MiB of
+float32 logits there, 128 MiB otherwise (bf16/fp16 on CPU: a larger chunk would push back the token
+count from which the token schedule fits, which gains more; CUDA: not measured, and CCE's memory is
+the yardstick there), and at most a sixth of the N x V logits
 (naive's working memory holds at least two such arrays), so from N >= 768 tokens on the working
 memory stays under 0.1x naive's (tests/theory/test_fused_memory.py counts it); vocabulary slices
 likewise S = min(2^25 / N, max(1024, V / 6)), the vocabulary pass's tokens padded to a multiple of 64.
@@ -76,7 +79,9 @@ IMPLS = ("auto", "eager", "compile", "cce")
 SCHEDULES = ("auto", "token", "vocab")
 GEMMS = ("auto", "input", "float32")
 LAYOUTS = ("auto", "row", "col")
-_AUTO_ELEMENTS = 1 << 25          # C·V for chunk_size=None: a 128 MiB float32 logits chunk at most
+_AUTO_ELEMENTS = 1 << 25          # C·V for chunk_size=None: a 128 MiB float32 logits chunk at most,
+_AUTO_ELEMENTS_CPU = 1 << 26      # 256 MiB for float32 weights on CPU (the heads' GEMMs 3-8% faster
+                                  # with 384-512 than with 192-256 tokens: docs/performance.md)
 _AUTO_SHARE = 6                   # ... and at most 1/6 of the naive N x V logits,
 _AUTO_MIN = (128, 1024)           # ... but no fewer tokens / vocabulary rows than these
 _STATS_ROWS = 32                  # rows per block of a chunk's token statistics (DEFT, EAFT)
@@ -100,7 +105,8 @@ def fused_linear_loss(hidden, lm_head_weight, labels, objective, bias=None, igno
             (``obj.with_quantiles(base_probs)``) first.
         bias: [V] or None.
         reduction, num_items_in_batch, ignore_index: as :meth:`Objective.loss`.
-        chunk_size: tokens per chunk (None: min(2^25 / V, max(128, N / 6)), module doc).
+        chunk_size: tokens per chunk (None: min(E / V, max(128, N / 6)), E = 2^26 for float32
+            weights on CPU, else 2^25; module doc).
         impl: "auto", "eager", "compile" (torch.compile of the per-chunk elementwise work) or
             "cce" (cut-cross-entropy's per-token kernel, probsft.theory.fused_cce; falls back to
             "auto" when the package is missing, a bias is given or f needs token statistics).
@@ -183,7 +189,9 @@ def plan(lm_head_weight, n_tokens, impl="auto", schedule="auto", gemm="auto", la
     V, H = lm_head_weight.shape
     n_tokens = max(1, n_tokens)
     if chunk_size is None:
-        chunk_size = _auto_width(n_tokens, V, _AUTO_MIN[0])
+        wide = lm_head_weight.device.type == "cpu" and lm_head_weight.dtype.itemsize >= 4
+        cap = _AUTO_ELEMENTS_CPU if wide else _AUTO_ELEMENTS
+        chunk_size = _auto_width(n_tokens, V, _AUTO_MIN[0], cap)
     if vocab_chunk_size is None:
         vocab_chunk_size = min(V, _auto_width(V, n_tokens, _AUTO_MIN[1]))
     for name, value in (("chunk_size", chunk_size), ("vocab_chunk_size", vocab_chunk_size)):
@@ -281,10 +289,10 @@ class _FusedLinearObjective(torch.autograd.Function):
         return gh, gW, gb, *(None,) * 7
 
 
-def _auto_width(n, other, least):
-    """Rows of an [n, other] array per chunk: min(2^25 / other, max(least, n / 6)), rounded down to a
-    multiple of _ALIGN when that is at least _ALIGN (aligned GEMM operands), at least 1."""
-    rows = min(_AUTO_ELEMENTS // other, max(least, -(-n // _AUTO_SHARE)))
+def _auto_width(n, other, least, elements=_AUTO_ELEMENTS):
+    """Rows of an [n, other] array per chunk: min(elements / other, max(least, n / 6)), rounded down
+    to a multiple of _ALIGN when that is at least _ALIGN (aligned GEMM operands), at least 1."""
+    rows = min(elements // other, max(least, -(-n // _AUTO_SHARE)))
     return rows - rows % _ALIGN if rows >= _ALIGN else max(1, rows)
 
 
@@ -339,7 +347,7 @@ def _compute_dtype(dtype):
 def _scratch(rows, cols, gemm, like):
     """One flat buffer for the logits of every chunk of a pass (rows x cols at most), when the GEMMs
     write the compute dtype: allocated once, so later chunks reuse its pages rather than fault in
-    fresh ones (a 128 MiB chunk is mmap'ed anew by malloc each time). None for bf16/fp16 GEMMs."""
+    fresh ones (a large chunk is mmap'ed anew by malloc each time). None for bf16/fp16 GEMMs."""
     if gemm != _compute_dtype(gemm):
         return None
     return torch.empty(rows * cols, dtype=gemm, device=like.device)

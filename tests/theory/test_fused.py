@@ -413,7 +413,8 @@ def test_auto_rule_follows_the_cpu_features(units, fake_calibration, monkeypatch
 def test_plan_says_what_runs_and_keeps_bf16_within_the_memory_bound(monkeypatch):
     """plan(): float32 weights take the token schedule at any N; bf16 weights on CPU take it from
     the token count on where its float32 [V, H] accumulator fits a tenth of naive's 8·N·V bytes,
-    the vocabulary schedule below; explicit choices and chunk sizes are kept; bad ones are errors."""
+    the vocabulary schedule below; automatic chunks are capped at 2^26 logits for float32 weights
+    on CPU, 2^25 for bf16; explicit choices and chunk sizes are kept; bad ones are errors."""
     from probsft.theory import fused, fused_auto
 
     monkeypatch.setattr(fused_auto, "low_precision_gemm_units", lambda dtype: False)
@@ -430,6 +431,8 @@ def test_plan_says_what_runs_and_keeps_bf16_within_the_memory_bound(monkeypatch)
         assert run["gemm"] == torch.float32 and run["layout"] == "row"
         assert run["chunk_size"] == fused._auto_width(n, V, 128)
     assert fused.plan(W32, 64, layout="row")["schedule"] == "token"
+    wide = {d: torch.zeros((), dtype=d).expand(131072, 8) for d in (torch.float32, torch.bfloat16)}
+    assert [fused.plan(wide[d], 4096, layout="row")["chunk_size"] for d in wide] == [512, 256]
     assert fused.plan(W16, first, schedule="vocab", layout="row", chunk_size=7)["schedule"] == "vocab"
     assert fused.plan(W16, first, layout="row", chunk_size=7)["chunk_size"] == 7
     with pytest.raises(probsft.UserError, match="chunk_size must be a positive int"):
