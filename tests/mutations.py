@@ -204,6 +204,11 @@ MUTATIONS = [
              'wide = lm_head_weight.device.type == "cpu"',
              ("tests/theory/test_fused.py::test_plan_says_what_runs_and_keeps_bf16_within_the_memory_bound",),
              "bf16 chunks grow to 2^26 logits as well, pushing back where the token schedule fits"),
+    Mutation("cuda-bf16-token-accumulator", "theory/fused_auto.py",
+             '        schedules = ("vocab",) if low else ("token",)',
+             '        schedules = ("vocab",) if low and cpu else ("token",)',
+             ("tests/theory/test_fused.py::test_auto_rule_follows_the_cpu_features",),
+             "bf16 on CUDA takes the token schedule, whose float32 accumulator is 2x the gradient"),
 ]
 
 

@@ -28,8 +28,9 @@ Design:
                dW_s = G_s^T h in one GEMM over all N tokens (2 GEMMs), straight into the gradient in
                the weight's dtype: float32 accumulation inside the GEMM, one rounding, and no
                [V, H] accumulator at all. One GEMM more than "token".
-      "auto"   "token", except for bf16/fp16 weights on CPU where its accumulator would break the
-               memory bound (fewer than about 5 (H + C) tokens): "vocab" there (:func:`plan`).
+      "auto"   "token" for float32 weights; for bf16/fp16 weights "vocab" on CUDA, and on CPU
+               "vocab" where the token schedule's accumulator would break the memory bound (fewer
+               than about 5 (H + C) tokens), "token" above (probsft.theory.fused_auto, :func:`plan`).
   * gemm: "input" runs the GEMMs in the input dtype; "float32" upcasts bf16/fp16 operands slice by
     slice (W in vocabulary slices of 2^21 / H rows, 8 MiB in float32, never a whole copy) for CPUs without
     bf16/fp16 GEMM units, where a bf16 GEMM is several times slower than a float32 one.

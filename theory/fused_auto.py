@@ -3,10 +3,12 @@ device, CPU and dtype: rules where one choice is right everywhere, a calibration
 
 CPU features are read once (:func:`cpu_features`).
   * schedule: "token" (3 GEMMs) for float32 weights (the float32 [V, H] accumulator is the gradient
-    itself) and on CUDA (as measured in gpu_fused.py). For bf16/fp16 weights on CPU the accumulator
-    is extra memory: "token" where it fits the memory bound at this token count (probsft.theory.fused
-    decides, from about N >= 5 (H + C) tokens on), "vocab" (4 GEMMs, no accumulator) where it does
-    not. Where both fit and the CPU has GEMM units for the dtype, the schedule is calibrated with the
+    itself). For bf16/fp16 weights the accumulator is extra memory, twice the gradient's: on CUDA
+    "vocab" (4 GEMMs, no accumulator; the target there is <= 1.5x cut-cross-entropy's memory, whose
+    peak is about the bf16 gradient, so the accumulator alone would break it: arithmetic, not yet
+    measured on a GPU, where benchmarks/gpu_fused.py times "ours" against "ours-token"); on CPU
+    "token" where it fits the memory bound at this token count (probsft.theory.fused decides, from
+    about N >= 5 (H + C) tokens on), "vocab" where it does not. Where both fit and the CPU has GEMM units for the dtype, the schedule is calibrated with the
     GEMM dtype (bf16 GEMMs may make the fourth GEMM cheap); without units both schedules run the
     same float32 GEMMs, so "token" by rule (0.75-0.78x the time of "vocab", docs/performance.md).
   * impl: "eager" (torch.compile of the elementwise chunk work did not pay on CPU).
@@ -96,7 +98,7 @@ def choose(weight: torch.Tensor, token_fits: bool, impl: str, schedule: str, gem
     elif low and cpu and token_fits:     # without units both run float32 GEMMs, 3 vs 4: token
         schedules = ("token", "vocab") if units and gemm != "float32" else ("token",)
     else:
-        schedules = ("vocab",) if low and cpu else ("token",)
+        schedules = ("vocab",) if low else ("token",)
     if impl == "auto":
         impl = "eager"
     if gemm != "auto":

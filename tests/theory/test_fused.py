@@ -379,8 +379,9 @@ def test_auto_rule_follows_the_cpu_features(units, fake_calibration, monkeypatch
     accumulator fits (both schedules run the same float32 GEMMs, token one fewer) and the vocabulary
     schedule where it does not, only the layout timed; with units: bf16 and float32 GEMMs both timed,
     and both schedules where the token schedule fits; float32 weights: the token schedule, layouts
-    timed. Explicit choices are kept; non-CPU devices are never timed; bf16 GEMMs are never timed
-    without units."""
+    timed. Off CPU: bf16 takes the vocabulary schedule (the accumulator alone would be twice the
+    gradient cut-cross-entropy's memory is about), float32 the token one. Explicit choices are kept;
+    non-CPU devices are never timed; bf16 GEMMs are never timed without units."""
     fused_auto, timed = fake_calibration
     monkeypatch.setattr(fused_auto, "low_precision_gemm_units", lambda dtype: units)
     W16, W32 = torch.zeros(4, 3, dtype=torch.bfloat16), torch.zeros(4, 3)
@@ -404,6 +405,9 @@ def test_auto_rule_follows_the_cpu_features(units, fake_calibration, monkeypatch
         ("token", torch.float32)                   # float32 GEMMs: the schedule is not timed
     assert fused_auto.choose(W32.to("meta"), False, "auto", "auto", "auto", loss=LOSS)[1:] == \
         ("token", torch.float32, "row")
+    for fits in (False, True):            # off CPU (CUDA) bf16 never takes the f32 accumulator
+        assert fused_auto.choose(W16.to("meta"), fits, "auto", "auto", "auto", loss=LOSS)[1:] == \
+            ("vocab", torch.bfloat16, "row")
     assert len(timed) == n + 2 * units     # without units: no bf16 GEMM timing, and the token
                                            # schedule's float32 layouts were timed above already
     with pytest.raises(probsft.UserError, match="gemm"):
