@@ -2,8 +2,8 @@
 fused linear cross-entropy and TRL's chunked log-prob head, and probsft's runner against HF Trainer.
 
 Sections (each with its own time budget; a baseline that is missing is a row "not installed"):
-  fused     benchmarks/gpu_fused.py: naive, ours, cce, liger, trl, ours-token, ours-cce, ours-compile
-            at N 8192 on the Qwen2.5-0.5B head (H 896, V 151,936) and the Llama-3.2-1B head (H 2048,
+  fused     benchmarks/gpu_fused.py: naive, ours, cce, liger, trl, ours-token, ours-half, ours-cce,
+            ours-compile at N 8192 on the Qwen2.5-0.5B head (H 896, V 151,936) and the Llama-3.2-1B head (H 2048,
             V 128,256), bf16, for the specs nll, p, alpha(5), deft: time, peak memory, loss and
             gradient error vs naive. Targets, per shape and f: ours <= 1.2x CCE's time and
             <= 1.5x CCE's memory (CCE computes NLL only: its NLL run is the reference for every f).

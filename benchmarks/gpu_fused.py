@@ -7,6 +7,10 @@ Methods (each on the same h [N, H], W [V, H], y [N], 10% of labels masked):
               CUDA: the vocabulary schedule, 4 GEMMs, no float32 [V, H] accumulator)
   ours-token  schedule="token" (3 GEMMs and that accumulator: twice the bf16 gradient in memory),
               to weigh the default's memory against its fourth GEMM
+  ours-half   the default with token chunks and vocabulary slices half as wide (half their float32
+              buffers; more, smaller GEMMs and kernel launches): whether the chunk budget on CUDA
+              should shrink to meet "<= 1.5x CCE memory" (by arithmetic the default's buffers put
+              the Qwen head near 1.6x CCE's peak), and at what cost in time
   ours-compile   impl="compile" (the per-chunk elementwise work under torch.compile)
   ours-cce    impl="cce": cut-cross-entropy's per-token kernel + f (every f but deft, which needs
               sum q^2 and falls back to our kernel: reported as such)
@@ -36,7 +40,7 @@ import torch
 
 import probsft
 from probsft.theory import fused_cce
-from probsft.theory.fused import fused_linear_loss
+from probsft.theory.fused import fused_linear_loss, plan
 from probsft.theory.losses import token_terms
 
 NLL_ONLY = ("cce", "liger")        # measured once per shape, under the spec "nll"
@@ -56,6 +60,14 @@ def _naive(obj):
 
 def _ours(obj, **kw):
     return lambda h, W, y: fused_linear_loss(h, W, y, obj, **kw)
+
+
+def _ours_half(obj):
+    def fn(h, W, y):
+        run = plan(W, y.numel())
+        return fused_linear_loss(h, W, y, obj, chunk_size=max(1, run["chunk_size"] // 2),
+                                 vocab_chunk_size=max(1, run["vocab_chunk_size"] // 2))
+    return fn
 
 
 def _ours_cce(obj):
@@ -98,7 +110,8 @@ def _trl(obj):
 # the order they run in: the targets' baselines first, the optional compile variant (whose first
 # call compiles for tens of seconds) last; past the section's budget only REQUIRED still run
 METHODS = {"naive": _naive, "ours": _ours, "cce": _cce, "liger": _liger, "trl": _trl,
-           "ours-token": lambda o: _ours(o, schedule="token"), "ours-cce": _ours_cce,
+           "ours-token": lambda o: _ours(o, schedule="token"), "ours-half": _ours_half,
+           "ours-cce": _ours_cce,
            "ours-compile": lambda o: _ours(o, impl="compile")}
 REQUIRED = ("naive", "ours", "cce")
 

@@ -34,6 +34,9 @@ def test_dry_run_writes_every_spec_and_ours_matches_naive(tmp_path):
         naive, ours = rows[(spec, "naive")], rows[(spec, "ours")]
         assert "error" not in naive and "error" not in ours, (naive, ours)
         assert ours["loss_rel_err"] < 1e-5 and ours["grad_rel_err"] < 1e-5, ours   # float32
+        for variant in ("ours-token", "ours-half"):       # the schedule and chunk alternatives
+            assert "error" not in rows[(spec, variant)] and \
+                rows[(spec, variant)]["grad_rel_err"] < 1e-5, rows[(spec, variant)]
         trl = rows[(spec, "trl")]          # installed with the validate extra: must run, exactly
         assert "error" not in trl and trl["grad_rel_err"] < 1e-5, trl
     for method in ("cce", "liger"):        # NLL-only baselines: a number or a reported absence
