@@ -3,10 +3,11 @@ fused linear cross-entropy and TRL's chunked log-prob head, and probsft's runner
 
 Sections (each with its own time budget; a baseline that is missing is a row "not installed"):
   fused     benchmarks/gpu_fused.py: naive, ours, cce, liger, trl, ours-token, ours-half, ours-cce,
-            ours-compile at N 8192 on the Qwen2.5-0.5B head (H 896, V 151,936) and the Llama-3.2-1B head (H 2048,
-            V 128,256), bf16, for the specs nll, p, alpha(5), deft: time, peak memory, loss and
-            gradient error vs naive. Targets, per shape and f: ours <= 1.2x CCE's time and
-            <= 1.5x CCE's memory (CCE computes NLL only: its NLL run is the reference for every f).
+            ours-compile at N 8192 on the Qwen2.5-0.5B head (H 896, V 151,936) and the
+            Llama-3.2-1B head (H 2048, V 128,256), bf16, for the specs nll, p, alpha(5), deft:
+            time, peak memory, loss and gradient error vs naive. Targets, per shape and f: ours
+            <= 1.2x CCE's time and <= 1.5x CCE's memory (CCE computes NLL only: its NLL run is the
+            reference for every f).
   finetune  benchmarks/gpu_finetune.py: tokens/s and peak memory of the runner (nll, -p, -p fused)
             vs transformers.Trainer on ``--model`` (default models/backbone_medium, the shipped
             8.9M backbone of issue 24; or another folder with a config.json, or a preset).

@@ -111,8 +111,7 @@ def _trl(obj):
 # call compiles for tens of seconds) last; past the section's budget only REQUIRED still run
 METHODS = {"naive": _naive, "ours": _ours, "cce": _cce, "liger": _liger, "trl": _trl,
            "ours-token": lambda o: _ours(o, schedule="token"), "ours-half": _ours_half,
-           "ours-cce": _ours_cce,
-           "ours-compile": lambda o: _ours(o, impl="compile")}
+           "ours-cce": _ours_cce, "ours-compile": lambda o: _ours(o, impl="compile")}
 REQUIRED = ("naive", "ours", "cce")
 
 

@@ -8,9 +8,10 @@ CPU features are read once (:func:`cpu_features`).
     peak is about the bf16 gradient, so the accumulator alone would break it: arithmetic, not yet
     measured on a GPU, where benchmarks/gpu_fused.py times "ours" against "ours-token"); on CPU
     "token" where it fits the memory bound at this token count (probsft.theory.fused decides, from
-    about N >= 5 (H + C) tokens on), "vocab" where it does not. Where both fit and the CPU has GEMM units for the dtype, the schedule is calibrated with the
-    GEMM dtype (bf16 GEMMs may make the fourth GEMM cheap); without units both schedules run the
-    same float32 GEMMs, so "token" by rule (0.75-0.78x the time of "vocab", docs/performance.md).
+    about N >= 5 (H + C) tokens on), "vocab" where it does not. Where it fits and the CPU has GEMM
+    units for the dtype, the schedule is calibrated with the GEMM dtype (bf16 GEMMs may make the
+    fourth GEMM cheap); without units both schedules run the same float32 GEMMs, so "token" by rule
+    (0.75-0.78x the time of "vocab", docs/performance.md).
   * impl: "eager" (torch.compile of the elementwise chunk work did not pay on CPU).
   * gemm (bf16/fp16 weights): "input" runs the GEMMs in bf16, "float32" upcasts the operands slice by
     slice. On a CPU without GEMM units for the dtype (no AVX512-BF16/AMX for bf16, no
@@ -26,10 +27,10 @@ CPU features are read once (:func:`cpu_features`).
 On CPU the (schedule, gemm, layout) candidates left open are **calibrated** once per machine
 (:func:`calibrated`): one forward + backward of the fused loss itself on a small problem per candidate,
 interleaved, best of 3 (a second or two on 2 cores; where schedules are timed too, only on CPUs
-with bf16/fp16 GEMM units, a problem 4x larger, :data:`SCHEDULE_CALIBRATION_SHAPE`, not timed on a
-CPU yet), and the fastest is cached in a JSON
-file (:func:`cache_path`) keyed by CPU model, capability, torch version, threads, dtype,
-candidates and the problem's shape, so every later process on that machine makes the same choice.
+with bf16/fp16 GEMM units, a problem 4x larger, :data:`SCHEDULE_CALIBRATION_SHAPE`, not timed on
+such a CPU yet), and the fastest is cached in a JSON file (:func:`cache_path`) keyed by CPU model,
+capability, torch version, threads, dtype, candidates and the problem's shape, so every later
+process on that machine makes the same choice.
 """
 
 from __future__ import annotations
