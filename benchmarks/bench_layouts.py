@@ -63,10 +63,9 @@ def main():
             best = {}
             for round_ in range(args.rounds + 1):                   # round 0: warm-up
                 for layout, fn in products(h, W, G, GT, gh, gW).items():
-                    t0 = time.perf_counter()
-                    fn()
+                    seconds = _timed(fn)
                     if round_:
-                        best[layout] = min(best.get(layout, float("inf")), time.perf_counter() - t0)
+                        best[layout] = min(best.get(layout, float("inf")), seconds)
             flops = 3 * 2 * C * H * V / 1e9
             print(f"{name:14s} {C:5d} {flops / best['row']:9.1f} {flops / best['col']:9.1f} "
                   f"{best['col'] / best['row']:12.3f}", flush=True)
